@@ -1,0 +1,70 @@
+"""Argument validation helpers.
+
+Every constructor argument of every environment goes through one of these, so a
+bad value raises a ``ValueError`` that names the argument, the value it got and
+what is allowed, at construction time rather than as a shape error later.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``allowed``; raise a ``ValueError`` otherwise."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(
+            f"{name}={value!r} is not allowed; choose one of {', '.join(repr(a) for a in allowed)}"
+        )
+    return value
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    integer: bool = False,
+) -> Any:
+    """Check that ``value`` is a finite number (an integer when ``integer``) within bounds."""
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    is_num = is_int or isinstance(value, (float, np.floating))
+    kind = "an integer" if integer else "a number"
+    if not is_num or (integer and not is_int):
+        raise ValueError(f"{name}={value!r} must be {kind}{_range_text(low, high, low_inclusive, high_inclusive)}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name}={value!r} must be finite")
+    bad_low = low is not None and (value < low if low_inclusive else value <= low)
+    bad_high = high is not None and (value > high if high_inclusive else value >= high)
+    if bad_low or bad_high:
+        raise ValueError(f"{name}={value!r} is out of range; it must be {kind}{_range_text(low, high, low_inclusive, high_inclusive)}")
+    return int(value) if integer else float(value)
+
+
+def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
+    """Shorthand for a number that must be > 0 (or >= 0 with ``allow_zero``)."""
+    return check_number(name, value, low=0, low_inclusive=allow_zero, integer=integer)
+
+
+def check_probability(name: str, value: Any) -> float:
+    """A number in [0, 1]."""
+    return check_number(name, value, low=0.0, high=1.0)
+
+
+def _range_text(low, high, low_inclusive, high_inclusive) -> str:
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" {'>=' if low_inclusive else '>'} {low}"
+    if low is None:
+        return f" {'<=' if high_inclusive else '<'} {high}"
+    lo = "[" if low_inclusive else "("
+    hi = "]" if high_inclusive else ")"
+    return f" in {lo}{low}, {high}{hi}"

@@ -1,0 +1,260 @@
+"""The two Gymnasium views of a :class:`~deploy_envs.core.batched.BatchedCore`.
+
+* :class:`SingleEnv` - a ``gymnasium.Env``: the core at batch size 1.
+* :class:`NativeVectorEnv` - a ``gymnasium.vector.VectorEnv``: the core at batch
+  size ``num_envs``, stepping all copies in one call, with Gymnasium's
+  ``NEXT_STEP`` (default) or ``SAME_STEP`` autoreset.
+
+An environment family declares both by naming its core::
+
+    class EvasionEnv(SingleEnv):
+        core_class = EvasionCore
+
+    class EvasionVectorEnv(NativeVectorEnv):
+        core_class = EvasionCore
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from deploy_envs.core.batched import BatchedCore, select_info
+from deploy_envs.core.validation import check_positive
+
+
+class SingleEnv(gym.Env):
+    """A ``gymnasium.Env`` that is a batched core at batch size 1."""
+
+    core_class: ClassVar[type[BatchedCore]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "core_class" in cls.__dict__:  # gymnasium.make reads metadata off the class
+            cls.metadata = dict(cls.core_class.metadata)
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.core = self.core_class(num_envs=1, render_mode=render_mode, **kwargs)
+        self.metadata = dict(self.core.metadata)
+        self.render_mode = render_mode
+        self.observation_space = self.core.single_observation_space
+        self.action_space = self.core.single_action_space
+        self._idx = np.zeros(1, dtype=np.int64)
+        self._needs_reset = True
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.core.rngs[0] = self.np_random
+        obs, info = self.core.reset_indices(self._idx, options)
+        self._needs_reset = False
+        return obs[0], select_info(info, 0)
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset() or after the episode ended; call reset() first")
+        actions = self.core.validate_actions(np.expand_dims(np.asarray(action), 0), 1)
+        obs, reward, terminated, truncated, info = self.core.step_indices(self._idx, actions)
+        term, trunc = bool(terminated[0]), bool(truncated[0])
+        self._needs_reset = term or trunc
+        return obs[0], float(reward[0]), term, trunc, select_info(info, 0)
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'ansi' to make()")
+            return None
+        return self.core.render_index(0)
+
+    def close(self) -> None:
+        self.core.close()
+
+
+class NativeVectorEnv(gym.vector.VectorEnv):
+    """A ``gymnasium.vector.VectorEnv`` that steps all copies of a batched core in one call.
+
+    Seeding follows ``SyncVectorEnv``: ``reset(seed=s)`` seeds copy ``i`` with
+    ``s + i`` (or ``seed[i]`` for a list), so copy ``i`` matches a single env reset
+    with ``seed=s + i``.
+    """
+
+    core_class: ClassVar[type[BatchedCore]]
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.core = self.core_class(num_envs=num_envs, render_mode=render_mode, **kwargs)
+        self.num_envs = self.core.num_envs
+        mode = AutoresetMode(autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode={autoreset_mode!r} is not supported; use AutoresetMode.NEXT_STEP or AutoresetMode.SAME_STEP")
+        self.autoreset_mode = mode
+        self.metadata = {**self.core.metadata, "autoreset_mode": mode}
+        self.render_mode = render_mode
+        self.single_observation_space = self.core.single_observation_space
+        self.single_action_space = self.core.single_action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._all = np.arange(self.num_envs)
+        # like gymnasium's TimeLimit (which make_vec does not apply to a vector entry point)
+        self.max_episode_steps = None if max_episode_steps is None else check_positive("max_episode_steps", max_episode_steps, integer=True)
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._has_reset = False
+        self._obs = None
+
+    # ---------------------------------------------------------------- seeding
+    def _seed(self, seed: int | list[int | None] | None) -> None:
+        if seed is None:
+            return
+        seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, (int, np.integer)) else list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"seed has {len(seeds)} entries; expected one per copy ({self.num_envs})")
+        for i, s in enumerate(seeds):
+            if s is not None:
+                self.core.rngs[i], _ = seeding.np_random(int(s))
+
+    # ------------------------------------------------------------------- API
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        self._seed(seed)
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (self.num_envs,):
+                raise ValueError(f"options['reset_mask'] has shape {mask.shape}; expected ({self.num_envs},)")
+            if not self._has_reset and not mask.all():
+                raise ValueError("options['reset_mask'] must select every copy on the first reset")
+            idx = np.flatnonzero(mask)
+        else:
+            idx = self._all
+        obs_part, info_part = self.core.reset_indices(idx, options or None)
+        if self._obs is None or len(idx) == self.num_envs:
+            obs = np.array(obs_part, copy=True) if len(idx) == self.num_envs else None
+            if obs is None:
+                raise RuntimeError("internal: partial reset before a full one")
+        else:
+            obs = self._obs.copy()
+            obs[idx] = obs_part
+        self._obs = obs
+        self._autoreset[idx] = False
+        self._elapsed[idx] = 0
+        self._has_reset = True
+        return obs, _scatter_info(info_part, idx, self.num_envs)
+
+    def step(self, actions):
+        if not self._has_reset:
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset(); call reset() first")
+        actions = self.core.validate_actions(actions, self.num_envs)
+        n = self.num_envs
+        obs = self._obs.copy()
+        reward = np.zeros(n, dtype=np.float64)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        info: dict[str, np.ndarray] = {}
+
+        if self.autoreset_mode is AutoresetMode.NEXT_STEP and self._autoreset.any():
+            reset_idx = np.flatnonzero(self._autoreset)
+            step_idx = np.flatnonzero(~self._autoreset)
+            r_obs, r_info = self.core.reset_indices(reset_idx)
+            obs[reset_idx] = r_obs
+            self._elapsed[reset_idx] = 0
+            _merge_info(info, _scatter_info(r_info, reset_idx, n))
+        else:
+            step_idx = self._all
+        if len(step_idx):
+            s_obs, s_rew, s_term, s_trunc, s_info = self.core.step_indices(
+                step_idx, actions if len(step_idx) == n else actions[step_idx]
+            )
+            if len(step_idx) == n:
+                obs, reward, terminated, truncated = s_obs, np.asarray(s_rew, dtype=np.float64), s_term, s_trunc
+            else:
+                obs[step_idx], reward[step_idx] = s_obs, s_rew
+                terminated[step_idx], truncated[step_idx] = s_term, s_trunc
+            _merge_info(info, _scatter_info(s_info, step_idx, n))
+            if self.max_episode_steps is not None:
+                self._elapsed[step_idx] += 1
+                truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & ~self._autoreset)
+
+        done = terminated | truncated
+        if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
+            done_idx = np.flatnonzero(done)
+            final_obs = np.empty(n, dtype=object)
+            final_info = np.empty(n, dtype=object)
+            for i in done_idx:
+                final_obs[i] = obs[i].copy()
+                final_info[i] = select_info(info, i)
+            r_obs, r_info = self.core.reset_indices(done_idx)
+            self._elapsed[done_idx] = 0
+            obs = obs.copy()
+            obs[done_idx] = r_obs
+            # as in SyncVectorEnv: a finished copy's step info moves to final_info and
+            # its entry in info is the reset info of the new episode
+            for key in list(info):
+                if key.startswith("_"):
+                    info[key] = info[key] & ~done
+            info["final_obs"], info["_final_obs"] = final_obs, done.copy()
+            info["final_info"], info["_final_info"] = final_info, done.copy()
+            _merge_info(info, _scatter_info(r_info, done_idx, n), overwrite=True)
+        else:
+            self._autoreset = done
+        self._obs = obs
+        return obs, reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode")
+            return None
+        return tuple(self.core.render_index(i) for i in range(self.num_envs))
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.core.close()
+
+
+# ---------------------------------------------------------------- info helpers
+def _scatter_info(part: dict[str, np.ndarray], idx: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Place per-copy info of copies ``idx`` into full-size arrays with ``_k`` masks."""
+    out: dict[str, np.ndarray] = {}
+    full = len(idx) == n
+    for key, value in part.items():
+        if key.startswith("_"):
+            continue
+        value = np.asarray(value)
+        sub_mask = part.get("_" + key)
+        if full:
+            out[key] = value
+            out["_" + key] = np.ones(n, dtype=bool) if sub_mask is None else np.asarray(sub_mask, dtype=bool)
+            continue
+        arr = np.zeros((n, *value.shape[1:]), dtype=value.dtype) if value.dtype != object else np.empty(n, dtype=object)
+        arr[idx] = value
+        mask = np.zeros(n, dtype=bool)
+        mask[idx] = True if sub_mask is None else np.asarray(sub_mask, dtype=bool)
+        out[key], out["_" + key] = arr, mask
+    return out
+
+
+def _merge_info(into: dict[str, np.ndarray], other: dict[str, np.ndarray], overwrite: bool = True) -> None:
+    """Merge masked batched infos; where both carry a copy's key, ``other`` wins."""
+    for key, value in other.items():
+        if key.startswith("_"):
+            continue
+        mask = other["_" + key]
+        if key not in into:
+            into[key], into["_" + key] = value, mask
+            continue
+        old, old_mask = into[key], into["_" + key]
+        if old.dtype != value.dtype or old.shape[1:] != value.shape[1:]:
+            merged = np.empty(len(mask), dtype=object)
+            merged[:] = list(old)
+            old = merged
+        else:
+            old = old.copy()
+        old[mask] = value[mask]
+        into[key], into["_" + key] = old, old_mask | mask

@@ -1,0 +1,2 @@
+"""Single-agent environments, one package per topic; importing registers them."""
+from deploy_envs.envs import adversarial  # noqa: F401

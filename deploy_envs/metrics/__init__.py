@@ -1,0 +1,1 @@
+"""Measures shared across topics (robustness first; privacy, safety and fairness join with their topics)."""
