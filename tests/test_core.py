@@ -1,0 +1,127 @@
+"""The batched core's views, the SB3 adapter and argument validation."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from deploy_envs.core.sb3 import SB3VecEnv, make_sb3_vec_env
+from deploy_envs.core.validation import check_choice, check_number, check_positive
+
+EID = "deploy_envs/Evasion-v0"
+
+
+def test_same_step_autoreset_reports_final_obs_and_info():
+    venv = gym.make_vec(EID, num_envs=4, autoreset_mode=AutoresetMode.SAME_STEP, max_queries=2)
+    obs, _ = venv.reset(seed=0)
+    venv.step(np.zeros((4, 64), np.float32))
+    obs2, _, term, trunc, info = venv.step(np.zeros((4, 64), np.float32))
+    assert term.all()  # budget of 2 queries spent by everyone
+    assert info["_final_obs"].all() and info["_final_info"].all()
+    for i in range(4):
+        assert info["final_info"][i]["queries"] == 2
+        assert info["final_obs"][i].shape == obs.shape[1:]
+    # the returned observation is the first of the next episode: full budget again
+    budget = venv.unwrapped.core.obs_slices["budget"]
+    assert np.allclose(obs2[:, budget], 1.0)
+    assert np.allclose(np.stack(info["final_obs"])[:, budget], 0.0)
+
+
+def test_next_step_autoreset_ignores_the_action_of_a_finished_copy():
+    venv = gym.make_vec(EID, num_envs=2, max_queries=1)
+    venv.reset(seed=0)
+    _, _, term, _, _ = venv.step(np.zeros((2, 64), np.float32))
+    assert term.all()
+    obs, rew, term, trunc, _ = venv.step(np.ones((2, 64), np.float32))
+    assert not term.any() and not trunc.any() and np.all(rew == 0)
+    delta = venv.unwrapped.core.obs_slices["delta"]
+    assert np.allclose(obs[:, delta], 0.0)  # fresh episodes, untouched by the ignored action
+
+
+def test_max_episode_steps_truncates_the_native_batch():
+    venv = gym.make_vec(EID, num_envs=3, max_episode_steps=2, max_queries=10, epsilon=0.01)
+    venv.reset(seed=1)
+    _, _, term, trunc, _ = venv.step(np.zeros((3, 64), np.float32))
+    assert not trunc.any()
+    _, _, term, trunc, _ = venv.step(np.zeros((3, 64), np.float32))
+    assert (trunc | term).all() and trunc.any()
+
+
+def test_partial_reset_with_reset_mask():
+    venv = gym.make_vec(EID, num_envs=3)
+    obs, _ = venv.reset(seed=0)
+    venv.step(np.ones((3, 64), np.float32))
+    obs2, info = venv.reset(options={"reset_mask": np.array([True, False, False])})
+    assert info["_queries"].tolist() == [True, False, False]
+    delta = venv.unwrapped.core.obs_slices["delta"]
+    assert np.allclose(obs2[0, delta], 0) and not np.allclose(obs2[1, delta], 0)
+
+
+def test_sb3_adapter_contract():
+    vec = make_sb3_vec_env(EID, num_envs=4, monitor=False, max_queries=2)
+    vec.seed(5)
+    obs = vec.reset()
+    assert obs.shape == (4, vec.observation_space.shape[0])
+    assert len(vec.reset_infos) == 4
+    vec.step_async(np.zeros((4, 64), np.float32))
+    vec.step_wait()
+    vec.step_async(np.zeros((4, 64), np.float32))
+    obs, rew, dones, infos = vec.step_wait()
+    assert dones.all() and rew.dtype == np.float32
+    for info in infos:
+        assert "terminal_observation" in info and info["TimeLimit.truncated"] is False
+        assert info["queries"] == 2
+
+
+def test_sb3_adapter_refuses_next_step_envs():
+    with pytest.raises(ValueError, match="SAME_STEP"):
+        SB3VecEnv(gym.make_vec(EID, num_envs=2))
+
+
+def test_ppo_trains_on_the_native_batch():
+    from stable_baselines3 import PPO
+
+    vec = make_sb3_vec_env(EID, num_envs=8, seed=0, max_queries=4)
+    model = PPO("MlpPolicy", vec, n_steps=16, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(total_timesteps=256)
+    changed = any(not np.allclose(a.numpy(), b.detach().numpy()) for a, b in zip(before, model.policy.parameters()))
+    assert changed
+    assert len(model.ep_info_buffer) > 0 and np.isfinite(model.ep_info_buffer[0]["r"])
+
+
+def test_step_before_reset_is_a_clear_error():
+    env = gym.make(EID)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.unwrapped.step(np.zeros(64, np.float32))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"threat_model": "oracle"}, "threat_model"),
+        ({"epsilon": -0.1}, "epsilon"),
+        ({"epsilon": float("nan")}, "epsilon"),
+        ({"norm": "l1"}, "norm"),
+        ({"dataset": "cifar100"}, "dataset"),
+        ({"victim": "nonexistent"}, "victim"),
+        ({"max_queries": 0}, "max_queries"),
+        ({"action_mode": "jump"}, "action_mode"),
+        ({"target_class": 3}, "target_class"),
+        ({"targeted": True, "target_class": 12}, "target_class"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        gym.make(EID, **kwargs)
+
+
+def test_validation_helpers_messages():
+    with pytest.raises(ValueError, match=r"color='red' is not allowed; choose one of 'blue'"):
+        check_choice("color", "red", ["blue"])
+    with pytest.raises(ValueError, match=r"must be an integer"):
+        check_positive("n", 1.5, integer=True)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        check_number("p", 2.0, low=0, high=1)
+    assert check_number("p", 0.5, low=0, high=1) == 0.5
