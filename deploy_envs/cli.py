@@ -1,0 +1,212 @@
+"""The ``deploy-envs`` command: list, evaluate, run scenarios, manage the model zoo."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="deploy_envs: environments for deployable machine learning.", no_args_is_help=True, add_completion=False)
+zoo_app = typer.Typer(help="The model zoo of victim classifiers.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+console = Console()
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+def _parse_kwargs(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            _fail(f"--env-kwarg {pair!r} must look like key=value (e.g. epsilon=0.3)")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the environments, games, baselines and trained agents."""
+    import deploy_envs  # noqa: F401
+    from deploy_envs.agent_zoo import list_agents
+    from deploy_envs.baselines import BASELINES
+    from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG
+
+    t = Table(title="environments and games")
+    for col in ("id", "kind", "topic", "summary"):
+        t.add_column(col)
+    for e in sorted([*ENV_CATALOG.values(), *GAME_CATALOG.values()], key=lambda e: (e.topic, e.kind, e.id)):
+        t.add_row(e.id, e.kind, e.topic, e.summary)
+    console.print(t)
+    b = Table(title="baselines (deploy-envs evaluate ENV --baseline NAME)")
+    b.add_column("name")
+    b.add_column("envs")
+    b.add_column("summary")
+    for e in sorted(BASELINES.values(), key=lambda e: e.name):
+        b.add_row(e.name, ", ".join(x.split("/")[-1] for x in e.envs) or "any", e.summary)
+    console.print(b)
+    cards = list_agents()
+    if cards:
+        a = Table(title="trained agents (deploy-envs evaluate ENV --agent NAME)")
+        for col in ("name", "env", "algorithm", "timesteps"):
+            a.add_column(col)
+        for c in cards:
+            a.add_row(c.name, c.env_id, c.algorithm, str(c.timesteps))
+        console.print(a)
+
+
+@app.command()
+def evaluate(
+    env_id: str = typer.Argument(..., help="environment id, e.g. deploy_envs/Evasion-v0"),
+    agent: Optional[str] = typer.Option(None, help="a trained agent from agents/ (by name or folder)"),
+    baseline: Optional[str] = typer.Option(None, help="a baseline by name (see `deploy-envs list`)"),
+    policy: Optional[Path] = typer.Option(None, help="a saved stable-baselines3 policy (.zip)"),
+    algorithm: str = typer.Option("PPO", help="algorithm of --policy"),
+    episodes: int = typer.Option(100, min=1),
+    seed: int = typer.Option(0),
+    env_kwarg: list[str] = typer.Option([], "--env-kwarg", "-k", help="env argument key=value (repeatable)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the scorecard as JSON here"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Evaluate an agent, a baseline or a saved SB3 policy on an env and print a scorecard."""
+    import deploy_envs  # noqa: F401
+    from deploy_envs.agent_zoo import load_agent
+    from deploy_envs.baselines import SB3Agent, make_baseline
+    from deploy_envs.core.registration import ENV_CATALOG
+    from deploy_envs.evaluation import evaluate as run_eval
+
+    if env_id not in ENV_CATALOG:
+        _fail(f"env_id={env_id!r} is not registered; allowed: {', '.join(sorted(ENV_CATALOG))}")
+    chosen = [x for x in (agent, baseline, policy) if x is not None]
+    if len(chosen) != 1:
+        _fail("give exactly one of --agent, --baseline or --policy")
+    kwargs = _parse_kwargs(env_kwarg)
+    try:
+        if agent is not None:
+            a, card = load_agent(agent)
+            kwargs = {**card.env_kwargs, **kwargs}
+        elif baseline is not None:
+            a = make_baseline(baseline, env_id)
+        else:
+            if not policy.exists():
+                _fail(f"policy={str(policy)!r} does not exist")
+            a = SB3Agent.load(str(policy), algorithm)
+        card_ = run_eval(env_id, a, episodes=episodes, seed=seed, env_kwargs=kwargs, progress=progress)
+    except ValueError as e:
+        _fail(str(e))
+    t = Table(title=f"{card_.agent} on {env_id} ({episodes} episodes, seed {seed})")
+    t.add_column("metric")
+    t.add_column("mean", justify="right")
+    for k, v in sorted(card_.summary.items()):
+        t.add_row(k, _fmt(v))
+    console.print(t)
+    if json_out:
+        json_out.write_text(json.dumps(card_.to_dict(), indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    episodes: Optional[int] = typer.Option(None, min=1, help="override the protocol's episode count"),
+    train: str = typer.Option("auto", help="auto: train missing agents; always: retrain; never: evaluate only"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write results as JSON here"),
+    plot: Optional[Path] = typer.Option(None, help="save a bar plot of the results (PNG)"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Train and/or evaluate what a scenario names, print the results and check the expected outcome."""
+    from deploy_envs.scenarios import ScenarioError, load_scenario, run_scenario
+
+    if train not in ("auto", "always", "never"):
+        _fail(f"--train={train!r} is not allowed; choose auto, always or never")
+    try:
+        scn = load_scenario(scenario)
+        console.print(f"[bold]{scn.name}[/]: {scn.description}")
+        result = run_scenario(scn, episodes=episodes, train=train, progress=progress)  # type: ignore[arg-type]
+    except (ScenarioError, ValueError) as e:
+        _fail(str(e))
+    cols = list(dict.fromkeys(k for r in result.rows for k in r))
+    t = Table(title=f"scenario {scn.name}")
+    for c in cols:
+        t.add_column(c, justify="right" if c not in ("agent",) else "left")
+    for r in result.rows:
+        t.add_row(*(_fmt(r.get(c, "")) for c in cols))
+    console.print(t)
+    for c in result.checks:
+        mark = "[green]PASS[/]" if c.passed else "[red]FAIL[/]"
+        console.print(f"{mark} {c.expression}   ({c.left:.4g} vs {c.right:.4g})")
+    if json_out:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    if plot:
+        from deploy_envs.plots import plot_scenario
+
+        plot_scenario(result, plot)
+        console.print(f"wrote {plot}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """List the shipped victim models with their accuracy."""
+    from deploy_envs.models.zoo import RECIPES, list_models
+
+    t = Table(title="model zoo")
+    for col in ("name", "dataset", "architecture", "clean acc", "robust acc (PGD-20)", "shipped", "sha256"):
+        t.add_column(col)
+    shipped = {e.name: e for e in list_models()}
+    for name in sorted(set(RECIPES) | set(shipped)):
+        e = shipped.get(name)
+        if e:
+            rob = ", ".join(f"{k}: {v:.3f}" for k, v in e.metrics.get("robust_accuracy", {}).items())
+            t.add_row(name, e.dataset, e.architecture, f"{e.metrics.get('clean_accuracy', float('nan')):.4f}", rob, "yes", e.sha256[:12])
+        else:
+            r = RECIPES[name]
+            t.add_row(name, r.dataset, r.architecture, "-", "-", "no (zoo train)", "-")
+    console.print(t)
+
+
+@zoo_app.command("train")
+def zoo_train(
+    name: str = typer.Argument(..., help="zoo model name, e.g. digits-madry"),
+    device: Optional[str] = typer.Option(None, help="cuda or cpu (default: cuda when present)"),
+    into: str = typer.Option("cache", help="cache: the user cache; package: overwrite the shipped weights and manifest"),
+) -> None:
+    """Retrain a zoo model from its recipe (CUDA when present, CPU otherwise)."""
+    from deploy_envs.models.zoo import RECIPES, train_and_register, train_into_cache
+
+    if name not in RECIPES:
+        _fail(f"name={name!r} has no recipe; allowed: {', '.join(sorted(RECIPES))}")
+    if into not in ("cache", "package"):
+        _fail(f"--into={into!r} is not allowed; choose cache or package")
+    try:
+        if into == "package":
+            entry = train_and_register(name, device=device, progress=True)
+            path, metrics = entry.file, entry.metrics
+        else:
+            path, metrics = train_into_cache(name, device=device, progress=True)
+    except Exception as e:  # noqa: BLE001 - report download/training problems plainly
+        _fail(f"{type(e).__name__}: {e}")
+    console.print(f"trained {name} -> {path}")
+    console.print_json(json.dumps(metrics))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

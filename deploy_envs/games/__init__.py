@@ -1,0 +1,19 @@
+"""PettingZoo parallel games, built from the same batched cores as the single-agent envs.
+
+Importing this package records every game in :data:`~deploy_envs.core.registration.GAME_CATALOG`;
+build one with :func:`deploy_envs.make_game`::
+
+    from deploy_envs import make_game
+
+    env = make_game("deploy_envs/AttackDefense-v0", epsilon=0.2)
+    obs, infos = env.reset(seed=0)
+"""
+from deploy_envs.core.registration import register_game
+
+register_game(
+    "AttackDefense-v0",
+    factory="deploy_envs.games.attack_defense:parallel_env",
+    topic="adversarial examples",
+    summary="an linf evasion attacker against a defender choosing quantization, denoising, randomized smoothing or a robust model each round",
+    test_kwargs={"rounds": 3, "n_samples": 4},
+)

@@ -1,0 +1,320 @@
+"""Scenario files: YAML recipes of env + agents + protocol + expected result.
+
+A scenario reproduces a known result. It names an environment and its kwargs,
+an optional sweep over kwargs, the agents (baselines by name, zoo agents, saved
+SB3 policies), an optional training step, the evaluation protocol and the
+expected outcome as comparisons between measured metrics, for example::
+
+    expect:
+      - "pgd[victim=standard,epsilon=0.2].success_rate > pgd[victim=madry,epsilon=0.2].success_rate + 0.3"
+
+Files are validated on load: a wrong key or value raises :class:`ScenarioError`
+naming the file, the key and what is allowed.
+"""
+from __future__ import annotations
+
+import ast
+import itertools
+import operator
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from deploy_envs.agent_zoo import agents_dir, load_agent, resolve_agent_folder
+from deploy_envs.baselines import BASELINES, SB3Agent, make_baseline
+from deploy_envs.core.registration import ENV_CATALOG
+from deploy_envs.evaluation import evaluate
+
+
+class ScenarioError(ValueError):
+    """A scenario file is malformed; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentSpec(_Strict):
+    """One agent: exactly one of ``baseline``, ``zoo`` or ``policy``."""
+
+    baseline: str | None = None
+    kwargs: dict[str, Any] = {}
+    env_kwargs: dict[str, Any] = {}
+    """Env settings this agent needs (e.g. ``threat_model: white_box`` for PGD), over the scenario's."""
+    zoo: str | None = None
+    policy: str | None = None
+    algorithm: Literal["PPO", "A2C", "SAC"] = "PPO"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("baseline", "zoo", "policy") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of 'baseline', 'zoo' or 'policy' (got {given or 'none'})")
+        return self
+
+
+class TrainSpec(_Strict):
+    """Train an SB3 agent into the agent zoo before evaluating."""
+
+    agent: str
+    algorithm: Literal["PPO", "A2C", "SAC"] = "PPO"
+    timesteps: int
+    num_envs: int = 16
+    seed: int = 0
+    hyperparameters: dict[str, Any] = {}
+    env_kwargs: dict[str, Any] | None = None
+    eval_episodes: int = 200
+    notes: str = ""
+
+
+class Protocol(_Strict):
+    episodes: int = 100
+    seed: int = 0
+    num_envs: int | None = None
+
+
+class Scenario(_Strict):
+    name: str
+    description: str = ""
+    reference: str = ""
+    env: str
+    env_kwargs: dict[str, Any] = {}
+    sweep: dict[str, list[Any]] = {}
+    agents: dict[str, AgentSpec]
+    train: TrainSpec | None = None
+    protocol: Protocol = Protocol()
+    expect: list[str] = []
+
+    def points(self) -> list[dict[str, Any]]:
+        keys = list(self.sweep)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.sweep[k] for k in keys))]
+
+
+# ----------------------------------------------------------------- loading
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raise :class:`ScenarioError` on any problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ScenarioError(f"{path}: no such scenario file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping with keys {', '.join(Scenario.model_fields)}")
+    try:
+        scn = Scenario.model_validate(raw)
+    except ValidationError as e:
+        raise ScenarioError(f"{path}: " + "; ".join(_explain(err) for err in e.errors())) from None
+    _check_semantics(path, scn)
+    return scn
+
+
+def _explain(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        model = _model_at(err["loc"][:-1])
+        allowed = ", ".join(model.model_fields) if model else "see the docs"
+        return f"key '{loc}' is not allowed; allowed keys here: {allowed}"
+    if err["type"] == "missing":
+        return f"key '{loc}' is required"
+    return f"key '{loc}': {err['msg']} (got {err.get('input')!r})"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Scenario
+    i = 0
+    while i < len(loc):
+        key = loc[i]
+        if key == "agents":
+            model, i = AgentSpec, i + 2
+        elif key == "train":
+            model, i = TrainSpec, i + 1
+        elif key == "protocol":
+            model, i = Protocol, i + 1
+        else:
+            return model
+    return model
+
+
+def _check_semantics(path: Path, scn: Scenario) -> None:
+    if scn.env not in ENV_CATALOG:
+        raise ScenarioError(f"{path}: key 'env': {scn.env!r} is not a registered env; allowed: {', '.join(sorted(ENV_CATALOG))}")
+    for name, spec in scn.agents.items():
+        if spec.baseline and spec.baseline not in BASELINES:
+            raise ScenarioError(f"{path}: key 'agents.{name}.baseline': {spec.baseline!r} is unknown; allowed: {', '.join(sorted(BASELINES))}")
+    if scn.train and scn.train.agent not in {s.zoo for s in scn.agents.values()}:
+        raise ScenarioError(f"{path}: key 'train.agent': {scn.train.agent!r} must be the 'zoo' of one of the scenario's agents")
+    if scn.protocol.episodes < 1:
+        raise ScenarioError(f"{path}: key 'protocol.episodes' must be >= 1 (got {scn.protocol.episodes})")
+    for k, values in scn.sweep.items():
+        if not values:
+            raise ScenarioError(f"{path}: key 'sweep.{k}' has no values")
+    for i, expr in enumerate(scn.expect):
+        try:
+            refs = parse_expectation(expr)[1]
+        except ValueError as e:
+            raise ScenarioError(f"{path}: key 'expect.{i}': {e}") from None
+        for agent, where, _ in refs:
+            if agent not in scn.agents:
+                raise ScenarioError(f"{path}: key 'expect.{i}': agent {agent!r} is not one of {', '.join(scn.agents)}")
+            for k in where:
+                if k not in scn.sweep:
+                    raise ScenarioError(f"{path}: key 'expect.{i}': {k!r} is not a sweep key ({', '.join(scn.sweep) or 'no sweep'})")
+
+
+# ------------------------------------------------------------ expectations
+_REF = re.compile(r"([A-Za-z_][\w]*)(?:\[([^\]]*)\])?\.([A-Za-z_]\w*)")
+_OPS = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le}
+_BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+def parse_expectation(expr: str) -> tuple[ast.Expression, list[tuple[str, dict[str, str], str]]]:
+    """Turn ``"a[k=v].metric > 2 * b.metric"`` into an AST over placeholders ``_r0, _r1, ...``."""
+    refs: list[tuple[str, dict[str, str], str]] = []
+
+    def sub(m: re.Match) -> str:
+        where = {}
+        if m.group(2):
+            for part in m.group(2).split(","):
+                if "=" not in part:
+                    raise ValueError(f"selector {part!r} in {m.group(0)!r} must look like key=value")
+                k, v = part.split("=", 1)
+                where[k.strip()] = v.strip()
+        refs.append((m.group(1), where, m.group(3)))
+        return f"_r{len(refs) - 1}"
+
+    text = _REF.sub(sub, expr)
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise ValueError(f"cannot parse expectation {expr!r}; write e.g. 'pgd[epsilon=0.2].success_rate > noise[epsilon=0.2].success_rate + 0.3'") from None
+    if not isinstance(tree.body, ast.Compare) or len(tree.body.ops) != 1 or type(tree.body.ops[0]) not in _OPS:
+        raise ValueError(f"expectation {expr!r} must be one comparison with >, >=, < or <=")
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Expression, ast.Compare, ast.BinOp, ast.UnaryOp, ast.USub, ast.Constant, ast.Name, ast.Load, *_OPS, *_BIN)):
+            raise ValueError(f"expectation {expr!r} uses {type(node).__name__}; only numbers, metrics, + - * / and one comparison are allowed")
+    return tree, refs
+
+
+def _eval(node: ast.AST, values: dict[str, float]) -> float:
+    if isinstance(node, ast.Constant):
+        return float(node.value)
+    if isinstance(node, ast.Name):
+        return values[node.id]
+    if isinstance(node, ast.UnaryOp):
+        return -_eval(node.operand, values)
+    if isinstance(node, ast.BinOp):
+        return _BIN[type(node.op)](_eval(node.left, values), _eval(node.right, values))
+    raise ValueError(f"unsupported expression node {type(node).__name__}")
+
+
+@dataclass
+class Check:
+    expression: str
+    left: float
+    right: float
+    passed: bool
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def lookup(self, agent: str, where: dict[str, str], metric: str) -> float:
+        hits = [r for r in self.rows if r["agent"] == agent and all(str(r.get(k)) == v for k, v in where.items())]
+        if len(hits) != 1:
+            raise ValueError(f"{agent}[{where}] matches {len(hits)} results; add sweep selectors to pick one")
+        if metric not in hits[0]:
+            raise ValueError(f"metric {metric!r} not measured for {agent}; measured: {', '.join(k for k in hits[0] if k != 'agent')}")
+        return float(hits[0][metric])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.name,
+            "rows": self.rows,
+            "checks": [c.__dict__ for c in self.checks],
+            "passed": self.passed,
+        }
+
+
+def check_expectations(result: ScenarioResult) -> list[Check]:
+    checks = []
+    for expr in result.scenario.expect:
+        tree, refs = parse_expectation(expr)
+        values = {f"_r{i}": result.lookup(a, w, m) for i, (a, w, m) in enumerate(refs)}
+        cmp = tree.body
+        left, right = _eval(cmp.left, values), _eval(cmp.comparators[0], values)
+        checks.append(Check(expr, left, right, bool(_OPS[type(cmp.ops[0])](left, right))))
+    result.checks = checks
+    return checks
+
+
+# ----------------------------------------------------------------- running
+def build_agent(name: str, spec: AgentSpec, env_id: str):
+    if spec.baseline:
+        agent = make_baseline(spec.baseline, env_id, **spec.kwargs)
+    elif spec.zoo:
+        agent, _ = load_agent(spec.zoo)
+    else:
+        agent = SB3Agent.load(spec.policy, spec.algorithm)
+    agent.name = name
+    return agent
+
+
+def run_scenario(
+    scn: Scenario,
+    *,
+    episodes: int | None = None,
+    train: Literal["auto", "always", "never"] = "auto",
+    agents: list[str] | None = None,
+    progress: bool = False,
+) -> ScenarioResult:
+    """Train (if asked and needed), evaluate every agent at every sweep point, check expectations."""
+    if scn.train is not None and train != "never":
+        target = agents_dir() / scn.train.agent
+        if train == "always" or not (target / "card.json").exists():
+            from deploy_envs.rl import train_sb3_agent
+
+            t = scn.train
+            train_sb3_agent(
+                scn.env,
+                name=t.agent,
+                out_dir=target,
+                env_kwargs=scn.env_kwargs if t.env_kwargs is None else t.env_kwargs,
+                algorithm=t.algorithm,
+                timesteps=t.timesteps,
+                num_envs=t.num_envs,
+                seed=t.seed,
+                hyperparameters=t.hyperparameters,
+                eval_episodes=t.eval_episodes,
+                scenario=scn.name,
+                notes=t.notes,
+                progress=progress,
+            )
+    for spec in scn.agents.values():
+        if spec.zoo:
+            resolve_agent_folder(spec.zoo)  # clear error before any evaluation starts
+    result = ScenarioResult(scn)
+    n_episodes = episodes or scn.protocol.episodes
+    for point in scn.points():
+        for name, spec in scn.agents.items():
+            if agents and name not in agents:
+                continue
+            kwargs = {**scn.env_kwargs, **spec.env_kwargs, **point}
+            agent = build_agent(name, spec, scn.env)
+            card = evaluate(scn.env, agent, episodes=n_episodes, seed=scn.protocol.seed, num_envs=scn.protocol.num_envs, env_kwargs=kwargs, progress=progress)
+            result.rows.append({"agent": name, **point, **card.summary})
+    if not agents:
+        check_expectations(result)
+    return result

@@ -1,0 +1,53 @@
+"""The deploy-envs command line."""
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from deploy_envs.cli import app
+
+runner = CliRunner()
+
+
+def test_list_shows_every_registered_env_and_game():
+    from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG
+
+    result = runner.invoke(app, ["list"], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    for env_id in [*ENV_CATALOG, *GAME_CATALOG]:
+        assert env_id in result.output
+
+
+def test_evaluate_baseline_writes_json(tmp_path):
+    out = tmp_path / "card.json"
+    result = runner.invoke(
+        app,
+        ["evaluate", "deploy_envs/Evasion-v0", "--baseline", "pgd", "--episodes", "8", "-k", "threat_model=white_box", "--json", str(out), "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.read_text())
+    assert card["episodes"] == 8 and card["summary"]["success_rate"] > 0.5
+
+
+def test_evaluate_errors_are_clear():
+    r = runner.invoke(app, ["evaluate", "deploy_envs/Nope-v0", "--baseline", "pgd"])
+    assert r.exit_code == 2 and "env_id='deploy_envs/Nope-v0' is not registered" in r.output
+    r = runner.invoke(app, ["evaluate", "deploy_envs/Evasion-v0", "--baseline", "pgd", "-k", "epsilon=-1", "-k", "threat_model=white_box"], terminal_width=200)
+    assert r.exit_code == 2 and "epsilon=-1" in r.output
+    r = runner.invoke(app, ["evaluate", "deploy_envs/Evasion-v0", "--baseline", "teleport"], terminal_width=200)
+    assert r.exit_code == 2 and "baseline='teleport' is unknown" in r.output
+    r = runner.invoke(app, ["evaluate", "deploy_envs/Evasion-v0"])
+    assert r.exit_code == 2 and "exactly one of" in r.output
+
+
+def test_run_reports_scenario_file_errors(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\nenv: deploy_envs/Evasion-v0\nagents: {a: {baseline: noise}}\nprotokol: {}\n")
+    r = runner.invoke(app, ["run", str(p)], terminal_width=300)
+    assert r.exit_code == 2 and "protokol" in r.output and "bad.yaml" in r.output
+
+
+def test_zoo_list():
+    r = runner.invoke(app, ["zoo", "list"], terminal_width=250)
+    assert r.exit_code == 0 and "digits-standard" in r.output and "digits-madry" in r.output
