@@ -45,9 +45,11 @@ def list_cmd() -> None:
     from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG
 
     t = Table(title="environments and games")
-    for col in ("id", "kind", "topic", "summary"):
+    entries = [*ENV_CATALOG.values(), *GAME_CATALOG.values()]
+    t.add_column("id", no_wrap=True, min_width=max((len(e.id) for e in entries), default=2))
+    for col in ("kind", "topic", "summary"):
         t.add_column(col)
-    for e in sorted([*ENV_CATALOG.values(), *GAME_CATALOG.values()], key=lambda e: (e.topic, e.kind, e.id)):
+    for e in sorted(entries, key=lambda e: (e.topic, e.kind, e.id)):
         t.add_row(e.id, e.kind, e.topic, e.summary)
     console.print(t)
     b = Table(title="baselines (deploy-envs evaluate ENV --baseline NAME)")
@@ -158,13 +160,41 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command()
+def selfplay(
+    iterations: int = typer.Option(3, min=1, help="alternations (attacker, then defender)"),
+    timesteps: int = typer.Option(4096, min=1, help="PPO timesteps per role per iteration"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("runs/attack-defense-selfplay"), help="folder for attacker.zip, defender.zip, results.json"),
+    game_kwarg: list[str] = typer.Option([], "--game-kwarg", "-k", help="AttackDefense-v0 argument key=value (repeatable)"),
+) -> None:
+    """Train attacker and defender of AttackDefense-v0 with PPO, alternating against frozen copies."""
+    from deploy_envs.games.selfplay import train_alternating
+
+    kwargs = _parse_kwargs(game_kwarg)
+    try:
+        with console.status(f"self-play: {iterations} iterations x 2 roles x {timesteps} steps"):
+            result = train_alternating(kwargs, iterations, timesteps, seed, out)
+    except ValueError as e:
+        _fail(str(e))
+    t = Table(title="AttackDefense-v0 alternating self-play")
+    for col in ("iteration", "fool rate", "FGSM vs defender", "defense frequencies"):
+        t.add_column(col)
+    for row in result["iterations"]:
+        freqs = ", ".join(f"{k}: {v:.2f}" for k, v in row["defense_frequencies"].items())
+        t.add_row(str(row["iteration"]), _fmt(row["fool_rate"]), _fmt(row.get("fgsm_fool_rate_vs_defender", "-")), freqs)
+    console.print(t)
+    console.print(f"models and results in {out}")
+
+
 @zoo_app.command("list")
 def zoo_list() -> None:
     """List the shipped victim models with their accuracy."""
     from deploy_envs.models.zoo import RECIPES, list_models
 
     t = Table(title="model zoo")
-    for col in ("name", "dataset", "architecture", "clean acc", "robust acc (PGD-20)", "shipped", "sha256"):
+    t.add_column("name", no_wrap=True)
+    for col in ("dataset", "architecture", "clean acc", "robust acc (PGD-20)", "shipped", "sha256"):
         t.add_column(col)
     shipped = {e.name: e for e in list_models()}
     for name in sorted(set(RECIPES) | set(shipped)):

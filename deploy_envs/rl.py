@@ -22,6 +22,7 @@ def train_sb3_agent(
     name: str,
     out_dir: Path,
     env_kwargs: dict[str, Any] | None = None,
+    eval_env_kwargs: dict[str, Any] | None = None,
     algorithm: str = "PPO",
     timesteps: int = 100_000,
     num_envs: int = 16,
@@ -32,7 +33,11 @@ def train_sb3_agent(
     notes: str = "",
     progress: bool = False,
 ) -> AgentCard:
-    """Train ``algorithm`` on ``num_envs`` native copies of ``env_id``, evaluate it, save model and card."""
+    """Train ``algorithm`` on ``num_envs`` native copies of ``env_id``, evaluate it, save model and card.
+
+    ``eval_env_kwargs`` (default: ``env_kwargs``) configures the evaluation on the card,
+    e.g. train on ``split="train"`` inputs and evaluate on held-out ``split="test"`` ones.
+    """
     import stable_baselines3 as sb3
 
     check_choice("algorithm", algorithm, ALGORITHMS)
@@ -50,7 +55,8 @@ def train_sb3_agent(
     model.save(str(out_dir / "model.zip"))
     agent = SB3Agent(model)
     agent.name = name
-    card_eval = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=env_kwargs, progress=progress)
+    eval_kwargs = dict(env_kwargs if eval_env_kwargs is None else eval_env_kwargs)
+    card_eval = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=eval_kwargs, progress=progress)
     card = AgentCard(
         name=name,
         env_id=env_id,
@@ -61,7 +67,7 @@ def train_sb3_agent(
         num_envs=num_envs,
         seed=seed,
         scenario=scenario,
-        scores={f"{eval_episodes} episodes, seed {10_000 + seed}": card_eval.summary},
+        scores={f"{eval_episodes} episodes, seed {10_000 + seed}, env_kwargs {eval_kwargs}": card_eval.summary},
         notes=notes,
         train_seconds=round(seconds, 1),
         device=device,

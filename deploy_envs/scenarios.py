@@ -67,6 +67,7 @@ class TrainSpec(_Strict):
     seed: int = 0
     hyperparameters: dict[str, Any] = {}
     env_kwargs: dict[str, Any] | None = None
+    """Overrides of the scenario's env_kwargs for training (e.g. ``split: train``); the card's evaluation uses the scenario's."""
     eval_episodes: int = 200
     notes: str = ""
 
@@ -249,9 +250,13 @@ class ScenarioResult:
 
 
 def check_expectations(result: ScenarioResult) -> list[Check]:
+    """Evaluate the scenario's expectations over the measured rows (those whose agents were run)."""
     checks = []
+    ran = {r["agent"] for r in result.rows}
     for expr in result.scenario.expect:
         tree, refs = parse_expectation(expr)
+        if any(a not in ran for a, _, _ in refs):
+            continue
         values = {f"_r{i}": result.lookup(a, w, m) for i, (a, w, m) in enumerate(refs)}
         cmp = tree.body
         left, right = _eval(cmp.left, values), _eval(cmp.comparators[0], values)
@@ -291,7 +296,8 @@ def run_scenario(
                 scn.env,
                 name=t.agent,
                 out_dir=target,
-                env_kwargs=scn.env_kwargs if t.env_kwargs is None else t.env_kwargs,
+                env_kwargs=scn.env_kwargs if t.env_kwargs is None else {**scn.env_kwargs, **t.env_kwargs},
+                eval_env_kwargs=scn.env_kwargs,
                 algorithm=t.algorithm,
                 timesteps=t.timesteps,
                 num_envs=t.num_envs,
@@ -315,6 +321,5 @@ def run_scenario(
             agent = build_agent(name, spec, scn.env)
             card = evaluate(scn.env, agent, episodes=n_episodes, seed=scn.protocol.seed, num_envs=scn.protocol.num_envs, env_kwargs=kwargs, progress=progress)
             result.rows.append({"agent": name, **point, **card.summary})
-    if not agents:
-        check_expectations(result)
+    check_expectations(result)
     return result

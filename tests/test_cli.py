@@ -51,3 +51,10 @@ def test_run_reports_scenario_file_errors(tmp_path):
 def test_zoo_list():
     r = runner.invoke(app, ["zoo", "list"], terminal_width=250)
     assert r.exit_code == 0 and "digits-standard" in r.output and "digits-madry" in r.output
+
+
+def test_selfplay_runs_and_writes_models(tmp_path):
+    r = runner.invoke(app, ["selfplay", "--iterations", "1", "--timesteps", "64", "--out", str(tmp_path), "-k", "rounds=2"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "attacker.zip").exists() and (tmp_path / "defender.zip").exists()
+    assert "fool rate" in r.output

@@ -154,13 +154,26 @@ class NativeVectorEnv(gym.vector.VectorEnv):
             raise RuntimeError(f"{type(self).__name__}.step() called before reset(); call reset() first")
         actions = self.core.validate_actions(actions, self.num_envs)
         n = self.num_envs
-        obs = self._obs.copy()
-        reward = np.zeros(n, dtype=np.float64)
-        terminated = np.zeros(n, dtype=bool)
-        truncated = np.zeros(n, dtype=bool)
         info: dict[str, np.ndarray] = {}
+        restart = self.autoreset_mode is AutoresetMode.NEXT_STEP and self._autoreset.any()
+        fused = getattr(self.core, "autoreset_step", None)
 
-        if self.autoreset_mode is AutoresetMode.NEXT_STEP and self._autoreset.any():
+        if restart and fused is not None and not self._autoreset.all():
+            # the core restarts the finished copies and steps the others in one pass
+            reset_idx = np.flatnonzero(self._autoreset)
+            step_idx = np.flatnonzero(~self._autoreset)
+            obs, reward, terminated, truncated, c_info = fused(self._autoreset, actions)
+            reward = np.asarray(reward, dtype=np.float64)
+            self._elapsed[reset_idx] = 0
+            _merge_info(info, _scatter_info(c_info, self._all, n))
+            if self.max_episode_steps is not None:
+                self._elapsed[step_idx] += 1
+                truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & ~self._autoreset)
+        elif restart:
+            obs = self._obs.copy()
+            reward = np.zeros(n, dtype=np.float64)
+            terminated = np.zeros(n, dtype=bool)
+            truncated = np.zeros(n, dtype=bool)
             reset_idx = np.flatnonzero(self._autoreset)
             step_idx = np.flatnonzero(~self._autoreset)
             r_obs, r_info = self.core.reset_indices(reset_idx)
@@ -169,7 +182,7 @@ class NativeVectorEnv(gym.vector.VectorEnv):
             _merge_info(info, _scatter_info(r_info, reset_idx, n))
         else:
             step_idx = self._all
-        if len(step_idx):
+        if len(step_idx) and not (restart and fused is not None):
             s_obs, s_rew, s_term, s_trunc, s_info = self.core.step_indices(
                 step_idx, actions if len(step_idx) == n else actions[step_idx]
             )

@@ -11,7 +11,7 @@ from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.envs.adversarial.rendering import render_attack
-from deploy_envs.envs.adversarial.victim import Victim, margins
+from deploy_envs.envs.adversarial.victim import Victim
 
 THREAT_MODELS = ("white_box", "scores", "decision")
 NORMS = ("linf", "l2")
@@ -175,7 +175,8 @@ class EvasionCore(BatchedCore):
         self._flat_images = self.victim.images.reshape(len(self.victim.labels), d)
 
     # ----------------------------------------------------------------- reset
-    def reset_indices(self, idx, options=None):
+    def _start(self, idx, options=None) -> np.ndarray:
+        """Draw the new episodes of copies ``idx`` (state only, no query); return their clean inputs."""
         options = options or {}
         chosen = options.get("index")
         if chosen is not None:
@@ -197,14 +198,39 @@ class EvasionCore(BatchedCore):
                 else:
                     t = int(rng.integers(self.K - 1))
                     self.target[i] = t + (t >= self.true_label[i])
-        self.x0[idx] = self._flat_images[self.sample_index[idx]]
+        x0 = self._flat_images[self.sample_index[idx]]
+        self.x0[idx] = x0
         self.delta[idx] = 0.0
         self.queries[idx] = 0
-        obs, info = self._observe(idx, self.x0[idx])
-        return obs, info
+        return x0
+
+    def reset_indices(self, idx, options=None):
+        return self._observe(idx, self._start(idx, options))
 
     # ------------------------------------------------------------------ step
     def step_indices(self, idx, actions):
+        prev_margin = self.margin[idx]
+        obs, info = self._observe(idx, self._move(idx, actions))
+        return self._outcome(idx, prev_margin, obs, info)
+
+    def reset_step_indices(self, reset_idx, step_idx, actions):
+        """``reset_indices(reset_idx)`` and ``step_indices(step_idx, actions)`` with one victim query.
+
+        The vector view calls this under ``NEXT_STEP`` autoreset when some copies
+        restart while the others step, so that step still costs one forward pass.
+        Returns ``((obs, info), (obs, reward, terminated, truncated, info))``.
+        """
+        x_reset = self._start(reset_idx)
+        prev_margin = self.margin[step_idx]
+        x_step = self._move(step_idx, actions)
+        k = len(reset_idx)
+        obs, info = self._observe(np.concatenate([reset_idx, step_idx]), np.concatenate([x_reset, x_step]))
+        r_info = {key: value[:k] for key, value in info.items()}
+        s_info = {key: value[k:] for key, value in info.items()}
+        return (obs[:k], r_info), self._outcome(step_idx, prev_margin, obs[k:], s_info)
+
+    def _move(self, idx, actions) -> np.ndarray:
+        """Apply the actions of copies ``idx`` to their perturbation; return the new adversarial inputs."""
         full = len(idx) == self.num_envs
         x0 = self.x0 if full else self.x0[idx]
         if self.action_mode == "step":
@@ -214,14 +240,15 @@ class EvasionCore(BatchedCore):
         delta = self._project(delta)
         x_adv = np.clip(x0 + delta, 0.0, 1.0)
         self.delta[idx] = x_adv - x0
-        prev_margin = self.margin[idx]
         self.queries[idx] += 1
-        obs, info = self._observe(idx, x_adv)
+        return x_adv
+
+    def _outcome(self, idx, prev_margin, obs, info):
         success = info["success"]
         reward = self.success_bonus * success - self.query_cost
         if self.dense_reward:
             reward = reward + self.reward_scale * (prev_margin - self.margin[idx])
-        terminated = success | (self.queries[idx] >= self.max_queries)
+        terminated = success | (info["queries"] >= self.max_queries)
         return obs, reward.astype(np.float64), terminated, np.zeros(len(idx), bool), info
 
     # ------------------------------------------------------------- internals
@@ -242,36 +269,46 @@ class EvasionCore(BatchedCore):
             logits, grad = self.victim.logits_and_grad(x_adv, labels, self.targeted)
         else:
             logits = self.victim.logits(x_adv)
-        margin = margins(logits, torch.from_numpy(labels), self.targeted).numpy()
-        pred = logits.argmax(1).numpy()
+        # margins and argmax in numpy: on a small batch each torch op costs more than its arithmetic
+        z = logits.cpu().numpy()
+        k = len(idx)
+        rows = np.arange(k)
+        z_l = z[rows, labels]
+        others = z.copy()
+        others[rows, labels] = -np.inf
+        other = others.max(1)
+        margin = other - z_l if self.targeted else z_l - other  # = margins(logits, labels, targeted)
+        pred = z.argmax(1)
         self.margin[idx] = margin
         self.pred[idx] = pred
-        k = len(idx)
+        delta = self.delta[idx]
         obs = np.empty((k, self.obs_dim), np.float32)
         s = self.obs_slices
         obs[:, s["x"]] = x_adv
-        obs[:, s["delta"]] = np.clip(self.delta[idx] / self.epsilon, -1.0, 1.0)
+        part = obs[:, s["delta"]]
+        np.clip(np.divide(delta, self.epsilon, out=part), -1.0, 1.0, out=part)
         if self.threat_model == "decision":
             obs[:, s["feedback"]] = self._eye[pred]
         else:
-            obs[:, s["feedback"]] = torch.softmax(logits, 1).numpy()
+            obs[:, s["feedback"]] = torch.softmax(logits, 1).cpu().numpy()
         obs[:, s["label"]] = self._eye[labels]
         if self.threat_model == "white_box":
-            g = grad.numpy()
-            obs[:, s["gradient"]] = g / np.maximum(np.abs(g).max(1, keepdims=True), 1e-12)
-        obs[:, s["budget"]] = (1.0 - self.queries[idx] / self.max_queries)[:, None]
+            g = grad.cpu().numpy()
+            np.divide(g, np.maximum(np.abs(g).max(1, keepdims=True), 1e-12), out=obs[:, s["gradient"]])
+        queries = self.queries[idx]
+        obs[:, s["budget"]] = (1.0 - queries / self.max_queries)[:, None]
         self._last_obs[idx] = obs
         success = (pred == self.target[idx]) if self.targeted else (pred != self.true_label[idx])
-        info = {
+        info = {  # fancy indexing already copies: no array here aliases the core's state
             "success": success,
-            "queries": self.queries[idx].copy(),
-            "perturbation_norm": self._norm(self.delta[idx]),
-            "true_label": self.true_label[idx].copy(),
+            "queries": queries,
+            "perturbation_norm": self._norm(delta),
+            "true_label": self.true_label[idx],
             "predicted_label": pred,
-            "sample_index": self.sample_index[idx].copy(),
+            "sample_index": self.sample_index[idx],
         }
         if self.targeted:
-            info["target_label"] = self.target[idx].copy()
+            info["target_label"] = self.target[idx]
         if self.threat_model != "decision":
             info["margin"] = margin
         return obs, info

@@ -1,0 +1,353 @@
+"""Throughput and attack-quality benchmark of ``deploy_envs/Evasion-v0``.
+
+Run from the repository root::
+
+    python benchmarks/bench_evasion.py            # full run (a few minutes on 2 CPU cores)
+    python benchmarks/bench_evasion.py --quick    # smoke run (well under a minute)
+
+It prints a table of ratios, each measured within this one run (never absolute
+times compared across machines), and writes them with the raw timings to
+``benchmarks/results/evasion.json``:
+
+1. **native vs sync**: steps per second of ``gymnasium.make_vec(id, num_envs=64)``
+   (the native batch, one forward pass for all copies) over those of a
+   ``gymnasium.vector.SyncVectorEnv`` of 64 ``gymnasium.make(id)`` copies, same
+   kwargs, random valid actions. Target: >= 8.
+2. **step / bare pass**: time of one ``env.step`` of the native batch over the time
+   of a bare batched pass of the victim on a batch of the same size (forward only for
+   ``scores``; forward + backward w.r.t. the input for ``white_box``). Target: <= 1.3
+   at 64 copies; also reported at 256 and 1024.
+3. **PGD through the env vs plain torch**: the ``pgd`` baseline driving a
+   ``white_box`` env (step mode) against :func:`deploy_envs.metrics.robustness.pgd_attack`
+   on the same inputs with the same epsilon, number of steps and step size.
+   Targets: success rate through the env >= direct success rate; wall time
+   ratio env/direct <= 2.
+
+Timing: ``time.perf_counter``, warm-up first, then repetitions in which the two
+sides of a ratio run in alternating blocks (so a burst of load from other processes
+hits both), the ratio of each repetition computed from its two adjacent blocks, and
+the median over repetitions reported. Torch's thread settings are left as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import deploy_envs  # noqa: F401  (registers the envs)
+from deploy_envs.metrics.robustness import pgd_attack
+
+ENV_ID = "deploy_envs/Evasion-v0"
+RESULTS = Path(__file__).resolve().parent / "results" / "evasion.json"
+TARGETS = {"native_vs_sync": 8.0, "step_vs_bare": 1.3, "pgd_time": 2.0}
+
+
+# ----------------------------------------------------------------- timing
+def _block(fn: Callable[[], Any], inner: int) -> float:
+    """Seconds per call of ``fn``, over ``inner`` back-to-back calls."""
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
+def paired(a: Callable[[], Any], b: Callable[[], Any], *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
+    """Time ``a`` and ``b`` in alternating blocks; return medians and the median of per-repetition ratios a/b."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb, ratios = [], [], []
+    for r in range(reps):
+        # alternate which side goes first, so neither always follows the other
+        if r % 2 == 0:
+            x, y = _block(a, inner_a), _block(b, inner_b)
+        else:
+            y, x = _block(b, inner_b), _block(a, inner_a)
+        ta.append(x)
+        tb.append(y)
+        ratios.append(x / y)
+    return {
+        "a_s": statistics.median(ta),
+        "b_s": statistics.median(tb),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "reps": reps,
+    }
+
+
+class Stepper:
+    """Steps a vector env with pre-drawn random valid actions (drawing them is not timed)."""
+
+    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16) -> None:
+        self.env = env
+        env.action_space.seed(seed)
+        self.actions = [env.action_space.sample() for _ in range(pool)]
+        self.i = 0
+        self.resets = 0
+        self.steps = 0
+        env.reset(seed=seed)
+
+    def __call__(self) -> None:
+        _, _, term, trunc, _ = self.env.step(self.actions[self.i % len(self.actions)])
+        self.i += 1
+        self.steps += 1
+        self.resets += int((term | trunc).sum())
+
+
+# --------------------------------------------------------- 1. native vs sync
+def bench_native_vs_sync(threat_model: str, num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
+    kwargs = {"threat_model": threat_model}
+    native = gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
+    sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID, **kwargs) for _ in range(num_envs)])
+    n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
+    # a = sync, b = native: ratio = t(sync step) / t(native step) = native steps/s over sync steps/s
+    res = paired(s_step, n_step, inner_a=2 if quick else 5, inner_b=10 if quick else 40, reps=3 if quick else 7, warmup=3)
+    native.close()
+    sync.close()
+    return {
+        "threat_model": threat_model,
+        "num_envs": num_envs,
+        "native_steps_per_s": num_envs / res["b_s"],
+        "sync_steps_per_s": num_envs / res["a_s"],
+        "ratio": res["ratio"],
+        "ratio_range": [res["ratio_min"], res["ratio_max"]],
+        "target": TARGETS["native_vs_sync"],
+        "met": res["ratio"] >= TARGETS["native_vs_sync"],
+    }
+
+
+# ------------------------------------------------------ 2. step vs bare pass
+def bare_pass(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, white_box: bool) -> Callable[[], Any]:
+    """The victim's batched pass with nothing around it: forward, plus the input gradient for white_box."""
+    if not white_box:
+
+        def forward() -> None:
+            with torch.no_grad():
+                model(x)
+
+        return forward
+
+    def forward_backward() -> None:
+        xg = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(xg), y, reduction="sum")
+            torch.autograd.grad(loss, xg)
+
+    return forward_backward
+
+
+def bench_step_vs_bare(threat_model: str, num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
+    env = gym.make_vec(ENV_ID, num_envs=num_envs, threat_model=threat_model)
+    step = Stepper(env, seed)
+    for _ in range(25):  # get past the first episodes, so autoresets happen as in steady use
+        step()
+    core = env.unwrapped.core
+    shape = core.victim.image_shape
+    x = torch.from_numpy(np.clip(core.x0 + core.delta, 0.0, 1.0)).view(num_envs, *shape)
+    y = torch.from_numpy(core.attack_labels(np.arange(num_envs)))
+    bare = bare_pass(core.victim.model, x, y, threat_model == "white_box")
+    inner = max(2, int((8 if quick else 30) * 64 / num_envs))
+    step.steps = step.resets = 0
+    res = paired(step, bare, inner_a=inner, inner_b=inner, reps=5 if quick else 15, warmup=3)
+    env.close()
+    return {
+        "threat_model": threat_model,
+        "num_envs": num_envs,
+        "step_us": res["a_s"] * 1e6,
+        "bare_us": res["b_s"] * 1e6,
+        "overhead_us": (res["a_s"] - res["b_s"]) * 1e6,
+        "ratio": res["ratio"],
+        "ratio_range": [res["ratio_min"], res["ratio_max"]],
+        "episode_ends_per_step": step.resets / max(1, step.steps),
+        "target": TARGETS["step_vs_bare"] if num_envs == 64 else None,
+        "met": (res["ratio"] <= TARGETS["step_vs_bare"]) if num_envs == 64 else None,
+    }
+
+
+# ------------------------------------------------------ 3. PGD env vs direct
+def pgd_agent(env: gym.vector.VectorEnv, core: Any) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], str]:
+    """The registered ``pgd`` baseline if it is there, else sign of the observed gradient."""
+    try:
+        from deploy_envs.baselines import make_baseline
+
+        agent = make_baseline("pgd", ENV_ID)
+        agent.setup(env)
+        return agent.act, "baseline 'pgd'"
+    except (ImportError, ValueError):  # pragma: no cover - before the baseline existed
+        grad = core.obs_slices["gradient"]
+        return (lambda obs, start: np.sign(obs[:, grad]).astype(np.float32)), "inline sign(gradient)"
+
+
+def env_pgd(env: gym.vector.VectorEnv, act: Callable, index: np.ndarray, steps: int) -> np.ndarray:
+    """Run ``steps`` PGD steps through the env on inputs ``index``; success of each copy's first episode."""
+    n = len(index)
+    obs, _ = env.reset(seed=0, options={"index": index})
+    start = np.ones(n, dtype=bool)
+    finished = np.zeros(n, dtype=bool)
+    success = np.zeros(n, dtype=bool)
+    for _ in range(steps):
+        obs, _, term, trunc, info = env.step(act(obs, start))
+        # under NEXT_STEP autoreset a copy that ended restarts on the following step
+        start = term | trunc
+        new = start & ~finished
+        success[new] = info["success"][new]
+        finished |= start
+    assert finished.all(), "every copy spends its query budget within `steps` steps"
+    return success
+
+
+def bench_pgd(victim: str, n_inputs: int, epsilon: float, steps: int, step_size: float, quick: bool) -> dict[str, Any]:
+    kwargs = dict(
+        victim=victim, threat_model="white_box", action_mode="step", norm="linf",
+        epsilon=epsilon, step_size=step_size, max_queries=steps,
+    )
+    env = gym.make_vec(ENV_ID, num_envs=n_inputs, **kwargs)
+    core = env.unwrapped.core
+    act, agent_name = pgd_agent(env, core)
+    index = core.pool[:n_inputs]
+    if len(index) < n_inputs:
+        raise SystemExit(f"the victim classifies only {len(index)} test inputs correctly; ask for fewer than {n_inputs}")
+    model = core.victim.model
+    x = torch.from_numpy(core.victim.images[index]).float()
+    y = torch.from_numpy(core.victim.labels[index]).long()
+    alpha = step_size * epsilon  # the env moves by step_size * epsilon * action, action = sign(gradient)
+
+    def direct() -> torch.Tensor:
+        return pgd_attack(model, x, y, epsilon=epsilon, steps=steps, step_size=alpha, norm="linf")
+
+    def through_env() -> np.ndarray:
+        return env_pgd(env, act, index, steps)
+
+    res = paired(through_env, direct, inner_a=1, inner_b=1, reps=3 if quick else 9, warmup=1)
+    env_success = through_env()
+    adv = direct()
+    with torch.no_grad():
+        direct_success = (model(adv).argmax(1) != y).numpy()
+    linf = float((adv - x).abs().amax().item())
+    env.close()
+    return {
+        "victim": core.victim.name,
+        "agent": agent_name,
+        "n_inputs": n_inputs,
+        "epsilon": epsilon,
+        "steps": steps,
+        "step_size": alpha,
+        "env_success_rate": float(env_success.mean()),
+        "direct_success_rate": float(direct_success.mean()),
+        "direct_max_linf": linf,
+        "env_s": res["a_s"],
+        "direct_s": res["b_s"],
+        "time_ratio": res["ratio"],
+        "time_ratio_range": [res["ratio_min"], res["ratio_max"]],
+        "met_strength": bool(env_success.mean() >= direct_success.mean()),
+        "met_time": res["ratio"] <= TARGETS["pgd_time"],
+    }
+
+
+# ----------------------------------------------------------------- output
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "gymnasium": gym.__version__,
+        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    rows: list[tuple[str, str, str, str, str]] = []
+    for r in results["native_vs_sync"]:
+        rows.append((
+            f"native vs sync, {r['threat_model']}, {r['num_envs']} copies",
+            f"{r['ratio']:.1f}x",
+            f">= {r['target']:g}x",
+            "yes" if r["met"] else "NO",
+            f"{r['native_steps_per_s']:,.0f} vs {r['sync_steps_per_s']:,.0f} steps/s",
+        ))
+    for r in results["step_vs_bare"]:
+        target = f"<= {r['target']:g}x" if r["target"] else "-"
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
+        rows.append((
+            f"step / bare pass, {r['threat_model']}, {r['num_envs']} copies",
+            f"{r['ratio']:.2f}x",
+            target,
+            met,
+            f"{r['step_us']:,.0f} vs {r['bare_us']:,.0f} us; {r['episode_ends_per_step']:.1f} episode ends/step",
+        ))
+    for r in results["pgd"]:
+        rows.append((
+            f"PGD success, env vs direct ({r['victim']})",
+            f"{r['env_success_rate']:.3f} vs {r['direct_success_rate']:.3f}",
+            "env >= direct",
+            "yes" if r["met_strength"] else "NO",
+            f"{r['n_inputs']} inputs, eps {r['epsilon']:g}, {r['steps']} steps of {r['step_size']:g}",
+        ))
+        rows.append((
+            f"PGD time, env / direct ({r['victim']})",
+            f"{r['time_ratio']:.2f}x",
+            f"<= {TARGETS['pgd_time']:g}x",
+            "yes" if r["met_time"] else "NO",
+            f"{r['env_s'] * 1e3:,.0f} vs {r['direct_s'] * 1e3:,.0f} ms ({r['agent']})",
+        ))
+    header = ("measure", "ratio", "target", "met", "detail")
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich is optional
+        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        return
+    table = Table(title=f"Evasion-v0 benchmark ({results['machine']['cpu_count']} CPUs, torch threads {results['machine']['torch_threads']})")
+    for h in header:
+        table.add_column(h, justify="right" if h in ("ratio",) else "left")
+    for row in rows:
+        table.add_row(*row, style=None if row[3] != "NO" else "red")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and sizes (a smoke run)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    results: dict[str, Any] = {"machine": machine(), "quick": quick, "targets": TARGETS}
+    t0 = time.perf_counter()
+
+    results["native_vs_sync"] = [bench_native_vs_sync(tm, 64, quick, args.seed) for tm in ("scores", "white_box")]
+    sizes = (64, 256) if quick else (64, 256, 1024)
+    results["step_vs_bare"] = [bench_step_vs_bare(tm, n, quick, args.seed) for tm in ("scores", "white_box") for n in sizes]
+    victims = ("standard",) if quick else ("standard", "madry")
+    results["pgd"] = [bench_pgd(v, 256, 0.2, 20, 0.25, quick) for v in victims]
+
+    results["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    results["seconds"] = time.perf_counter() - t0
+    report(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
