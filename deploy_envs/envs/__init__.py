@@ -1,2 +1,3 @@
 """Single-agent environments, one package per topic; importing registers them."""
 from deploy_envs.envs import adversarial  # noqa: F401
+from deploy_envs.envs import gridworlds  # noqa: F401
