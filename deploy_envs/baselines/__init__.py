@@ -46,5 +46,6 @@ register_baseline("random", RandomAgent, summary="uniform random actions from th
 from deploy_envs.baselines import evasion as _evasion  # noqa: E402,F401
 from deploy_envs.baselines import spatial as _spatial  # noqa: E402,F401
 from deploy_envs.baselines import gridworlds as _gridworlds  # noqa: E402,F401
+from deploy_envs.baselines import fairness as _fairness  # noqa: E402,F401
 
 __all__ = ["Agent", "BASELINES", "RandomAgent", "SB3Agent", "make_baseline", "register_baseline"]

@@ -1,3 +1,4 @@
 """Single-agent environments, one package per topic; importing registers them."""
 from deploy_envs.envs import adversarial  # noqa: F401
 from deploy_envs.envs import gridworlds  # noqa: F401
+from deploy_envs.envs import fairness  # noqa: F401

@@ -1,0 +1,11 @@
+"""Fairness: the audited lending game on the FICO data (Hardt et al. 2016; Liu et al. 2018)."""
+from deploy_envs.core.registration import register_env
+
+register_env(
+    "FairLending-v0",
+    entry_point="deploy_envs.envs.fairness.lending:FairLendingEnv",
+    vector_entry_point="deploy_envs.envs.fairness.lending:FairLendingVectorEnv",
+    topic="fairness",
+    summary="set per-group lending thresholds on FICO score distributions; scores move +75/-150 with repayment; an auditor reports selection rates, TPRs, DP/EO gaps and delayed impact",
+    test_kwargs={"population_size": 200, "applicants_per_step": 20, "horizon": 8},
+)
