@@ -69,31 +69,72 @@ def list_cmd() -> None:
         console.print(a)
 
 
+SUITES = ("alignment",)
+
+
+def _suite_agent_factory(agent: str | None, baseline: str | None, call: str | None):
+    """An ``env_id -> Agent`` factory for a suite run."""
+    from deploy_envs.agent_zoo import load_agent
+    from deploy_envs.baselines import make_baseline
+
+    if baseline is not None:
+        return lambda env_id: make_baseline(baseline, env_id)
+    if call is not None:
+        return _import_callable(call)
+    if agent is not None:
+        return lambda env_id: load_agent(agent)[0]
+    _fail("a suite run needs --baseline NAME, --agent NAME or --callable module:function")
+
+
+def _import_callable(spec: str):
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        _fail(f"--callable={spec!r} must look like package.module:function")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        _fail(f"--callable={spec!r} cannot be imported: {e}")
+
+
 @app.command()
 def evaluate(
-    env_id: str = typer.Argument(..., help="environment id, e.g. deploy_envs/Evasion-v0"),
+    env_id: Optional[str] = typer.Argument(None, help="environment id, e.g. deploy_envs/Evasion-v0 (or use --suite)"),
     agent: Optional[str] = typer.Option(None, help="a trained agent from agents/ (by name or folder)"),
     baseline: Optional[str] = typer.Option(None, help="a baseline by name (see `deploy-envs list`)"),
     policy: Optional[Path] = typer.Option(None, help="a saved stable-baselines3 policy (.zip)"),
+    call: Optional[str] = typer.Option(None, "--callable", help="module:function returning an Agent (called with the env id)"),
+    suite: Optional[str] = typer.Option(None, help="run over a whole suite of envs: alignment"),
     algorithm: str = typer.Option("PPO", help="algorithm of --policy"),
     episodes: int = typer.Option(100, min=1),
     seed: int = typer.Option(0),
     env_kwarg: list[str] = typer.Option([], "--env-kwarg", "-k", help="env argument key=value (repeatable)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the scorecard as JSON here"),
+    plot: Optional[Path] = typer.Option(None, help="suite runs: save a plot of the scorecard (PNG)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Evaluate an agent, a baseline or a saved SB3 policy on an env and print a scorecard."""
+    """Evaluate an agent, a baseline, a saved SB3 policy or a callable on an env (or a suite) and print a scorecard."""
     import deploy_envs  # noqa: F401
     from deploy_envs.agent_zoo import load_agent
     from deploy_envs.baselines import SB3Agent, make_baseline
     from deploy_envs.core.registration import ENV_CATALOG
     from deploy_envs.evaluation import evaluate as run_eval
 
+    chosen = [x for x in (agent, baseline, policy, call) if x is not None]
+    if len(chosen) != 1:
+        _fail("give exactly one of --agent, --baseline, --policy or --callable")
+    if suite is not None:
+        if suite not in SUITES:
+            _fail(f"--suite={suite!r} is unknown; allowed: {', '.join(SUITES)}")
+        if env_id is not None:
+            _fail("give either an env id or --suite, not both")
+        _evaluate_suite(suite, _suite_agent_factory(agent, baseline, call), episodes, seed, json_out, plot)
+        return
+    if env_id is None:
+        _fail("give an env id (see `deploy-envs list`) or --suite")
     if env_id not in ENV_CATALOG:
         _fail(f"env_id={env_id!r} is not registered; allowed: {', '.join(sorted(ENV_CATALOG))}")
-    chosen = [x for x in (agent, baseline, policy) if x is not None]
-    if len(chosen) != 1:
-        _fail("give exactly one of --agent, --baseline or --policy")
     kwargs = _parse_kwargs(env_kwarg)
     try:
         if agent is not None:
@@ -101,6 +142,8 @@ def evaluate(
             kwargs = {**card.env_kwargs, **kwargs}
         elif baseline is not None:
             a = make_baseline(baseline, env_id)
+        elif call is not None:
+            a = _import_callable(call)(env_id)
         else:
             if not policy.exists():
                 _fail(f"policy={str(policy)!r} does not exist")
@@ -109,7 +152,7 @@ def evaluate(
     except ValueError as e:
         _fail(str(e))
     t = Table(title=f"{card_.agent} on {env_id} ({episodes} episodes, seed {seed})")
-    t.add_column("metric")
+    t.add_column("metric", no_wrap=True)
     t.add_column("mean", justify="right")
     for k, v in sorted(card_.summary.items()):
         t.add_row(k, _fmt(v))
@@ -119,6 +162,33 @@ def evaluate(
         console.print(f"wrote {json_out}")
 
 
+def _evaluate_suite(suite: str, factory, episodes: int, seed: int, json_out: Optional[Path], plot: Optional[Path]) -> None:
+    from deploy_envs.suites import run_suite
+
+    try:
+        with console.status(f"evaluating on the {suite} suite"):
+            rows = run_suite(suite, factory, episodes=episodes, seed=seed)
+    except ValueError as e:
+        _fail(str(e))
+    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("env_id", "agent", "episodes")]
+    agent_name = rows[0]["agent"] if rows else "?"
+    t = Table(title=f"{suite} scorecard of {agent_name} ({episodes} episodes per env, seed {seed})")
+    t.add_column("env", no_wrap=True)
+    for c in cols:
+        t.add_column(c.replace("_", " "), justify="right", min_width=6)
+    for r in rows:
+        t.add_row(r["env_id"].split("/")[-1], *(_fmt(r.get(c, "")) for c in cols))
+    console.print(t)
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+    if plot:
+        from deploy_envs.plots import plot_suite
+
+        plot_suite(rows, plot, title=f"{suite} scorecard: {rows[0]['agent'] if rows else ''}")
+        console.print(f"wrote {plot}")
+
+
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
@@ -126,9 +196,10 @@ def run(
     train: str = typer.Option("auto", help="auto: train missing agents; always: retrain; never: evaluate only"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write results as JSON here"),
     plot: Optional[Path] = typer.Option(None, help="save a bar plot of the results (PNG)"),
+    plot_dir: Optional[Path] = typer.Option(None, help="where the scenario's own figures go (default runs/<scenario name>)"),
     progress: bool = typer.Option(True),
 ) -> None:
-    """Train and/or evaluate what a scenario names, print the results and check the expected outcome."""
+    """Train and/or evaluate what a scenario names, print the results, write its figures and check the expected outcome."""
     from deploy_envs.scenarios import ScenarioError, load_scenario, run_scenario
 
     if train not in ("auto", "always", "never"):
@@ -136,7 +207,8 @@ def run(
     try:
         scn = load_scenario(scenario)
         console.print(f"[bold]{scn.name}[/]: {scn.description}")
-        result = run_scenario(scn, episodes=episodes, train=train, progress=progress)  # type: ignore[arg-type]
+        figures = plot_dir or Path("runs") / scn.name
+        result = run_scenario(scn, episodes=episodes, train=train, progress=progress, plot_dir=figures)  # type: ignore[arg-type]
     except (ScenarioError, ValueError) as e:
         _fail(str(e))
     cols = list(dict.fromkeys(k for r in result.rows for k in r))
@@ -149,6 +221,8 @@ def run(
     for c in result.checks:
         mark = "[green]PASS[/]" if c.passed else "[red]FAIL[/]"
         console.print(f"{mark} {c.expression}   ({c.left:.4g} vs {c.right:.4g})")
+    for path in result.artifacts:
+        console.print(f"wrote {path}")
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     if plot:

@@ -34,3 +34,28 @@ def plot_scenario(result, path: str | Path, metric: str = "success_rate") -> Pat
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_suite(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Per-env bars of visible reward and hidden performance (and cost where measured)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["env_id"].split("/")[-1] for r in rows]
+    keys = [k for k in ("reward", "hidden_performance", "cost") if any(k in r for r in rows)]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 3.8))
+    width = 0.8 / max(1, len(keys))
+    x = np.arange(len(rows))
+    for j, k in enumerate(keys):
+        ax.bar(x + j * width, [r.get(k, np.nan) for r in rows], width, label=k)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xticks(x + width * (len(keys) - 1) / 2, names, rotation=30, ha="right", fontsize=8)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -78,6 +78,14 @@ class Protocol(_Strict):
     num_envs: int | None = None
 
 
+class PlotSpec(_Strict):
+    """A figure the scenario writes: ``function(path, **kwargs)`` from a deploy_envs module."""
+
+    function: str
+    file: str
+    kwargs: dict[str, Any] = {}
+
+
 class Scenario(_Strict):
     name: str
     description: str = ""
@@ -89,6 +97,7 @@ class Scenario(_Strict):
     train: TrainSpec | None = None
     protocol: Protocol = Protocol()
     expect: list[str] = []
+    plots: list[PlotSpec] = []
 
     def points(self) -> list[dict[str, Any]]:
         keys = list(self.sweep)
@@ -137,6 +146,8 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
             model, i = TrainSpec, i + 1
         elif key == "protocol":
             model, i = Protocol, i + 1
+        elif key == "plots":
+            model, i = PlotSpec, i + 2
         else:
             return model
     return model
@@ -155,6 +166,11 @@ def _check_semantics(path: Path, scn: Scenario) -> None:
     for k, values in scn.sweep.items():
         if not values:
             raise ScenarioError(f"{path}: key 'sweep.{k}' has no values")
+    for i, plot in enumerate(scn.plots):
+        try:
+            resolve_plot_function(plot.function)
+        except ValueError as e:
+            raise ScenarioError(f"{path}: key 'plots.{i}.function': {e}") from None
     for i, expr in enumerate(scn.expect):
         try:
             refs = parse_expectation(expr)[1]
@@ -214,6 +230,22 @@ def _eval(node: ast.AST, values: dict[str, float]) -> float:
     raise ValueError(f"unsupported expression node {type(node).__name__}")
 
 
+def resolve_plot_function(spec: str):
+    """Import ``deploy_envs.some.module:function`` (only deploy_envs modules are allowed)."""
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    if not module.startswith("deploy_envs.") or not attr:
+        raise ValueError(f"{spec!r} must name a function in a deploy_envs module, as deploy_envs.package.module:function")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{spec!r} cannot be imported: {e}") from None
+    if not callable(fn):
+        raise ValueError(f"{spec!r} is not callable")
+    return fn
+
+
 @dataclass
 class Check:
     expression: str
@@ -227,6 +259,7 @@ class ScenarioResult:
     scenario: Scenario
     rows: list[dict[str, Any]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -245,6 +278,7 @@ class ScenarioResult:
             "scenario": self.scenario.name,
             "rows": self.rows,
             "checks": [c.__dict__ for c in self.checks],
+            "artifacts": self.artifacts,
             "passed": self.passed,
         }
 
@@ -284,8 +318,12 @@ def run_scenario(
     train: Literal["auto", "always", "never"] = "auto",
     agents: list[str] | None = None,
     progress: bool = False,
+    plot_dir: str | Path | None = None,
 ) -> ScenarioResult:
-    """Train (if asked and needed), evaluate every agent at every sweep point, check expectations."""
+    """Train (if asked and needed), evaluate every agent at every sweep point, check expectations.
+
+    With ``plot_dir``, the scenario's ``plots`` are written there.
+    """
     if scn.train is not None and train != "never":
         target = agents_dir() / scn.train.agent
         if train == "always" or not (target / "card.json").exists():
@@ -322,4 +360,11 @@ def run_scenario(
             card = evaluate(scn.env, agent, episodes=n_episodes, seed=scn.protocol.seed, num_envs=scn.protocol.num_envs, env_kwargs=kwargs, progress=progress)
             result.rows.append({"agent": name, **point, **card.summary})
     check_expectations(result)
+    if plot_dir is not None and scn.plots:
+        out = Path(plot_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for plot in scn.plots:
+            path = out / plot.file
+            resolve_plot_function(plot.function)(path, **plot.kwargs)
+            result.artifacts.append(str(path))
     return result

@@ -58,3 +58,33 @@ def test_selfplay_runs_and_writes_models(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "attacker.zip").exists() and (tmp_path / "defender.zip").exists()
     assert "fool rate" in r.output
+
+
+def test_evaluate_alignment_suite_prints_gap_and_plots(tmp_path):
+    out, png = tmp_path / "suite.json", tmp_path / "suite.png"
+    r = runner.invoke(app, ["evaluate", "--suite", "alignment", "--baseline", "gridworld_planner", "--episodes", "4", "--json", str(out), "--plot", str(png)], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())
+    by_env = {row["env_id"].split("/")[-1]: row for row in rows}
+    assert "TomatoWatering-v0" in by_env and "AbsentSupervisor-v0" in by_env
+    # the reward-maximizing planner games tomato watering: a large reward/hidden-performance gap
+    assert by_env["TomatoWatering-v0"]["gap"] > 20
+    assert png.stat().st_size > 1000
+
+
+def test_evaluate_suite_errors():
+    r = runner.invoke(app, ["evaluate", "--suite", "everything", "--baseline", "random"])
+    assert r.exit_code == 2 and "--suite='everything' is unknown" in r.output
+    r = runner.invoke(app, ["evaluate", "--suite", "alignment", "--callable", "nowhere"])
+    assert r.exit_code == 2 and "module:function" in r.output
+
+
+def test_evaluate_with_an_importable_callable(tmp_path, monkeypatch):
+    (tmp_path / "my_agents.py").write_text(
+        "from deploy_envs.baselines import make_baseline\n"
+        "def make(env_id):\n    return make_baseline('pgd', env_id)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r = runner.invoke(app, ["evaluate", "deploy_envs/Evasion-v0", "--callable", "my_agents:make", "-k", "threat_model=white_box", "--episodes", "4", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "success_rate" in r.output
