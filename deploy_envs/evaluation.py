@@ -74,7 +74,9 @@ def evaluate(
     num_envs: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
-    skip_info_keys: tuple[str, ...] = ("sample_index", "true_label", "predicted_label", "target_label"),
+    skip_info_keys: tuple[str, ...] = (
+        "sample_index", "true_label", "predicted_label", "target_label", "arm", "optimal_arm", "step_pseudo_regret",
+    ),
 ) -> Scorecard:
     """Run ``agent`` for ``episodes`` episodes of ``env_id`` (native batch) and return the scorecard."""
     episodes = check_positive("episodes", episodes, integer=True)

@@ -14,6 +14,7 @@ naming the file, the key and what is allowed.
 from __future__ import annotations
 
 import ast
+import inspect
 import itertools
 import operator
 import re
@@ -79,7 +80,8 @@ class Protocol(_Strict):
 
 
 class PlotSpec(_Strict):
-    """A figure the scenario writes: ``function(path, **kwargs)`` from a deploy_envs module."""
+    """A figure the scenario writes: ``function(path, **kwargs)`` from a deploy_envs module
+    (also given ``scenario=`` when the function takes that argument)."""
 
     function: str
     file: str
@@ -365,6 +367,8 @@ def run_scenario(
         out.mkdir(parents=True, exist_ok=True)
         for plot in scn.plots:
             path = out / plot.file
-            resolve_plot_function(plot.function)(path, **plot.kwargs)
+            fn = resolve_plot_function(plot.function)
+            extra = {"scenario": scn} if "scenario" in inspect.signature(fn).parameters else {}
+            fn(path, **extra, **plot.kwargs)
             result.artifacts.append(str(path))
     return result

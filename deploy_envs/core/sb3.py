@@ -104,6 +104,12 @@ def make_sb3_vec_env(env_id: str, num_envs: int = 8, *, monitor: bool = True, se
     if seed is not None:
         vec.seed(seed)
     if monitor:
-        info_keys = tuple(k for k in ("success", "queries") if True)
+        # record the evaluator's measures this env reports at episode end (VecMonitor needs them in every final info)
+        probe = gym.make(env_id, **kwargs)
+        probe.action_space.seed(0)
+        probe.reset(seed=0)
+        _, _, _, _, info = probe.step(probe.action_space.sample())
+        probe.close()
+        info_keys = tuple(k for k in ("success", "queries", "cost", "hidden_performance") if k in info)
         vec = VecMonitor(vec, info_keywords=info_keys)
     return vec

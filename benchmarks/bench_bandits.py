@@ -1,0 +1,170 @@
+"""Throughput benchmark of ``deploy_envs/Bandit-v0`` (and ``ContextualBandit-v0``).
+
+Run from the repository root::
+
+    python benchmarks/bench_bandits.py            # full run (well under a minute on 2 CPU cores)
+    python benchmarks/bench_bandits.py --quick    # smoke run
+
+It prints ratios measured within this one run and writes them with the raw timings
+to ``benchmarks/results/bandits.json``:
+
+1. **native vs sync**: steps per second of ``gymnasium.make_vec(id, num_envs=1024)``
+   (the native batch: one numpy step for all copies) over those of a
+   ``gymnasium.vector.SyncVectorEnv`` of 1024 ``gymnasium.make(id)`` copies, same
+   kwargs, pre-drawn random valid actions. The sync side is timed on fewer steps (it
+   is slow); both include the episode ends and autoresets that fall in their steps.
+   Target for ``Bandit-v0``: >= 50. ``ContextualBandit-v0`` is reported too (no target).
+2. **a full experiment**: one episode of 10^4 pulls on 1024 copies with Thompson
+   sampling acting (the agent's time included), in pulls per second (informative).
+
+Timing: ``time.perf_counter``, warm-up first, then repetitions in which the two
+sides of a ratio run in alternating blocks (so a burst of load from other processes
+hits both); the median of the per-repetition ratios is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+import deploy_envs  # noqa: F401  (registers the envs)
+from deploy_envs.baselines import make_baseline
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bandits.json"
+TARGET = 50.0
+
+
+def _block(fn: Callable[[], Any], inner: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
+def paired(a, b, *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
+    """Time ``a`` and ``b`` in alternating blocks; medians and the median per-repetition ratio a/b."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb, ratios = [], [], []
+    for r in range(reps):
+        if r % 2 == 0:
+            x, y = _block(a, inner_a), _block(b, inner_b)
+        else:
+            y, x = _block(b, inner_b), _block(a, inner_a)
+        ta.append(x)
+        tb.append(y)
+        ratios.append(x / y)
+    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb), "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios), "reps": reps}
+
+
+class Stepper:
+    """Steps a vector env with pre-drawn random valid actions."""
+
+    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16) -> None:
+        self.env = env
+        env.action_space.seed(seed)
+        self.actions = [env.action_space.sample() for _ in range(pool)]
+        self.i = 0
+        env.reset(seed=seed)
+
+    def __call__(self) -> None:
+        self.env.step(self.actions[self.i % len(self.actions)])
+        self.i += 1
+
+
+def bench_native_vs_sync(env_id: str, num_envs: int, kwargs: dict, quick: bool, seed: int) -> dict[str, Any]:
+    native = gym.make_vec(env_id, num_envs=num_envs, **kwargs)
+    sync = gym.vector.SyncVectorEnv([partial(gym.make, env_id, **kwargs) for _ in range(num_envs)])
+    n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
+    # a = sync, b = native: ratio = t(sync step) / t(native step) = native steps/s over sync steps/s
+    res = paired(s_step, n_step, inner_a=1 if quick else 3, inner_b=50 if quick else 300, reps=3 if quick else 7, warmup=2)
+    native.close()
+    sync.close()
+    return {
+        "env": env_id,
+        "num_envs": num_envs,
+        "kwargs": kwargs,
+        "native_steps_per_s": num_envs / res["b_s"],
+        "sync_steps_per_s": num_envs / res["a_s"],
+        "ratio": res["ratio"],
+        "ratio_range": [res["ratio_min"], res["ratio_max"]],
+        "target": TARGET if env_id.endswith("/Bandit-v0") else None,
+    }
+
+
+def bench_experiment(num_envs: int, horizon: int, seed: int) -> dict[str, Any]:
+    env = gym.make_vec("deploy_envs/Bandit-v0", num_envs=num_envs, horizon=horizon)
+    agent = make_baseline("thompson", seed=seed)
+    agent.setup(env)
+    obs, _ = env.reset(seed=seed)
+    start = np.ones(num_envs, dtype=bool)
+    t0 = time.perf_counter()
+    for _ in range(horizon):
+        obs, _, _, _, info = env.step(agent.act(obs, start))
+        start[:] = False
+    seconds = time.perf_counter() - t0
+    env.close()
+    return {
+        "agent": "thompson",
+        "num_envs": num_envs,
+        "horizon": horizon,
+        "seconds": seconds,
+        "pulls_per_s": num_envs * horizon / seconds,
+        "mean_final_pseudo_regret": float(np.mean(info["pseudo_regret"])),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and a shorter experiment")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "gymnasium": gym.__version__,
+            "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        },
+        "quick": args.quick,
+    }
+    results["native_vs_sync"] = [
+        bench_native_vs_sync("deploy_envs/Bandit-v0", 1024, {}, args.quick, args.seed),
+        bench_native_vs_sync("deploy_envs/Bandit-v0", 1024, {"distribution": "gaussian", "drift": 0.01}, args.quick, args.seed),
+        bench_native_vs_sync("deploy_envs/ContextualBandit-v0", 1024, {}, args.quick, args.seed),
+    ]
+    results["experiment"] = bench_experiment(1024, 1000 if args.quick else 10_000, args.seed)
+    results["seconds"] = time.perf_counter() - t0
+
+    print(f"{'measure':58s} {'ratio':>8s} {'target':>8s}  detail")
+    for r in results["native_vs_sync"]:
+        target = f">= {r['target']:g}" if r["target"] else "-"
+        met = "" if not r["target"] else (" (met)" if r["ratio"] >= r["target"] else " (NOT MET)")
+        extra = ", ".join(f"{k}={v}" for k, v in r["kwargs"].items())
+        label = f"native vs sync, {r['env'].split('/')[-1]}{' (' + extra + ')' if extra else ''}, {r['num_envs']} copies"
+        print(f"{label:58s} {r['ratio']:7.0f}x {target:>8s}  {r['native_steps_per_s']:,.0f} vs {r['sync_steps_per_s']:,.0f} steps/s{met}")
+    e = results["experiment"]
+    print(f"{e['agent']} on {e['num_envs']} copies x {e['horizon']} pulls: {e['seconds']:.1f} s, {e['pulls_per_s']:,.0f} pulls/s (agent included), mean regret {e['mean_final_pseudo_regret']:.1f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
