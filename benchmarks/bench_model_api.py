@@ -1,0 +1,150 @@
+"""Throughput benchmark of the model API and of ``deploy_envs/ModelExtraction-v0``.
+
+Run from the repository root::
+
+    python benchmarks/bench_model_api.py            # full run (about a minute on 2 CPU cores)
+    python benchmarks/bench_model_api.py --quick    # smoke run
+
+Ratios, each measured within this one run, written with the raw timings to
+``benchmarks/results/model_api.json``:
+
+1. **API / bare pass**: queries per second of ``ModelAPI.query`` (probabilities, no
+   defense, one client: validation, accounting, log, softmax and the answer) over
+   those of a bare batched forward pass of the same victim on the same batch.
+   Target: >= 0.8 at 256 queries per call; also reported at 64 and 1024.
+2. **native vs sync**: steps per second of ``gymnasium.make_vec(id, num_envs=64)``
+   over a ``SyncVectorEnv`` of 64 ``gymnasium.make(id)`` copies, default arguments
+   (digits CNN victim, MLP surrogate, 10 queries per step), random valid queries.
+   Target: >= 8.
+
+Timing: ``time.perf_counter``, warm-up first, the two sides of a ratio in
+alternating blocks, the median of the per-repetition ratios reported (as in
+``bench_evasion.py``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import deploy_envs  # noqa: F401  (registers the envs)
+from deploy_envs.api import ModelAPI
+
+ENV_ID = "deploy_envs/ModelExtraction-v0"
+RESULTS = Path(__file__).resolve().parent / "results" / "model_api.json"
+TARGETS = {"api_vs_bare": 0.8, "native_vs_sync": 8.0}
+
+
+def _block(fn: Callable[[], Any], inner: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
+def paired(a, b, *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
+    """Time ``a`` and ``b`` in alternating blocks; medians and the median per-repetition ratio a/b."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb, ratios = [], [], []
+    for r in range(reps):
+        if r % 2 == 0:
+            x, y = _block(a, inner_a), _block(b, inner_b)
+        else:
+            y, x = _block(b, inner_b), _block(a, inner_a)
+        ta.append(x)
+        tb.append(y)
+        ratios.append(x / y)
+    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb), "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios), "reps": reps}
+
+
+def bench_api(n: int, quick: bool, seed: int) -> dict[str, Any]:
+    api = ModelAPI("standard")
+    x = np.random.default_rng(seed).random((n, api.d), dtype=np.float32)
+    xt = torch.from_numpy(x).view(n, *api.input_shape)
+
+    def bare() -> None:
+        with torch.no_grad():
+            api.model(xt)
+
+    def through_api() -> None:
+        api.query(x, "bench")
+
+    inner = max(2, int((10 if quick else 40) * 256 / n))
+    # a = bare, b = api: ratio = t(bare) / t(api) = API queries/s over bare queries/s
+    res = paired(bare, through_api, inner_a=inner, inner_b=inner, reps=5 if quick else 15, warmup=3)
+    return {"queries_per_call": n, "api_qps": n / res["b_s"], "bare_qps": n / res["a_s"], "ratio": res["ratio"],
+            "ratio_range": [res["ratio_min"], res["ratio_max"]], "target": TARGETS["api_vs_bare"] if n == 256 else None,
+            "met": (res["ratio"] >= TARGETS["api_vs_bare"]) if n == 256 else None}
+
+
+class Stepper:
+    def __init__(self, env, seed: int, pool: int = 8) -> None:
+        self.env = env
+        env.action_space.seed(seed)
+        self.actions = [env.action_space.sample() for _ in range(pool)]
+        self.i = 0
+        env.reset(seed=seed)
+
+    def __call__(self) -> None:
+        self.env.step(self.actions[self.i % len(self.actions)])
+        self.i += 1
+
+
+def bench_native_vs_sync(num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
+    native = gym.make_vec(ENV_ID, num_envs=num_envs)
+    sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID) for _ in range(num_envs)])
+    n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
+    res = paired(s_step, n_step, inner_a=1 if quick else 2, inner_b=3 if quick else 10, reps=3 if quick else 7, warmup=2)
+    native.close()
+    sync.close()
+    return {"num_envs": num_envs, "native_steps_per_s": num_envs / res["b_s"], "sync_steps_per_s": num_envs / res["a_s"],
+            "ratio": res["ratio"], "ratio_range": [res["ratio_min"], res["ratio_max"]], "target": TARGETS["native_vs_sync"],
+            "met": res["ratio"] >= TARGETS["native_vs_sync"]}
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "gymnasium": gym.__version__,
+            "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "targets": TARGETS}
+    results["api_vs_bare"] = [bench_api(n, args.quick, args.seed) for n in (64, 256, 1024)]
+    results["native_vs_sync"] = [bench_native_vs_sync(64, args.quick, args.seed)]
+    results["seconds"] = time.perf_counter() - t0
+    for r in results["api_vs_bare"]:
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
+        print(f"API / bare pass, {r['queries_per_call']:5d} queries/call: {r['ratio']:.2f}x (target >= 0.8 at 256: {met}); "
+              f"{r['api_qps']:,.0f} vs {r['bare_qps']:,.0f} queries/s")
+    for r in results["native_vs_sync"]:
+        print(f"native vs sync, {r['num_envs']} copies: {r['ratio']:.1f}x (target >= 8: {'yes' if r['met'] else 'NO'}); "
+              f"{r['native_steps_per_s']:,.0f} vs {r['sync_steps_per_s']:,.0f} steps/s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
