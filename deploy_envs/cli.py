@@ -18,7 +18,9 @@ console = Console()
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    # no markup (messages quote ranges like [0, 1]) and no wrapping (paths stay whole)
+    console.print("[bold red]error:[/]", end=" ")
+    console.print(msg, markup=False, soft_wrap=True, highlight=False)
     raise typer.Exit(2)
 
 

@@ -4,3 +4,4 @@ from deploy_envs.envs import gridworlds  # noqa: F401
 from deploy_envs.envs import fairness  # noqa: F401
 from deploy_envs.envs import bandits  # noqa: F401
 from deploy_envs.envs import model_api_attacks  # noqa: F401
+from deploy_envs.envs import poisoning  # noqa: F401
