@@ -5,3 +5,4 @@ from deploy_envs.envs import fairness  # noqa: F401
 from deploy_envs.envs import bandits  # noqa: F401
 from deploy_envs.envs import model_api_attacks  # noqa: F401
 from deploy_envs.envs import poisoning  # noqa: F401
+from deploy_envs.envs import safety  # noqa: F401
