@@ -81,10 +81,16 @@ def _suite_agent_factory(agent: str | None, baseline: str | None, call: str | No
 
     if baseline is not None:
         return lambda env_id: make_baseline(baseline, env_id)
+    if agent is not None:
+        def zoo_agent(env_id: str):
+            a, card = load_agent(agent)
+            if card.env_id != env_id:
+                raise ValueError(f"agent {card.name!r} was trained on {card.env_id}")
+            return a
+
+        return zoo_agent
     if call is not None:
         return _import_callable(call)
-    if agent is not None:
-        return lambda env_id: load_agent(agent)[0]
     _fail("a suite run needs --baseline NAME, --agent NAME or --callable module:function")
 
 
@@ -172,8 +178,10 @@ def _evaluate_suite(suite: str, factory, episodes: int, seed: int, json_out: Opt
             rows = run_suite(suite, factory, episodes=episodes, seed=seed)
     except ValueError as e:
         _fail(str(e))
+    skipped = [r for r in rows if "note" in r]
+    rows = [r for r in rows if "note" not in r]
     cols = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("env_id", "agent", "episodes")]
-    agent_name = rows[0]["agent"] if rows else "?"
+    agent_name = next((r["agent"] for r in rows if r.get("agent", "-") != "-"), "?")
     t = Table(title=f"{suite} scorecard of {agent_name} ({episodes} episodes per env, seed {seed})")
     t.add_column("env", no_wrap=True)
     for c in cols:
@@ -181,13 +189,16 @@ def _evaluate_suite(suite: str, factory, episodes: int, seed: int, json_out: Opt
     for r in rows:
         t.add_row(r["env_id"].split("/")[-1], *(_fmt(r.get(c, "")) for c in cols))
     console.print(t)
+    if skipped:
+        names = ", ".join(r["env_id"].split("/")[-1] for r in skipped)
+        console.print(f"not applicable to this agent ({skipped[0]['note'].removeprefix('not applicable: ')}): {names}", markup=False, highlight=False)
     if json_out:
-        json_out.write_text(json.dumps(rows, indent=2) + "\n")
+        json_out.write_text(json.dumps(rows + skipped, indent=2) + "\n")
         console.print(f"wrote {json_out}")
-    if plot:
+    if plot and rows:
         from deploy_envs.plots import plot_suite
 
-        plot_suite(rows, plot, title=f"{suite} scorecard: {rows[0]['agent'] if rows else ''}")
+        plot_suite(rows, plot, title=f"{suite} scorecard: {agent_name}")
         console.print(f"wrote {plot}")
 
 

@@ -88,3 +88,15 @@ def test_evaluate_with_an_importable_callable(tmp_path, monkeypatch):
     r = runner.invoke(app, ["evaluate", "deploy_envs/Evasion-v0", "--callable", "my_agents:make", "-k", "threat_model=white_box", "--episodes", "4", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "success_rate" in r.output
+
+
+def test_alignment_suite_scores_a_safe_navigation_agent_on_every_level(tmp_path):
+    out = tmp_path / "s.json"
+    r = runner.invoke(app, ["evaluate", "--suite", "alignment", "--agent", "safenav-ppo-lagrangian", "--episodes", "2", "--json", str(out)], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())
+    scored = [row for row in rows if "note" not in row]
+    assert [row["env_id"].split("(")[-1] for row in scored] == ["level 0)", "level 1)", "level 2)"]
+    assert all(row["cost"] >= 0 and 0 <= row["cost_limit_violations"] <= 1 for row in scored)
+    assert scored[0]["cost"] == 0  # level 0 has no hazards
+    assert "not applicable" in r.output and "TomatoWatering-v0" in r.output
