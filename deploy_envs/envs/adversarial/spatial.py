@@ -12,6 +12,7 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.core.views import NativeVectorEnv, SingleEnv
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.envs.adversarial.rendering import render_attack
 from deploy_envs.envs.adversarial.victim import Victim, margins
 
@@ -236,15 +237,8 @@ class SpatialEvasionCore(BatchedCore):
         self.image_shape = (C, H, W)
         d = self.d = C * H * W
         parts = [("x", d, 0.0, 1.0), ("feedback", K, 0.0, 1.0), ("label", K, 0.0, 1.0), ("transform", 3, -1.0, 1.0), ("budget", 1, 0.0, 1.0)]
-        self.obs_slices: dict[str, slice] = {}
-        lows, highs, start = [], [], 0
-        for name, size, lo, hi in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            lows.append(np.full(size, lo, np.float32))
-            highs.append(np.full(size, hi, np.float32))
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box(parts)
+        self.obs_dim = self.single_observation_space.shape[0]
         if self.action_type == "continuous":
             self.single_action_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
         else:

@@ -10,6 +10,7 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.core.views import NativeVectorEnv, SingleEnv
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.metrics.regret import DISTRIBUTIONS, lai_robbins_constant
 
 DEFAULT_MEANS = (0.5, 0.7, 0.3, 0.9, 0.1)
@@ -170,15 +171,8 @@ class BanditCore(BatchedCore):
         self.reward_low, self.reward_high = r_lo, r_hi
 
         parts = [("last_arm", K, 0.0, 1.0), ("last_reward", 1, r_lo, r_hi), ("counts", K, 0.0, 1.0), ("mean_reward", K, r_lo, r_hi), ("time", 1, 0.0, 1.0)]
-        self.obs_slices: dict[str, slice] = {}
-        lows, highs, start = [], [], 0
-        for name, size, lo, hi in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            lows.append(np.full(size, lo, np.float32))
-            highs.append(np.full(size, hi, np.float32))
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box(parts)
+        self.obs_dim = self.single_observation_space.shape[0]
         self.single_action_space = spaces.Discrete(K)
 
         n = self.num_envs

@@ -9,6 +9,7 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.core.views import NativeVectorEnv, SingleEnv
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.envs.fairness.fico import SCORE_MAX, SCORE_MIN, fico_population
 from deploy_envs.metrics.fairness import acceptance, gap, safe_rate, score_moves
 
@@ -156,23 +157,13 @@ class FairLendingCore(BatchedCore):
         self._cell_bin = np.where(lo == hi, np.minimum(lo, B - 1), -1)
 
         per_group = G * (self.obs_bins if observation == "histogram" else 2)
-        parts = [("scores", per_group, 0.0, 1.0), ("totals", 5, None, None)]
+        totals_low = np.array([0.0, -self.loss, -self.loss, 0.0, 0.0], np.float32)
+        parts = [("scores", per_group, 0.0, 1.0), ("totals", 5, totals_low, 1.0)]
         if action_mode == "applicant":
             parts.append(("applicants", n * (1 + G), 0.0, 1.0))
-        self.obs_slices: dict[str, slice] = {}
-        lows, highs, start = [], [], 0
-        for name, size, lo, hi in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            if name == "totals":
-                lows.append(np.array([0.0, -self.loss, -self.loss, 0.0, 0.0], np.float32))
-                highs.append(np.ones(5, np.float32))
-            else:
-                lows.append(np.full(size, lo, np.float32))
-                highs.append(np.full(size, hi, np.float32))
-            start += size
-        self.obs_dim = start
-        self._obs_low, self._obs_high = np.concatenate(lows), np.concatenate(highs)
-        self.single_observation_space = spaces.Box(self._obs_low, self._obs_high, dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box(parts)
+        self.obs_dim = self.single_observation_space.shape[0]
+        self._obs_low, self._obs_high = self.single_observation_space.low, self.single_observation_space.high
         if action_mode == "threshold":
             self.single_action_space = spaces.Box(-1.0, 1.0, (G,), dtype=np.float32)
         else:

@@ -11,6 +11,7 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.core.views import NativeVectorEnv, SingleEnv
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.data import load_dataset
 from deploy_envs.envs.poisoning.sanitizers import SANITIZERS, Sanitizer
 from deploy_envs.envs.poisoning.victims import KINDS, LinearVictims
@@ -215,15 +216,8 @@ class PoisoningCore(BatchedCore):
         if self.targeted:
             parts += [("targets", T * d, 0.0, 1.0), ("target_class", K, 0.0, 1.0)]
         parts += [("budget", 1, 0.0, 1.0), ("removed", 1, 0.0, 1.0)]
-        self.obs_slices: dict[str, slice] = {}
-        lows, highs, start = [], [], 0
-        for name, size, lo, hi in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            lows.append(np.full(size, lo, np.float32))
-            highs.append(np.full(size, hi, np.float32))
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box(parts)
+        self.obs_dim = self.single_observation_space.shape[0]
         self.single_action_space = spaces.Box(-1.0, 1.0, (self.points_per_step * (d + 1),), dtype=np.float32)
 
         n = self.num_envs

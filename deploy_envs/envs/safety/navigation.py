@@ -10,6 +10,7 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.core.views import NativeVectorEnv, SingleEnv
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.envs.safety.rendering import render_ansi, render_arena
 
 LEVELS = (0, 1, 2)
@@ -181,15 +182,8 @@ class SafeNavigationCore(BatchedCore):
 
         B = self.lidar_bins
         parts = [("velocity", 1, -1.0, 1.0), ("gyro", 1, -1.0, 1.0), ("goal_lidar", B, 0.0, 1.0), ("hazards_lidar", B, 0.0, 1.0), ("vases_lidar", B, 0.0, 1.0)]
-        self.obs_slices: dict[str, slice] = {}
-        lows, highs, start = [], [], 0
-        for name, size, lo, hi in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            lows.append(np.full(size, lo, np.float32))
-            highs.append(np.full(size, hi, np.float32))
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box(parts)
+        self.obs_dim = self.single_observation_space.shape[0]
         self.single_action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
 
         n, H, V = self.num_envs, self.num_hazards, self.num_vases
