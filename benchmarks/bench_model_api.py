@@ -16,6 +16,12 @@ Ratios, each measured within this one run, written with the raw timings to
    over a ``SyncVectorEnv`` of 64 ``gymnasium.make(id)`` copies, default arguments
    (digits CNN victim, MLP surrogate, 10 queries per step), random valid queries.
    Target: >= 8.
+3. **HTTP vs in-process** (reported, no target): queries per second of
+   :class:`~deploy_envs.api.client.RemoteModelAPI` against the same API served by
+   uvicorn on a free loopback port in a background thread (JSON both ways, one
+   keep-alive connection), next to ``ModelAPI.query`` in process, at 256 and 1024
+   queries per call. Needs the ``serve`` extra (fastapi, uvicorn, httpx); skipped
+   with a note otherwise.
 
 Timing: ``time.perf_counter``, warm-up first, the two sides of a ratio in
 alternating blocks, the median of the per-repetition ratios reported (as in
@@ -91,6 +97,25 @@ def bench_api(n: int, quick: bool, seed: int) -> dict[str, Any]:
             "met": (res["ratio"] >= TARGETS["api_vs_bare"]) if n == 256 else None}
 
 
+def bench_http(n: int, quick: bool, seed: int) -> dict[str, Any]:
+    from deploy_envs.api.client import RemoteModelAPI
+    from deploy_envs.api.server import create_app, new_keys, serve_in_thread
+
+    keys = new_keys(["bench"])
+    api = ModelAPI("standard")
+    x = np.random.default_rng(seed).random((n, api.d), dtype=np.float32)
+    with serve_in_thread(create_app(api, keys, max_batch=max(n, 1024)), "127.0.0.1", 0, log_level="error") as url:
+        with RemoteModelAPI(url, next(iter(keys))) as remote:
+            local = ModelAPI("standard")
+            if not np.array_equal(remote.query(x).outputs, local.query(x).outputs):
+                raise AssertionError("HTTP answers differ from in-process answers")
+            inner = max(2, int((4 if quick else 16) * 256 / n))
+            res = paired(lambda: local.query(x, "bench"), lambda: remote.query(x), inner_a=inner * 4, inner_b=inner,
+                         reps=3 if quick else 7, warmup=2)
+    return {"queries_per_call": n, "in_process_qps": n / res["a_s"], "http_qps": n / res["b_s"],
+            "http_over_in_process": res["ratio"], "ratio_range": [res["ratio_min"], res["ratio_max"]]}
+
+
 class Stepper:
     def __init__(self, env, seed: int, pool: int = 8) -> None:
         self.env = env
@@ -132,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "targets": TARGETS}
     results["api_vs_bare"] = [bench_api(n, args.quick, args.seed) for n in (64, 256, 1024)]
     results["native_vs_sync"] = [bench_native_vs_sync(64, args.quick, args.seed)]
+    try:
+        results["http_vs_in_process"] = [bench_http(n, args.quick, args.seed) for n in (256, 1024)]
+    except ImportError as e:
+        results["http_vs_in_process"] = f"skipped: {e} (pip install 'deploy-envs[serve]')"
     results["seconds"] = time.perf_counter() - t0
     for r in results["api_vs_bare"]:
         met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
@@ -140,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in results["native_vs_sync"]:
         print(f"native vs sync, {r['num_envs']} copies: {r['ratio']:.1f}x (target >= 8: {'yes' if r['met'] else 'NO'}); "
               f"{r['native_steps_per_s']:,.0f} vs {r['sync_steps_per_s']:,.0f} steps/s")
+    if isinstance(results["http_vs_in_process"], str):
+        print(f"HTTP path {results['http_vs_in_process']}")
+    else:
+        for r in results["http_vs_in_process"]:
+            print(f"HTTP (loopback) vs in-process, {r['queries_per_call']:5d} queries/call: {r['http_qps']:,.0f} vs "
+                  f"{r['in_process_qps']:,.0f} queries/s ({r['http_over_in_process']:.2f}x)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"wrote {args.out} ({results['seconds']:.0f} s)")

@@ -320,6 +320,11 @@ def zoo_train(
     console.print_json(json.dumps(metrics))
 
 
+from deploy_envs.api.cli_serve import serve_cmd  # noqa: E402  (imports fastapi only when run)
+
+app.command("serve")(serve_cmd)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

@@ -86,6 +86,14 @@ class ExtractionCore(BatchedCore):
       a multiple of ``batch_size``.
     * ``query_cost`` (0), ``reward_scale`` (1), ``holdout``: number of held-out test
       inputs used for fidelity (None = all), ``device`` (the victim's).
+    * ``api``: where the queries go instead of the env's own in-process API, e.g. a
+      :class:`~deploy_envs.api.client.RemoteModelAPI` of a model served with
+      ``deploy-envs serve`` (its granularity and defense then decide the answers;
+      ``victim``/``dataset`` must name the served model: the env keeps a local copy
+      only to score fidelity, as the referee). Copy ``i`` queries as client
+      ``"copy-i"`` (give the remote API one key per copy, or one key for all); the
+      server keeps budgets across episodes and draws its own noise, so only the
+      in-process default is reproducible by seed.
 
     ## Version History
 
@@ -119,6 +127,7 @@ class ExtractionCore(BatchedCore):
         reward_scale: float = 1.0,
         holdout: int | None = None,
         device: str = "cpu",
+        api: Any = None,
     ) -> None:
         super().__init__(num_envs, render_mode)
         check_choice("output", output, OUTPUTS)
@@ -143,6 +152,10 @@ class ExtractionCore(BatchedCore):
             noise_scale=noise_scale, prada_delta=prada_delta, prada_response=prada_response, device=device,
         )
         self.output, self.defense = output, defense
+        self.query_api = self.api if api is None else api
+        if api is not None and (getattr(api, "d", None), getattr(api, "num_classes", None)) != (self.api.d, self.api.num_classes):
+            raise ValueError(f"api={api!r} answers {getattr(api, 'd', None)}-dim queries with {getattr(api, 'num_classes', None)} classes; "
+                             f"victim={victim!r} on dataset={dataset!r} needs {self.api.d} and {self.api.num_classes}")
         ds = load_dataset(dataset)
         d, K = self.d, self.K = self.api.d, self.api.num_classes
         x_hold = ds.x_test.reshape(len(ds.y_test), d)
@@ -213,7 +226,7 @@ class ExtractionCore(BatchedCore):
         self.answered[idx] = 0
         self.flagged[idx] = False
         for i in idx:
-            self.api.reset_client(self.clients[i])
+            self.query_api.reset_client(self.clients[i])
         self._evaluate(idx)
         obs = np.zeros((len(idx), self.obs_dim), np.float32)
         obs[:, self.obs_slices["budget"]] = 1.0
@@ -225,7 +238,7 @@ class ExtractionCore(BatchedCore):
         q = actions.reshape(b, m, d)
         xq = torch.from_numpy(np.ascontiguousarray(q))
         uncertainty = self.surrogate.entropy(idx, xq).numpy()
-        ans = self.api.query_many(q, [self.clients[i] for i in idx], [self.rngs[i] for i in idx])
+        ans = self.query_api.query_many(q, [self.clients[i] for i in idx], [self.rngs[i] for i in idx])
         t = torch.as_tensor(idx, dtype=torch.long)
         pos = torch.as_tensor(self.queries[idx][:, None] + np.arange(m)[None], dtype=torch.long)
         rows = t[:, None].expand(b, m)
