@@ -1,0 +1,131 @@
+"""Throughput benchmark of ``deploy_envs/DistributionShift-v0``.
+
+Run from the repository root::
+
+    python benchmarks/bench_shift.py            # full run (about a minute on 2 CPU cores)
+    python benchmarks/bench_shift.py --quick    # smoke run
+
+Measures, within this one run, the steps per second of ``gymnasium.make_vec(id,
+num_envs=64)`` (the native batch: one lookup/forward pass for all copies' batches of
+32 inputs) over those of a ``gymnasium.vector.SyncVectorEnv`` of 64 ``gymnasium.make(id)``
+copies with the same default kwargs (random corruption kind and severity, change
+point in (10, 40) of 50 steps, so about half the copies are shifted at any time) and
+random valid actions. Target: >= 8. Also reported for Gaussian noise only (the one
+corruption that needs a live forward pass every step; the others are looked up).
+
+Timing: warm-up, then repetitions in which the two sides run in alternating blocks,
+the ratio of each repetition from its two adjacent blocks, and the median reported.
+Writes ``benchmarks/results/shift.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import deploy_envs  # noqa: F401  (registers the envs)
+
+ENV_ID = "deploy_envs/DistributionShift-v0"
+RESULTS = Path(__file__).resolve().parent / "results" / "shift.json"
+TARGET = 8.0
+
+
+def _block(fn: Callable[[], Any], inner: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
+def paired(a, b, *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
+    """Time ``a`` and ``b`` in alternating blocks; medians and the median per-repetition ratio a/b."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb, ratios = [], [], []
+    for r in range(reps):
+        if r % 2 == 0:
+            x, y = _block(a, inner_a), _block(b, inner_b)
+        else:
+            y, x = _block(b, inner_b), _block(a, inner_a)
+        ta.append(x)
+        tb.append(y)
+        ratios.append(x / y)
+    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb), "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios), "reps": reps}
+
+
+class Stepper:
+    """Steps a vector env with pre-drawn random valid actions, after running it into steady state."""
+
+    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16, burn_in: int = 60) -> None:
+        self.env = env
+        env.action_space.seed(seed)
+        self.actions = [env.action_space.sample() for _ in range(pool)]
+        self.i = 0
+        env.reset(seed=seed)
+        # staggered restarts spread episode ends and change points over the steps
+        phase = np.random.default_rng(seed).integers(50, size=env.num_envs)
+        for k in range(burn_in):
+            self()
+            if k < 50 and (phase == k).any():
+                env.reset(options={"reset_mask": phase == k})
+
+    def __call__(self) -> None:
+        self.env.step(self.actions[self.i % len(self.actions)])
+        self.i += 1
+
+
+def bench(label: str, kwargs: dict[str, Any], num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
+    native = gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
+    sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID, **kwargs) for _ in range(num_envs)])
+    n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
+    res = paired(s_step, n_step, inner_a=3 if quick else 10, inner_b=20 if quick else 80, reps=3 if quick else 7, warmup=3)
+    native.close()
+    sync.close()
+    return {"setting": label, "kwargs": kwargs, "num_envs": num_envs,
+            "native_steps_per_s": num_envs / res["b_s"], "sync_steps_per_s": num_envs / res["a_s"],
+            "ratio": res["ratio"], "ratio_range": [res["ratio_min"], res["ratio_max"]],
+            "target": TARGET, "met": res["ratio"] >= TARGET}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "python": platform.python_version(), "torch": torch.__version__, "gymnasium": gym.__version__,
+                    "loadavg_start": list(os.getloadavg())},
+        "quick": args.quick,
+    }
+    settings = [("default (random kind and severity)", {}), ("gaussian_noise only", {"corruption": "gaussian_noise"})]
+    results["native_vs_sync"] = [bench(label, kw, 64, args.quick, args.seed) for label, kw in settings]
+    results["machine"]["loadavg_end"] = list(os.getloadavg())
+    results["seconds"] = time.perf_counter() - t0
+    for r in results["native_vs_sync"]:
+        print(f"native vs sync, 64 copies, {r['setting']}: {r['ratio']:.1f}x (range {r['ratio_range'][0]:.1f}-{r['ratio_range'][1]:.1f}; "
+              f"target >= {TARGET:g}x: {'met' if r['met'] else 'NOT met'}); "
+              f"{r['native_steps_per_s']:,.0f} vs {r['sync_steps_per_s']:,.0f} steps/s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
