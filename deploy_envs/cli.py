@@ -34,6 +34,15 @@ def _parse_kwargs(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _print_wide(table: Table, widths: list[int]) -> None:
+    """Print a table without truncating cells, even when the terminal is narrower."""
+    needed = sum(widths) + 3 * len(widths) + 1
+    if needed <= console.width:
+        console.print(table)
+    else:
+        Console(width=needed).print(table)
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -228,12 +237,14 @@ def run(
     t = Table(title=f"scenario {scn.name}")
     for c in cols:
         t.add_column(c, justify="right" if c not in ("agent",) else "left")
-    for r in result.rows:
-        t.add_row(*(_fmt(r.get(c, "")) for c in cols))
-    console.print(t)
+    cells = [[_fmt(r.get(c, "")) for c in cols] for r in result.rows]
+    for row in cells:
+        t.add_row(*row)
+    _print_wide(t, [max([len(c), *(len(row[j]) for row in cells)]) for j, c in enumerate(cols)])
     for c in result.checks:
         mark = "[green]PASS[/]" if c.passed else "[red]FAIL[/]"
-        console.print(f"{mark} {c.expression}   ({c.left:.4g} vs {c.right:.4g})")
+        console.print(mark, end=" ")
+        console.print(f"{c.expression}   ({c.left:.4g} vs {c.right:.4g})", markup=False, highlight=False, soft_wrap=True)
     for path in result.artifacts:
         console.print(f"wrote {path}")
     if json_out:
