@@ -7,3 +7,4 @@ from deploy_envs.envs import model_api_attacks  # noqa: F401
 from deploy_envs.envs import poisoning  # noqa: F401
 from deploy_envs.envs import safety  # noqa: F401
 from deploy_envs.envs import shift  # noqa: F401
+from deploy_envs.envs import backdoor  # noqa: F401
