@@ -9,3 +9,12 @@ register_env(
     summary="query a victim's prediction API (labels, top-k or probabilities; rounding, noise or PRADA defenses) to train a surrogate; reward = fidelity gain",
     test_kwargs={"max_queries": 20, "batch_size": 5, "holdout": 60, "fit_steps": 3},
 )
+
+register_env(
+    "MembershipInference-v0",
+    entry_point="deploy_envs.envs.model_api_attacks.membership:MembershipInferenceEnv",
+    vector_entry_point="deploy_envs.envs.model_api_attacks.membership:MembershipInferenceVectorEnv",
+    topic="model-API attacks",
+    summary="guess whether each candidate record was in the victim's training set from the API's answer (overfit, regularized or DP-SGD victims); reward = correct guesses",
+    test_kwargs={"rounds": 5},
+)
