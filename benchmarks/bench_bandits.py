@@ -27,80 +27,25 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 import deploy_envs  # noqa: F401  (registers the envs)
 from deploy_envs.baselines import make_baseline
+from deploy_envs.benchmarking import native_vs_sync
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bandits.json"
 TARGET = 50.0
 
 
-def _block(fn: Callable[[], Any], inner: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
-
-
-def paired(a, b, *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
-    """Time ``a`` and ``b`` in alternating blocks; medians and the median per-repetition ratio a/b."""
-    for _ in range(warmup):
-        a()
-        b()
-    ta, tb, ratios = [], [], []
-    for r in range(reps):
-        if r % 2 == 0:
-            x, y = _block(a, inner_a), _block(b, inner_b)
-        else:
-            y, x = _block(b, inner_b), _block(a, inner_a)
-        ta.append(x)
-        tb.append(y)
-        ratios.append(x / y)
-    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb), "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios), "reps": reps}
-
-
-class Stepper:
-    """Steps a vector env with pre-drawn random valid actions."""
-
-    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16) -> None:
-        self.env = env
-        env.action_space.seed(seed)
-        self.actions = [env.action_space.sample() for _ in range(pool)]
-        self.i = 0
-        env.reset(seed=seed)
-
-    def __call__(self) -> None:
-        self.env.step(self.actions[self.i % len(self.actions)])
-        self.i += 1
-
-
 def bench_native_vs_sync(env_id: str, num_envs: int, kwargs: dict, quick: bool, seed: int) -> dict[str, Any]:
-    native = gym.make_vec(env_id, num_envs=num_envs, **kwargs)
-    sync = gym.vector.SyncVectorEnv([partial(gym.make, env_id, **kwargs) for _ in range(num_envs)])
-    n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
-    # a = sync, b = native: ratio = t(sync step) / t(native step) = native steps/s over sync steps/s
-    res = paired(s_step, n_step, inner_a=1 if quick else 3, inner_b=50 if quick else 300, reps=3 if quick else 7, warmup=2)
-    native.close()
-    sync.close()
-    return {
-        "env": env_id,
-        "num_envs": num_envs,
-        "kwargs": kwargs,
-        "native_steps_per_s": num_envs / res["b_s"],
-        "sync_steps_per_s": num_envs / res["a_s"],
-        "ratio": res["ratio"],
-        "ratio_range": [res["ratio_min"], res["ratio_max"]],
-        "target": TARGET if env_id.endswith("/Bandit-v0") else None,
-    }
+    res = native_vs_sync(env_id, num_envs, kwargs, seed=seed, inner_sync=1 if quick else 3, inner_native=50 if quick else 300, reps=3 if quick else 7)
+    return {**res, "target": TARGET if env_id.endswith("/Bandit-v0") else None}
 
 
 def bench_experiment(num_envs: int, horizon: int, seed: int) -> dict[str, Any]:

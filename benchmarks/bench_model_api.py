@@ -33,48 +33,23 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
+from deploy_envs.benchmarking import Stepper, paired
 from deploy_envs.api import ModelAPI
 
 ENV_ID = "deploy_envs/ModelExtraction-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "model_api.json"
 TARGETS = {"api_vs_bare": 0.8, "native_vs_sync": 8.0}
-
-
-def _block(fn: Callable[[], Any], inner: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
-
-
-def paired(a, b, *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
-    """Time ``a`` and ``b`` in alternating blocks; medians and the median per-repetition ratio a/b."""
-    for _ in range(warmup):
-        a()
-        b()
-    ta, tb, ratios = [], [], []
-    for r in range(reps):
-        if r % 2 == 0:
-            x, y = _block(a, inner_a), _block(b, inner_b)
-        else:
-            y, x = _block(b, inner_b), _block(a, inner_a)
-        ta.append(x)
-        tb.append(y)
-        ratios.append(x / y)
-    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb), "ratio": statistics.median(ratios),
-            "ratio_min": min(ratios), "ratio_max": max(ratios), "reps": reps}
 
 
 def bench_api(n: int, quick: bool, seed: int) -> dict[str, Any]:
@@ -114,19 +89,6 @@ def bench_http(n: int, quick: bool, seed: int) -> dict[str, Any]:
                          reps=3 if quick else 7, warmup=2)
     return {"queries_per_call": n, "in_process_qps": n / res["a_s"], "http_qps": n / res["b_s"],
             "http_over_in_process": res["ratio"], "ratio_range": [res["ratio_min"], res["ratio_max"]]}
-
-
-class Stepper:
-    def __init__(self, env, seed: int, pool: int = 8) -> None:
-        self.env = env
-        env.action_space.seed(seed)
-        self.actions = [env.action_space.sample() for _ in range(pool)]
-        self.i = 0
-        env.reset(seed=seed)
-
-    def __call__(self) -> None:
-        self.env.step(self.actions[self.i % len(self.actions)])
-        self.i += 1
 
 
 def bench_native_vs_sync(num_envs: int, quick: bool, seed: int) -> dict[str, Any]:

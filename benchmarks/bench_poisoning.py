@@ -28,60 +28,22 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
+from deploy_envs.benchmarking import Stepper, paired
 
 ENV_ID = "deploy_envs/Poisoning-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "poisoning.json"
 TARGETS = {"native_vs_sync": 10.0, "warm_vs_scratch": 5.0}
-
-
-def _block(fn: Callable[[], Any], inner: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
-
-
-def paired(a, b, *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
-    """Time ``a`` and ``b`` in alternating blocks; medians and the median ratio a/b."""
-    for _ in range(warmup):
-        a()
-        b()
-    ta, tb, ratios = [], [], []
-    for r in range(reps):
-        if r % 2 == 0:
-            x, y = _block(a, inner_a), _block(b, inner_b)
-        else:
-            y, x = _block(b, inner_b), _block(a, inner_a)
-        ta.append(x)
-        tb.append(y)
-        ratios.append(x / y)
-    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb), "ratio": statistics.median(ratios),
-            "ratio_min": min(ratios), "ratio_max": max(ratios), "reps": reps}
-
-
-class Stepper:
-    def __init__(self, env, seed: int, pool: int = 16) -> None:
-        self.env = env
-        env.action_space.seed(seed)
-        self.actions = [env.action_space.sample() for _ in range(pool)]
-        self.i = 0
-        env.reset(seed=seed)
-
-    def __call__(self) -> None:
-        self.env.step(self.actions[self.i % len(self.actions)])
-        self.i += 1
 
 
 def bench_native_vs_sync(victim: str, num_envs: int, quick: bool, seed: int) -> dict[str, Any]:

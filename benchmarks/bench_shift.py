@@ -23,74 +23,27 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
+from deploy_envs.benchmarking import Stepper, paired
 
 ENV_ID = "deploy_envs/DistributionShift-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "shift.json"
 TARGET = 8.0
 
 
-def _block(fn: Callable[[], Any], inner: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
-
-
-def paired(a, b, *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
-    """Time ``a`` and ``b`` in alternating blocks; medians and the median per-repetition ratio a/b."""
-    for _ in range(warmup):
-        a()
-        b()
-    ta, tb, ratios = [], [], []
-    for r in range(reps):
-        if r % 2 == 0:
-            x, y = _block(a, inner_a), _block(b, inner_b)
-        else:
-            y, x = _block(b, inner_b), _block(a, inner_a)
-        ta.append(x)
-        tb.append(y)
-        ratios.append(x / y)
-    return {"a_s": statistics.median(ta), "b_s": statistics.median(tb), "ratio": statistics.median(ratios),
-            "ratio_min": min(ratios), "ratio_max": max(ratios), "reps": reps}
-
-
-class Stepper:
-    """Steps a vector env with pre-drawn random valid actions, after running it into steady state."""
-
-    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16, burn_in: int = 60) -> None:
-        self.env = env
-        env.action_space.seed(seed)
-        self.actions = [env.action_space.sample() for _ in range(pool)]
-        self.i = 0
-        env.reset(seed=seed)
-        # staggered restarts spread episode ends and change points over the steps
-        phase = np.random.default_rng(seed).integers(50, size=env.num_envs)
-        for k in range(burn_in):
-            self()
-            if k < 50 and (phase == k).any():
-                env.reset(options={"reset_mask": phase == k})
-
-    def __call__(self) -> None:
-        self.env.step(self.actions[self.i % len(self.actions)])
-        self.i += 1
-
-
 def bench(label: str, kwargs: dict[str, Any], num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
     native = gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
     sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID, **kwargs) for _ in range(num_envs)])
-    n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
+    n_step, s_step = Stepper(native, seed, stagger=50), Stepper(sync, seed, stagger=50)
     res = paired(s_step, n_step, inner_a=3 if quick else 10, inner_b=20 if quick else 80, reps=3 if quick else 7, warmup=3)
     native.close()
     sync.close()

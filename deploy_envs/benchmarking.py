@@ -1,0 +1,126 @@
+"""Timing helpers shared by the scripts in ``benchmarks/``.
+
+Every benchmark reports *ratios measured within one run*: the two sides of a ratio
+run in alternating blocks (the order flips every repetition), each repetition's
+ratio comes from its two adjacent blocks, and the median over repetitions is
+reported with its range. That keeps a ratio meaningful on a shared machine whose
+load changes during the run.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+def block(fn: Callable[[], Any], inner: int) -> float:
+    """Mean seconds per call of ``fn`` over ``inner`` back-to-back calls."""
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
+def paired(a: Callable[[], Any], b: Callable[[], Any], *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
+    """Time ``a`` and ``b`` in alternating blocks; medians and the median per-repetition ratio ``t(a) / t(b)``."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb, ratios = [], [], []
+    for r in range(reps):
+        if r % 2 == 0:
+            x, y = block(a, inner_a), block(b, inner_b)
+        else:
+            y, x = block(b, inner_b), block(a, inner_a)
+        ta.append(x)
+        tb.append(y)
+        ratios.append(x / y)
+    return {
+        "a_s": statistics.median(ta),
+        "b_s": statistics.median(tb),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "reps": reps,
+    }
+
+
+class Stepper:
+    """Steps a vector env with pre-drawn random valid actions.
+
+    With ``stagger`` > 0 the copies are first run into steady state with partial
+    resets at random phases, so episode ends (and autoresets) spread over the steps
+    as in steady use rather than arriving all at once.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16, stagger: int = 0) -> None:
+        self.env = env
+        env.action_space.seed(seed)
+        self.actions = [env.action_space.sample() for _ in range(pool)]
+        self.i = 0
+        env.reset(seed=seed)
+        if stagger:
+            phase = np.random.default_rng(seed).integers(stagger, size=env.num_envs)
+            for k in range(stagger + 10):
+                self()
+                if k < stagger and (phase == k).any():
+                    env.reset(options={"reset_mask": phase == k})
+
+    def __call__(self) -> None:
+        self.env.step(self.actions[self.i % len(self.actions)])
+        self.i += 1
+
+
+def native_vs_sync(
+    env_id: str,
+    num_envs: int,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    inner_sync: int = 3,
+    inner_native: int = 30,
+    reps: int = 7,
+    warmup: int = 2,
+    stagger: int = 0,
+) -> dict[str, Any]:
+    """Steps per second of ``make_vec(env_id, num_envs)`` over ``SyncVectorEnv`` of ``num_envs`` singles."""
+    kwargs = dict(kwargs or {})
+    native = gym.make_vec(env_id, num_envs=num_envs, **kwargs)
+    sync = gym.vector.SyncVectorEnv([partial(gym.make, env_id, **kwargs) for _ in range(num_envs)])
+    try:
+        n_step, s_step = Stepper(native, seed, stagger=stagger), Stepper(sync, seed, stagger=stagger)
+        res = paired(s_step, n_step, inner_a=inner_sync, inner_b=inner_native, reps=reps, warmup=warmup)
+    finally:
+        native.close()
+        sync.close()
+    return {
+        "env": env_id,
+        "num_envs": num_envs,
+        "kwargs": kwargs,
+        "native_steps_per_s": num_envs / res["b_s"],
+        "sync_steps_per_s": num_envs / res["a_s"],
+        "ratio": res["ratio"],
+        "ratio_range": [res["ratio_min"], res["ratio_max"]],
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gym.__version__,
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
