@@ -20,67 +20,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 
 import deploy_envs  # noqa: F401  (registers the envs)
+from deploy_envs.benchmarking import native_vs_sync
 
 ENV_ID = "deploy_envs/SafeNavigation-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "safety.json"
 TARGET = 30.0
 
 
-def _stepper(env, actions):
-    k = [0]
-
-    def step():
-        env.step(actions[k[0] % len(actions)])
-        k[0] += 1
-
-    return step
-
-
-def _block(fn, inner):
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
-
-
 def bench(level: int, num_envs: int, reps: int, seed: int = 0) -> dict:
-    native = gym.make_vec(ENV_ID, num_envs=num_envs, level=level)
-    sync = gym.vector.SyncVectorEnv([lambda: gym.make(ENV_ID, level=level) for _ in range(num_envs)])
-    native.reset(seed=seed)
-    sync.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    actions = rng.uniform(-1, 1, size=(64, num_envs, 2)).astype(np.float32)
-    a, b = _stepper(native, actions), _stepper(sync, actions)
-    for _ in range(5):
-        a()
-        b()
-    t_native, t_sync, ratios = [], [], []
-    for r in range(reps):
-        if r % 2 == 0:
-            x, y = _block(a, 100), _block(b, 5)
-        else:
-            y, x = _block(b, 5), _block(a, 100)
-        t_native.append(x)
-        t_sync.append(y)
-        ratios.append(y / x)
-    native.close()
-    sync.close()
-    return {
-        "env_id": ENV_ID,
-        "level": level,
-        "num_envs": num_envs,
-        "native_steps_per_s": num_envs / statistics.median(t_native),
-        "sync_steps_per_s": num_envs / statistics.median(t_sync),
-        "ratio": statistics.median(ratios),
-    }
+    res = native_vs_sync(ENV_ID, num_envs, {"level": level}, seed=seed, inner_sync=5, inner_native=100, reps=reps, warmup=5)
+    return {"env_id": ENV_ID, "level": level, **res}
 
 
 def main() -> None:
