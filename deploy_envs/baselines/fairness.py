@@ -131,3 +131,4 @@ for _p in POLICIES:
         envs=(ENV_ID,),
         summary=f"lending thresholds per group: {_p.replace('_', ' ')}, computed from the known score distributions and the loss",
     )
+from deploy_envs.baselines import delayed_impact as _delayed_impact  # noqa: E402,F401  (DelayedImpactLending-v0)

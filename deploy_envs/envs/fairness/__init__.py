@@ -9,3 +9,12 @@ register_env(
     summary="set per-group lending thresholds on FICO score distributions; scores move +75/-150 with repayment; an auditor reports selection rates, TPRs, DP/EO gaps and delayed impact",
     test_kwargs={"population_size": 200, "applicants_per_step": 20, "horizon": 8},
 )
+
+register_env(
+    "DelayedImpactLending-v0",
+    entry_point="deploy_envs.envs.fairness.delayed_impact:DelayedImpactEnv",
+    vector_entry_point="deploy_envs.envs.fairness.delayed_impact:DelayedImpactVectorEnv",
+    topic="fairness",
+    summary="ml-fairness-gym's 7-cluster DelayedImpact lending preset (D'Amour et al. 2020): per-group cluster thresholds; each loan's outcome shifts 0.01 of the group's mass a cluster up or down",
+    test_kwargs={"applicants_per_step": 5, "horizon": 8},
+)
