@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_evasion.py            # full run (a few minutes on 2 CPU cores)
-    python benchmarks/bench_evasion.py --quick    # smoke run (well under a minute)
+    python benchmarks/bench_evasion.py            # full run (under a minute on 2 idle CPU cores)
+    python benchmarks/bench_evasion.py --quick    # smoke run (seconds)
 
 It prints a table of ratios, each measured within this one run (never absolute
 times compared across machines), and writes them with the raw timings to
@@ -37,9 +37,10 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -89,9 +90,14 @@ def paired(a: Callable[[], Any], b: Callable[[], Any], *, inner_a: int, inner_b:
 
 
 class Stepper:
-    """Steps a vector env with pre-drawn random valid actions (drawing them is not timed)."""
+    """Steps a vector env with pre-drawn random valid actions (drawing them is not timed).
 
-    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16) -> None:
+    After the first reset, the copies are restarted at staggered times (partial
+    resets over one episode length), so that episode ends, and thus autoresets,
+    are spread evenly over the steps as in steady use, not all on the same step.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16, stagger: int = 20) -> None:
         self.env = env
         env.action_space.seed(seed)
         self.actions = [env.action_space.sample() for _ in range(pool)]
@@ -99,6 +105,12 @@ class Stepper:
         self.resets = 0
         self.steps = 0
         env.reset(seed=seed)
+        phase = np.random.default_rng(seed).integers(stagger, size=env.num_envs)
+        for k in range(stagger):
+            self()
+            if (phase == k).any():
+                env.reset(options={"reset_mask": phase == k})
+        self.resets = self.steps = 0
 
     def __call__(self) -> None:
         _, _, term, trunc, _ = self.env.step(self.actions[self.i % len(self.actions)])
@@ -149,23 +161,36 @@ def bare_pass(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, white_bo
     return forward_backward
 
 
-def bench_step_vs_bare(threat_model: str, num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
-    env = gym.make_vec(ENV_ID, num_envs=num_envs, threat_model=threat_model)
+class TrivialVictim(torch.nn.Module):
+    """One linear layer: a victim whose pass costs next to nothing, to expose the env's fixed cost per step."""
+
+    def __init__(self, d: int = 64, k: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(d, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def bench_step_vs_bare(threat_model: str, num_envs: int, quick: bool, seed: int, victim: Any = "standard") -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"threat_model": threat_model, "victim": victim}
+    if isinstance(victim, torch.nn.Module):  # an untrained victim: a small budget keeps its pool of "correct" inputs attackable
+        kwargs["epsilon"] = 0.02
+    env = gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
     step = Stepper(env, seed)
-    for _ in range(25):  # get past the first episodes, so autoresets happen as in steady use
-        step()
     core = env.unwrapped.core
     shape = core.victim.image_shape
     x = torch.from_numpy(np.clip(core.x0 + core.delta, 0.0, 1.0)).view(num_envs, *shape)
     y = torch.from_numpy(core.attack_labels(np.arange(num_envs)))
     bare = bare_pass(core.victim.model, x, y, threat_model == "white_box")
     inner = max(2, int((8 if quick else 30) * 64 / num_envs))
-    step.steps = step.resets = 0
     res = paired(step, bare, inner_a=inner, inner_b=inner, reps=5 if quick else 15, warmup=3)
     env.close()
     return {
         "threat_model": threat_model,
         "num_envs": num_envs,
+        "victim": core.victim.name,
         "step_us": res["a_s"] * 1e6,
         "bare_us": res["b_s"] * 1e6,
         "overhead_us": (res["a_s"] - res["b_s"]) * 1e6,
@@ -210,10 +235,10 @@ def env_pgd(env: gym.vector.VectorEnv, act: Callable, index: np.ndarray, steps: 
 
 
 def bench_pgd(victim: str, n_inputs: int, epsilon: float, steps: int, step_size: float, quick: bool) -> dict[str, Any]:
-    kwargs = dict(
-        victim=victim, threat_model="white_box", action_mode="step", norm="linf",
-        epsilon=epsilon, step_size=step_size, max_queries=steps,
-    )
+    kwargs = {
+        "victim": victim, "threat_model": "white_box", "action_mode": "step", "norm": "linf",
+        "epsilon": epsilon, "step_size": step_size, "max_queries": steps,
+    }
     env = gym.make_vec(ENV_ID, num_envs=n_inputs, **kwargs)
     core = env.unwrapped.core
     act, agent_name = pgd_agent(env, core)
@@ -292,6 +317,14 @@ def report(results: dict[str, Any]) -> None:
             met,
             f"{r['step_us']:,.0f} vs {r['bare_us']:,.0f} us; {r['episode_ends_per_step']:.1f} episode ends/step",
         ))
+    for r in results["fixed_overhead"]:
+        rows.append((
+            f"env cost beyond the pass, {r['threat_model']}, {r['num_envs']} copies",
+            f"{r['overhead_us']:,.0f} us",
+            "-",
+            "-",
+            f"trivial one-layer victim: step {r['step_us']:,.0f} us vs pass {r['bare_us']:,.0f} us",
+        ))
     for r in results["pgd"]:
         rows.append((
             f"PGD success, env vs direct ({r['victim']})",
@@ -321,7 +354,7 @@ def report(results: dict[str, Any]) -> None:
         table.add_column(h, justify="right" if h in ("ratio",) else "left")
     for row in rows:
         table.add_row(*row, style=None if row[3] != "NO" else "red")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 150).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,12 +370,22 @@ def main(argv: list[str] | None = None) -> int:
     results["native_vs_sync"] = [bench_native_vs_sync(tm, 64, quick, args.seed) for tm in ("scores", "white_box")]
     sizes = (64, 256) if quick else (64, 256, 1024)
     results["step_vs_bare"] = [bench_step_vs_bare(tm, n, quick, args.seed) for tm in ("scores", "white_box") for n in sizes]
+    results["fixed_overhead"] = [
+        bench_step_vs_bare(tm, 64, quick, args.seed, victim=TrivialVictim()) for tm in ("scores", "white_box")
+    ]
     victims = ("standard",) if quick else ("standard", "madry")
     results["pgd"] = [bench_pgd(v, 256, 0.2, 20, 0.25, quick) for v in victims]
 
     results["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results["seconds"] = time.perf_counter() - t0
     report(results)
+    start, end = results["machine"]["loadavg_start"], results["machine"]["loadavg_end"]
+    if start is not None:
+        busy = start[0] > 0.75 * (os.cpu_count() or 1)  # the end value includes this run's own load
+        print(
+            f"load average (1 min) at start {start[0]:.2f}, at end {end[0]:.2f}"
+            + (": other processes were competing for the CPUs, expect noisier ratios" if busy else "")
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"wrote {args.out} ({results['seconds']:.0f} s)")

@@ -125,3 +125,10 @@ def test_validation_helpers_messages():
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         check_number("p", 2.0, low=0, high=1)
     assert check_number("p", 0.5, low=0, high=1) == 0.5
+
+
+def test_empty_partial_reset_is_a_no_op_in_white_box():
+    venv = gym.make_vec(EID, num_envs=3, threat_model="white_box")
+    obs, _ = venv.reset(seed=0)
+    obs2, info = venv.reset(options={"reset_mask": np.zeros(3, bool)})
+    assert np.array_equal(obs, obs2) and not info.get("_queries", np.zeros(3, bool)).any()

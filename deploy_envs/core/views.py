@@ -155,46 +155,44 @@ class NativeVectorEnv(gym.vector.VectorEnv):
         actions = self.core.validate_actions(actions, self.num_envs)
         n = self.num_envs
         info: dict[str, np.ndarray] = {}
-        restart = self.autoreset_mode is AutoresetMode.NEXT_STEP and self._autoreset.any()
-        fused = getattr(self.core, "autoreset_step", None)
-
-        if restart and fused is not None and not self._autoreset.all():
-            # the core restarts the finished copies and steps the others in one pass
+        if self.autoreset_mode is AutoresetMode.NEXT_STEP and self._autoreset.any():
             reset_idx = np.flatnonzero(self._autoreset)
             step_idx = np.flatnonzero(~self._autoreset)
-            obs, reward, terminated, truncated, c_info = fused(self._autoreset, actions)
+        else:
+            reset_idx, step_idx = None, self._all
+        fused = getattr(self.core, "autoreset_step", None)
+
+        if reset_idx is not None and len(step_idx) and fused is not None:
+            # a core may offer autoreset_step(reset_mask, actions): restart the finished
+            # copies and step the others in one pass (one forward for the whole batch),
+            # returning full-batch results with reward 0 and no done flag for restarted copies
+            obs, reward, terminated, truncated, f_info = fused(self._autoreset, actions)
             reward = np.asarray(reward, dtype=np.float64)
             self._elapsed[reset_idx] = 0
-            _merge_info(info, _scatter_info(c_info, self._all, n))
-            if self.max_episode_steps is not None:
-                self._elapsed[step_idx] += 1
-                truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & ~self._autoreset)
-        elif restart:
-            obs = self._obs.copy()
+            _merge_info(info, _scatter_info(f_info, self._all, n))
+        else:
+            obs = self._obs.copy() if len(step_idx) < n else None
             reward = np.zeros(n, dtype=np.float64)
             terminated = np.zeros(n, dtype=bool)
             truncated = np.zeros(n, dtype=bool)
-            reset_idx = np.flatnonzero(self._autoreset)
-            step_idx = np.flatnonzero(~self._autoreset)
-            r_obs, r_info = self.core.reset_indices(reset_idx)
-            obs[reset_idx] = r_obs
-            self._elapsed[reset_idx] = 0
-            _merge_info(info, _scatter_info(r_info, reset_idx, n))
-        else:
-            step_idx = self._all
-        if len(step_idx) and not (restart and fused is not None):
-            s_obs, s_rew, s_term, s_trunc, s_info = self.core.step_indices(
-                step_idx, actions if len(step_idx) == n else actions[step_idx]
-            )
-            if len(step_idx) == n:
-                obs, reward, terminated, truncated = s_obs, np.asarray(s_rew, dtype=np.float64), s_term, s_trunc
-            else:
-                obs[step_idx], reward[step_idx] = s_obs, s_rew
-                terminated[step_idx], truncated[step_idx] = s_term, s_trunc
-            _merge_info(info, _scatter_info(s_info, step_idx, n))
-            if self.max_episode_steps is not None:
-                self._elapsed[step_idx] += 1
-                truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & ~self._autoreset)
+            if reset_idx is not None:
+                r_obs, r_info = self.core.reset_indices(reset_idx)
+                obs[reset_idx] = r_obs
+                self._elapsed[reset_idx] = 0
+                _merge_info(info, _scatter_info(r_info, reset_idx, n))
+            if len(step_idx):
+                s_obs, s_rew, s_term, s_trunc, s_info = self.core.step_indices(
+                    step_idx, actions if len(step_idx) == n else actions[step_idx]
+                )
+                if len(step_idx) == n:
+                    obs, reward, terminated, truncated = s_obs, np.asarray(s_rew, dtype=np.float64), s_term, s_trunc
+                else:
+                    obs[step_idx], reward[step_idx] = s_obs, s_rew
+                    terminated[step_idx], truncated[step_idx] = s_term, s_trunc
+                _merge_info(info, _scatter_info(s_info, step_idx, n))
+        if len(step_idx) and self.max_episode_steps is not None:
+            self._elapsed[step_idx] += 1
+            truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & ~self._autoreset)
 
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
@@ -236,6 +234,7 @@ def _scatter_info(part: dict[str, np.ndarray], idx: np.ndarray, n: int) -> dict[
     """Place per-copy info of copies ``idx`` into full-size arrays with ``_k`` masks."""
     out: dict[str, np.ndarray] = {}
     full = len(idx) == n
+    everyone = np.ones(n, dtype=bool) if full else None
     for key, value in part.items():
         if key.startswith("_"):
             continue
@@ -243,7 +242,7 @@ def _scatter_info(part: dict[str, np.ndarray], idx: np.ndarray, n: int) -> dict[
         sub_mask = part.get("_" + key)
         if full:
             out[key] = value
-            out["_" + key] = np.ones(n, dtype=bool) if sub_mask is None else np.asarray(sub_mask, dtype=bool)
+            out["_" + key] = everyone.copy() if sub_mask is None else np.asarray(sub_mask, dtype=bool)
             continue
         arr = np.zeros((n, *value.shape[1:]), dtype=value.dtype) if value.dtype != object else np.empty(n, dtype=object)
         arr[idx] = value

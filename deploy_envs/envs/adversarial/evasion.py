@@ -170,9 +170,20 @@ class EvasionCore(BatchedCore):
         self.queries = np.zeros(n, np.int64)
         self.margin = np.zeros(n, np.float32)
         self.pred = np.zeros(n, np.int64)
-        self._last_obs = np.zeros((n, self.obs_dim), np.float32)
         self._eye = np.eye(K, dtype=np.float32)
         self._flat_images = self.victim.images.reshape(len(self.victim.labels), d)
+        self._all = np.arange(n)
+
+    def validate_actions(self, actions, batch):
+        # fast path for the usual valid batch: two reductions instead of four elementwise
+        # checks (NaN propagates through min/max, so it fails the bounds test too);
+        # anything else goes through the generic check and its error messages
+        arr = np.asarray(actions, dtype=np.float32)
+        if arr.shape == (batch, self.d):
+            lo, hi = arr.min(), arr.max()
+            if lo >= -1.0 and hi <= 1.0:
+                return arr
+        return super().validate_actions(actions, batch)
 
     # ----------------------------------------------------------------- reset
     def _start(self, idx, options=None) -> np.ndarray:
@@ -187,17 +198,19 @@ class EvasionCore(BatchedCore):
                     f"options['index']={chosen[bad][0]} is not an input the victim classifies correctly "
                     f"(allowed: indices in env.core.pool, {len(self.pool)} of them)"
                 )
+        # only the draws are per copy (each from its own generator); the writes are batched
+        draw_target = self.targeted and self.target_class is None
+        ks = np.empty(len(idx), np.int64)
+        ts = np.empty(len(idx), np.int64)
         for j, i in enumerate(idx):
             rng = self.rngs[i]
-            k = int(chosen[j]) if chosen is not None else int(self.pool[rng.integers(len(self.pool))])
-            self.sample_index[i] = k
-            self.true_label[i] = self.victim.labels[k]
-            if self.targeted:
-                if self.target_class is not None:
-                    self.target[i] = self.target_class
-                else:
-                    t = int(rng.integers(self.K - 1))
-                    self.target[i] = t + (t >= self.true_label[i])
+            ks[j] = chosen[j] if chosen is not None else self.pool[rng.integers(len(self.pool))]
+            if draw_target:
+                ts[j] = rng.integers(self.K - 1)
+        self.sample_index[idx] = ks
+        self.true_label[idx] = self.victim.labels[ks]
+        if self.targeted:
+            self.target[idx] = self.target_class if self.target_class is not None else ts + (ts >= self.true_label[idx])
         x0 = self._flat_images[self.sample_index[idx]]
         self.x0[idx] = x0
         self.delta[idx] = 0.0
@@ -213,21 +226,24 @@ class EvasionCore(BatchedCore):
         obs, info = self._observe(idx, self._move(idx, actions))
         return self._outcome(idx, prev_margin, obs, info)
 
-    def reset_step_indices(self, reset_idx, step_idx, actions):
-        """``reset_indices(reset_idx)`` and ``step_indices(step_idx, actions)`` with one victim query.
+    def autoreset_step(self, reset_mask: np.ndarray, actions: np.ndarray):
+        """Restart the copies in ``reset_mask`` and step all others, with one victim query.
 
-        The vector view calls this under ``NEXT_STEP`` autoreset when some copies
-        restart while the others step, so that step still costs one forward pass.
-        Returns ``((obs, info), (obs, reward, terminated, truncated, info))``.
+        What the vector view's ``NEXT_STEP`` autoreset does with ``reset_indices`` on
+        the finished copies and ``step_indices`` on the others, in one forward pass
+        over the whole batch. Returns ``(obs, reward, terminated, truncated, info)``
+        for all copies; a restarted copy has its reset observation and info, reward 0
+        and no done flag (its action is ignored).
         """
-        x_reset = self._start(reset_idx)
-        prev_margin = self.margin[step_idx]
-        x_step = self._move(step_idx, actions)
-        k = len(reset_idx)
-        obs, info = self._observe(np.concatenate([reset_idx, step_idx]), np.concatenate([x_reset, x_step]))
-        r_info = {key: value[:k] for key, value in info.items()}
-        s_info = {key: value[k:] for key, value in info.items()}
-        return (obs[:k], r_info), self._outcome(step_idx, prev_margin, obs[k:], s_info)
+        reset_idx = np.flatnonzero(reset_mask)
+        prev_margin = self.margin.copy()
+        x = self._move(self._all, actions)  # the restarted copies' moves are undone by _start
+        x[reset_idx] = self._start(reset_idx)
+        obs, info = self._observe(self._all, x)
+        obs, reward, terminated, truncated, info = self._outcome(self._all, prev_margin, obs, info)
+        reward[reset_idx] = 0.0
+        terminated[reset_idx] = False
+        return obs, reward, terminated, truncated, info
 
     def _move(self, idx, actions) -> np.ndarray:
         """Apply the actions of copies ``idx`` to their perturbation; return the new adversarial inputs."""
@@ -239,8 +255,12 @@ class EvasionCore(BatchedCore):
             delta = self.epsilon * actions
         delta = self._project(delta)
         x_adv = np.clip(x0 + delta, 0.0, 1.0)
-        self.delta[idx] = x_adv - x0
-        self.queries[idx] += 1
+        if full:
+            np.subtract(x_adv, x0, out=self.delta)
+            self.queries += 1
+        else:
+            self.delta[idx] = x_adv - x0
+            self.queries[idx] += 1
         return x_adv
 
     def _outcome(self, idx, prev_margin, obs, info):
@@ -249,7 +269,7 @@ class EvasionCore(BatchedCore):
         if self.dense_reward:
             reward = reward + self.reward_scale * (prev_margin - self.margin[idx])
         terminated = success | (info["queries"] >= self.max_queries)
-        return obs, reward.astype(np.float64), terminated, np.zeros(len(idx), bool), info
+        return obs, np.asarray(reward, dtype=np.float64), terminated, np.zeros(len(idx), bool), info
 
     # ------------------------------------------------------------- internals
     def _project(self, delta: np.ndarray) -> np.ndarray:
@@ -264,7 +284,8 @@ class EvasionCore(BatchedCore):
         return self.target[idx] if self.targeted else self.true_label[idx]
 
     def _observe(self, idx, x_adv: np.ndarray):
-        labels = self.attack_labels(idx)
+        true_label = self.true_label[idx]
+        labels = self.target[idx] if self.targeted else true_label  # = attack_labels(idx)
         if self.threat_model == "white_box":
             logits, grad = self.victim.logits_and_grad(x_adv, labels, self.targeted)
         else:
@@ -297,18 +318,17 @@ class EvasionCore(BatchedCore):
             np.divide(g, np.maximum(np.abs(g).max(1, keepdims=True), 1e-12), out=obs[:, s["gradient"]])
         queries = self.queries[idx]
         obs[:, s["budget"]] = (1.0 - queries / self.max_queries)[:, None]
-        self._last_obs[idx] = obs
-        success = (pred == self.target[idx]) if self.targeted else (pred != self.true_label[idx])
+        success = (pred == labels) if self.targeted else (pred != true_label)
         info = {  # fancy indexing already copies: no array here aliases the core's state
             "success": success,
             "queries": queries,
             "perturbation_norm": self._norm(delta),
-            "true_label": self.true_label[idx],
+            "true_label": true_label,
             "predicted_label": pred,
             "sample_index": self.sample_index[idx],
         }
         if self.targeted:
-            info["target_label"] = self.target[idx]
+            info["target_label"] = labels
         if self.threat_model != "decision":
             info["margin"] = margin
         return obs, info

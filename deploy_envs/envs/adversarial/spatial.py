@@ -341,8 +341,8 @@ class SpatialEvasionCore(BatchedCore):
         labels = self.attack_labels(idx)
         x_adv = self.x_adv[idx]
         logits = self.victim.logits(x_adv).cpu()
-        margin = margins(logits, torch.from_numpy(labels), self.targeted).numpy()
-        pred = logits.argmax(1).numpy()
+        margin = margins(logits, torch.from_numpy(labels).to(logits.device), self.targeted).cpu().numpy()
+        pred = logits.argmax(1).cpu().numpy()
         self.margin[idx] = margin
         self.pred[idx] = pred
         k = len(idx)
@@ -352,7 +352,7 @@ class SpatialEvasionCore(BatchedCore):
         if self.threat_model == "decision":
             obs[:, s["feedback"]] = self._eye[pred]
         else:
-            obs[:, s["feedback"]] = torch.softmax(logits, 1).numpy()
+            obs[:, s["feedback"]] = torch.softmax(logits, 1).cpu().numpy()
         obs[:, s["label"]] = self._eye[labels]
         obs[:, s["transform"]] = self.normalize_transform(self.transform[idx])
         obs[:, s["budget"]] = (1.0 - self.queries[idx] / self.max_queries)[:, None]

@@ -100,7 +100,7 @@ class Victim:
             if targeted:
                 loss = -loss
             (grad,) = torch.autograd.grad(loss, x)
-        return logits.detach(), grad.view(len(x_flat), -1)
+        return logits.detach(), grad.flatten(1)
 
 
 def margins(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
