@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 import deploy_envs  # noqa: F401  (registers the envs)
+from deploy_envs.benchmarking import paired
 from deploy_envs.metrics.robustness import pgd_attack
 
 ENV_ID = "deploy_envs/Evasion-v0"
@@ -56,39 +56,6 @@ TARGETS = {"native_vs_sync": 8.0, "step_vs_bare": 1.3, "pgd_time": 2.0}
 
 
 # ----------------------------------------------------------------- timing
-def _block(fn: Callable[[], Any], inner: int) -> float:
-    """Seconds per call of ``fn``, over ``inner`` back-to-back calls."""
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
-
-
-def paired(a: Callable[[], Any], b: Callable[[], Any], *, inner_a: int, inner_b: int, reps: int, warmup: int) -> dict[str, Any]:
-    """Time ``a`` and ``b`` in alternating blocks; return medians and the median of per-repetition ratios a/b."""
-    for _ in range(warmup):
-        a()
-        b()
-    ta, tb, ratios = [], [], []
-    for r in range(reps):
-        # alternate which side goes first, so neither always follows the other
-        if r % 2 == 0:
-            x, y = _block(a, inner_a), _block(b, inner_b)
-        else:
-            y, x = _block(b, inner_b), _block(a, inner_a)
-        ta.append(x)
-        tb.append(y)
-        ratios.append(x / y)
-    return {
-        "a_s": statistics.median(ta),
-        "b_s": statistics.median(tb),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "reps": reps,
-    }
-
-
 class Stepper:
     """Steps a vector env with pre-drawn random valid actions (drawing them is not timed).
 
