@@ -17,3 +17,11 @@ register_game(
     summary="an linf evasion attacker against a defender choosing quantization, denoising, randomized smoothing or a robust model each round",
     test_kwargs={"rounds": 3, "n_samples": 4},
 )
+
+register_game(
+    "RobustNavigation-v0",
+    factory="deploy_envs.games.robust_control:parallel_env",
+    topic="safe RL and alignment",
+    summary="Robust Adversarial RL on SafeNavigation: a protagonist drives the robot while an adversary applies a bounded disturbance force, rewarded by the protagonist's loss and cost",
+    test_kwargs={"max_steps": 40},
+)
