@@ -18,10 +18,10 @@ from deploy_envs.core.registration import GAME_CATALOG
 from deploy_envs.games.robust_control import (
     AGENTS,
     RobustNavigationCore,
-    RoleEnv,
     parallel_env,
     train_robust,
 )
+from deploy_envs.games.selfplay import SingleRoleEnv
 
 GAME_ID = "deploy_envs/RobustNavigation-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)
@@ -237,9 +237,9 @@ def test_bad_actions_are_refused_without_changing_state():
 def test_role_env_passes_gymnasium_checker():
     zero = np.zeros(2, np.float32)
     for role in AGENTS:
-        gym_check_env(RoleEnv(parallel_env(**SMALL), role, lambda obs: zero), skip_render_check=True)
+        gym_check_env(SingleRoleEnv(parallel_env(**SMALL), role, lambda obs: zero), skip_render_check=True)
     with pytest.raises(ValueError, match="role"):
-        RoleEnv(parallel_env(**SMALL), "referee", lambda obs: zero)
+        SingleRoleEnv(parallel_env(**SMALL), "referee", lambda obs: zero)
 
 
 def test_train_robust_tiny_run(tmp_path):

@@ -22,6 +22,7 @@ import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
+from pettingzoo.utils.env import ParallelEnv
 
 from deploy_envs.core.batched import BatchedCore, select_info
 from deploy_envs.core.validation import check_positive
@@ -270,3 +271,83 @@ def _merge_info(into: dict[str, np.ndarray], other: dict[str, np.ndarray], overw
             old = old.copy()
         old[mask] = value[mask]
         into[key], into["_" + key] = old, old_mask | mask
+
+
+class ParallelGameView(ParallelEnv):
+    """A PettingZoo ``ParallelEnv`` that is a multi-role batched core at batch size 1.
+
+    The third view of the design: a game's core keeps per-role dicts
+    (``observation_spaces``, ``action_spaces``, and per-role observations, rewards and
+    infos from ``reset_indices``/``step_indices``), and subclasses name it::
+
+        class AttackDefenseParallelEnv(ParallelGameView):
+            core_class = AttackDefenseCore
+            metadata = {"name": "attack_defense_v0", "render_modes": ["ansi"], ...}
+
+    Roles are the keys of the core's ``observation_spaces``, in order. The global
+    ``state()`` is ``core.state_of(idx)``; :meth:`build_state_space` describes it
+    (by default the concatenation of the roles' observation spaces).
+    """
+
+    core_class: ClassVar[type[BatchedCore]]
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.core = self.core_class(num_envs=1, render_mode=render_mode, **kwargs)
+        self.render_mode = render_mode
+        self.observation_spaces = dict(self.core.observation_spaces)
+        self.action_spaces = dict(self.core.action_spaces)
+        self.possible_agents = list(self.observation_spaces)
+        self.agents: list[str] = []
+        self.state_space = self.build_state_space()
+        self._idx = np.zeros(1, dtype=np.int64)
+
+    def build_state_space(self) -> gym.spaces.Box:
+        spaces_ = [self.observation_spaces[a] for a in self.possible_agents]
+        return gym.spaces.Box(
+            np.concatenate([s.low for s in spaces_]), np.concatenate([s.high for s in spaces_]), dtype=np.float32
+        )
+
+    def observation_space(self, agent: str) -> gym.spaces.Space:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> gym.spaces.Space:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self.core.rngs[0], _ = seeding.np_random(int(seed))
+        obs, info = self.core.reset_indices(self._idx, options)
+        self.agents = list(self.possible_agents)
+        return {a: obs[a][0] for a in self.possible_agents}, {a: select_info(info[a], 0) for a in self.possible_agents}
+
+    def step(self, actions: dict[str, Any]):
+        if not self.agents:
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset() or after the episode ended; call reset() first")
+        if not isinstance(actions, dict):
+            raise ValueError(f"actions must be a dict keyed by agent {tuple(self.possible_agents)}, got {type(actions).__name__}")
+        batch = {a: np.expand_dims(np.asarray(actions[a]), 0) for a in actions}
+        valid = self.core.validate_actions(batch, 1)
+        obs, rew, term, trunc, info = self.core.step_indices(self._idx, valid)
+        roles = self.possible_agents
+        out = (
+            {a: obs[a][0] for a in roles},
+            {a: float(rew[a][0]) for a in roles},
+            {a: bool(term[0]) for a in roles},
+            {a: bool(trunc[0]) for a in roles},
+            {a: select_info(info[a], 0) for a in roles},
+        )
+        if term[0] or trunc[0]:
+            self.agents = []
+        return out
+
+    def state(self) -> np.ndarray:
+        return self.core.state_of(self._idx)[0]
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn(f"render() called without a render_mode; pass one of {self.metadata.get('render_modes')}")
+            return None
+        return self.core.render_index(0)
+
+    def close(self) -> None:
+        self.core.close()

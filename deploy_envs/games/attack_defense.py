@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from pettingzoo.utils.env import ParallelEnv
 
-from deploy_envs.core.batched import BatchedCore, select_info, validate_batch
+from deploy_envs.core.batched import BatchedCore, validate_batch
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.views import ParallelGameView
 from deploy_envs.envs.adversarial.victim import Victim
 
 AGENTS = ("attacker", "defender")
@@ -210,7 +211,7 @@ class AttackDefenseCore(BatchedCore):
         self.obs_slices: dict[str, dict[str, slice]] = {}
         self.observation_spaces: dict[str, spaces.Box] = {}
         for agent, parts in zip(AGENTS, (att_parts, def_parts)):
-            self.obs_slices[agent], self.observation_spaces[agent] = _box_of(parts)
+            self.observation_spaces[agent], self.obs_slices[agent] = flat_box(parts)
         self.action_spaces: dict[str, spaces.Space] = {
             "attacker": spaces.Box(-1.0, 1.0, (d,), dtype=np.float32),
             "defender": spaces.Discrete(D),
@@ -422,81 +423,11 @@ class AttackDefenseCore(BatchedCore):
         )
 
 
-def _box_of(parts: list[tuple[str, int, float, float]]) -> tuple[dict[str, slice], spaces.Box]:
-    slices, lows, highs, start = {}, [], [], 0
-    for name, size, lo, hi in parts:
-        slices[name] = slice(start, start + size)
-        lows.append(np.full(size, lo, np.float32))
-        highs.append(np.full(size, hi, np.float32))
-        start += size
-    return slices, spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
-
-
-class AttackDefenseParallelEnv(ParallelEnv):
+class AttackDefenseParallelEnv(ParallelGameView):
     __doc__ = AttackDefenseCore.__doc__
 
     metadata = {"name": "attack_defense_v0", "render_modes": ["ansi"], "is_parallelizable": True, "render_fps": 1}
-
-    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        self.core = AttackDefenseCore(num_envs=1, render_mode=render_mode, **kwargs)
-        self.render_mode = render_mode
-        self.possible_agents = list(AGENTS)
-        self.agents: list[str] = []
-        self.observation_spaces = dict(self.core.observation_spaces)
-        self.action_spaces = dict(self.core.action_spaces)
-        self.state_space = spaces.Box(
-            np.concatenate([self.observation_spaces[a].low for a in AGENTS]),
-            np.concatenate([self.observation_spaces[a].high for a in AGENTS]),
-            dtype=np.float32,
-        )
-        self._idx = np.zeros(1, dtype=np.int64)
-
-    def observation_space(self, agent: str) -> spaces.Space:
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Space:
-        return self.action_spaces[agent]
-
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self.core.rngs[0], _ = seeding.np_random(int(seed))
-        obs, info = self.core.reset_indices(self._idx, options)
-        self.agents = list(self.possible_agents)
-        return {a: obs[a][0] for a in AGENTS}, {a: select_info(info[a], 0) for a in AGENTS}
-
-    def step(self, actions: dict[str, Any]):
-        if not self.agents:
-            raise RuntimeError("AttackDefenseParallelEnv.step() called before reset() or after the episode ended; call reset() first")
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict keyed by agent {AGENTS}, got {type(actions).__name__}")
-        batch = {a: np.expand_dims(np.asarray(actions[a]), 0) for a in actions}
-        valid = self.core.validate_actions(batch, 1)
-        obs, rew, term, trunc, info = self.core.step_indices(self._idx, valid)
-        done = bool(term[0] or trunc[0])
-        out = (
-            {a: obs[a][0] for a in AGENTS},
-            {a: float(rew[a][0]) for a in AGENTS},
-            {a: bool(term[0]) for a in AGENTS},
-            {a: bool(trunc[0]) for a in AGENTS},
-            {a: select_info(info[a], 0) for a in AGENTS},
-        )
-        if done:
-            self.agents = []
-        return out
-
-    def state(self) -> np.ndarray:
-        return self.core.state_of(self._idx)[0]
-
-    def render(self):
-        if self.render_mode is None:
-            import gymnasium as gym
-
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi'")
-            return None
-        return self.core.render_index(0)
-
-    def close(self) -> None:
-        self.core.close()
+    core_class = AttackDefenseCore
 
 
 def parallel_env(**kwargs: Any) -> AttackDefenseParallelEnv:

@@ -16,14 +16,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
-from pettingzoo.utils.env import ParallelEnv
 
-from deploy_envs.core.batched import select_info, validate_batch
-from deploy_envs.core.validation import check_choice, check_number
+from deploy_envs.core.batched import validate_batch
+from deploy_envs.core.validation import check_number
+from deploy_envs.core.views import ParallelGameView
+from deploy_envs.games.selfplay import SingleRoleEnv, as_policy
 from deploy_envs.envs.safety.navigation import ACCEL, DAMPING, V_MAX, SafeNavigationCore
 
 logger = logging.getLogger(__name__)
@@ -180,66 +179,14 @@ class RobustNavigationCore(SafeNavigationCore):
         return self._game_obs(idx, self._observe(idx))["adversary"]
 
 
-class RobustNavigationParallelEnv(ParallelEnv):
+class RobustNavigationParallelEnv(ParallelGameView):
     __doc__ = RobustNavigationCore.__doc__
 
     metadata = {"name": "robust_navigation_v0", "render_modes": ["rgb_array", "ansi"], "is_parallelizable": True, "render_fps": 30}
+    core_class = RobustNavigationCore
 
-    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        self.core = RobustNavigationCore(num_envs=1, render_mode=render_mode, **kwargs)
-        self.render_mode = render_mode
-        self.possible_agents = list(AGENTS)
-        self.agents: list[str] = []
-        self.observation_spaces = dict(self.core.observation_spaces)
-        self.action_spaces = dict(self.core.action_spaces)
-        self.state_space = self.observation_spaces["adversary"]
-        self._idx = np.zeros(1, dtype=np.int64)
-
-    def observation_space(self, agent: str) -> spaces.Space:
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Space:
-        return self.action_spaces[agent]
-
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self.core.rngs[0], _ = seeding.np_random(int(seed))
-        obs, info = self.core.reset_indices(self._idx, options)
-        self.agents = list(self.possible_agents)
-        return {a: obs[a][0] for a in AGENTS}, {a: select_info(info[a], 0) for a in AGENTS}
-
-    def step(self, actions: dict[str, Any]):
-        if not self.agents:
-            raise RuntimeError("RobustNavigationParallelEnv.step() called before reset() or after the episode ended; call reset() first")
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict keyed by agent {AGENTS}, got {type(actions).__name__}")
-        batch = {a: np.expand_dims(np.asarray(actions[a]), 0) for a in actions}
-        valid = self.core.validate_actions(batch, 1)
-        obs, rew, term, trunc, info = self.core.step_indices(self._idx, valid)
-        out = (
-            {a: obs[a][0] for a in AGENTS},
-            {a: float(rew[a][0]) for a in AGENTS},
-            {a: bool(term[0]) for a in AGENTS},
-            {a: bool(trunc[0]) for a in AGENTS},
-            {a: select_info(info[a], 0) for a in AGENTS},
-        )
-        if term[0] or trunc[0]:
-            self.agents = []
-        return out
-
-    def state(self) -> np.ndarray:
-        return self.core.state_of(self._idx)[0]
-
-    def render(self):
-        if self.render_mode is None:
-            import gymnasium as gym
-
-            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'ansi'")
-            return None
-        return self.core.render_index(0)
-
-    def close(self) -> None:
-        self.core.close()
+    def build_state_space(self) -> spaces.Box:
+        return self.observation_spaces["adversary"]  # the adversary's observation contains the protagonist's
 
 
 def parallel_env(**kwargs: Any) -> RobustNavigationParallelEnv:
@@ -250,58 +197,8 @@ def parallel_env(**kwargs: Any) -> RobustNavigationParallelEnv:
 # --------------------------------------------------------------------------
 # RARL: alternating PPO for the two roles (the loop of games/selfplay.py)
 # --------------------------------------------------------------------------
-class RoleEnv(gym.Env):
-    """One role of ``RobustNavigation-v0`` as a ``gymnasium.Env``; the other role is a frozen policy.
-
-    As :class:`deploy_envs.games.selfplay.SingleRoleEnv` (whose roles are the attack-defense
-    game's): ``opponent_policy`` is a callable ``obs -> action`` or an SB3 model, swapped with
-    :meth:`set_opponent`; a seeded reset reseeds a stochastic opponent with ``seed + 1``.
-    """
-
-    metadata = {"render_modes": ["rgb_array", "ansi"]}
-
-    def __init__(self, game: RobustNavigationParallelEnv, role: str, opponent_policy: Any) -> None:
-        self.role = check_choice("role", role, AGENTS)
-        self.opponent_role = AGENTS[1 - AGENTS.index(self.role)]
-        self.game = game
-        self.render_mode = game.render_mode
-        self.observation_space = game.observation_space(self.role)
-        self.action_space = game.action_space(self.role)
-        self.set_opponent(opponent_policy)
-        self._opponent_obs: np.ndarray | None = None
-
-    def set_opponent(self, opponent_policy: Any) -> None:
-        from deploy_envs.games.selfplay import as_policy
-
-        self.opponent = as_policy(opponent_policy)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None and hasattr(self.opponent, "seed"):
-            self.opponent.seed(seed + 1)
-        obs, infos = self.game.reset(seed=seed, options=options)
-        self._opponent_obs = obs[self.opponent_role]
-        return obs[self.role], infos[self.role]
-
-    def step(self, action):
-        if self._opponent_obs is None:
-            raise RuntimeError("RoleEnv.step() called before reset()")
-        actions = {self.role: action, self.opponent_role: self.opponent(self._opponent_obs)}
-        obs, rew, term, trunc, infos = self.game.step(actions)
-        self._opponent_obs = obs[self.opponent_role]
-        return obs[self.role], rew[self.role], term[self.role], trunc[self.role], infos[self.role]
-
-    def render(self):
-        return self.game.render()
-
-    def close(self) -> None:
-        self.game.close()
-
-
 def evaluate_protagonist(game: RobustNavigationParallelEnv, protagonist: Any, adversary: Any, episodes: int = 5, seed: int = 0) -> dict[str, float]:
     """Mean episode return, cost and goals of ``protagonist`` against ``adversary`` (callables or SB3 models)."""
-    from deploy_envs.games.selfplay import as_policy
-
     pro, adv = as_policy(protagonist, deterministic=True), as_policy(adversary, deterministic=True)
     returns, costs, goals = [], [], []
     for e in range(episodes):
@@ -347,8 +244,8 @@ def train_robust(
     out.mkdir(parents=True, exist_ok=True)
     zero = np.zeros(2, np.float32)
 
-    pro_env = RoleEnv(parallel_env(**game_kwargs), "protagonist", opponent_policy=lambda obs: zero)
-    adv_env = RoleEnv(parallel_env(**game_kwargs), "adversary", opponent_policy=lambda obs: zero)
+    pro_env = SingleRoleEnv(parallel_env(**game_kwargs), "protagonist", opponent_policy=lambda obs: zero)
+    adv_env = SingleRoleEnv(parallel_env(**game_kwargs), "adversary", opponent_policy=lambda obs: zero)
     eval_game = parallel_env(**game_kwargs)
     n_steps = max(16, min(2048, timesteps_per_role))
     ppo = {"n_steps": n_steps, "batch_size": min(64, n_steps), "verbose": 0, "device": "cpu", **(ppo_kwargs or {})}
@@ -376,4 +273,4 @@ def train_robust(
     return result
 
 
-__all__ = ["AGENTS", "RobustNavigationCore", "RobustNavigationParallelEnv", "RoleEnv", "evaluate_protagonist", "parallel_env", "train_robust"]
+__all__ = ["AGENTS", "RobustNavigationCore", "RobustNavigationParallelEnv", "evaluate_protagonist", "parallel_env", "train_robust"]

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from deploy_envs.core.validation import check_choice, check_number
+from deploy_envs.core.views import ParallelGameView
 from deploy_envs.games.attack_defense import AGENTS, AttackDefenseParallelEnv, parallel_env
 
 logger = logging.getLogger(__name__)
@@ -144,12 +145,14 @@ class SingleRoleEnv(gym.Env):
     :class:`SB3Policy`) is reseeded with ``s + 1``, so a seeded episode replays exactly.
     """
 
-    metadata = {"render_modes": ["ansi"]}
-
-    def __init__(self, game: AttackDefenseParallelEnv, role: str, opponent_policy: Any) -> None:
-        self.role = check_choice("role", role, AGENTS)
-        self.opponent_role = other(role)
+    def __init__(self, game: ParallelGameView, role: str, opponent_policy: Any) -> None:
+        roles = tuple(game.possible_agents)
+        if len(roles) != 2:
+            raise ValueError(f"SingleRoleEnv needs a two-role game; {type(game).__name__} has roles {roles}")
+        self.role = check_choice("role", role, roles)
+        self.opponent_role = roles[1 - roles.index(role)]
         self.game = game
+        self.metadata = {"render_modes": list(game.metadata.get("render_modes", []))}
         self.render_mode = game.render_mode
         self.observation_space = game.observation_space(role)
         self.action_space = game.action_space(role)
