@@ -145,6 +145,6 @@ def test_reproduced_damour_equal_opportunity_over_lends_to_group_2():
     assert not failed, failed
     # measured with 16 episodes: EO lends group 2 1178 times vs max-reward 899; group 2 ends at
     # mean repayment probability 0.414 vs 0.459 (it starts at 0.495); cumulative EO gap 0.013 vs 0.188
-    eo, mr = "di_equal_opportunity", "di_max_reward"
+    eo = "di_equal_opportunity"
     assert result.lookup(eo, {}, "repay_prob_group_2") < 0.45
     assert result.lookup(eo, {}, "cum_eo_gap") < 0.05
