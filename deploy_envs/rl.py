@@ -13,7 +13,7 @@ from deploy_envs.core.sb3 import make_sb3_vec_env
 from deploy_envs.core.validation import check_choice, check_positive
 from deploy_envs.evaluation import evaluate
 
-ALGORITHMS = ("PPO", "A2C", "SAC")
+ALGORITHMS = ("PPO", "A2C", "SAC", "DQN")
 
 
 def train_sb3_agent(

@@ -70,7 +70,9 @@ class SingleEnv(gym.Env):
         return self.core.render_index(0)
 
     def close(self) -> None:
-        self.core.close()
+        core = getattr(self, "core", None)  # absent when __init__ refused its arguments
+        if core is not None:
+            core.close()
 
 
 class NativeVectorEnv(gym.vector.VectorEnv):
@@ -227,7 +229,9 @@ class NativeVectorEnv(gym.vector.VectorEnv):
         return tuple(self.core.render_index(i) for i in range(self.num_envs))
 
     def close_extras(self, **kwargs: Any) -> None:
-        self.core.close()
+        core = getattr(self, "core", None)  # absent when __init__ refused its arguments
+        if core is not None:
+            core.close()
 
 
 # ---------------------------------------------------------------- info helpers
@@ -350,4 +354,6 @@ class ParallelGameView(ParallelEnv):
         return self.core.render_index(0)
 
     def close(self) -> None:
-        self.core.close()
+        core = getattr(self, "core", None)  # absent when __init__ refused its arguments
+        if core is not None:
+            core.close()
