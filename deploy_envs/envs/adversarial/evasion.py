@@ -18,6 +18,12 @@ NORMS = ("linf", "l2")
 ACTION_MODES = ("step", "set")
 
 
+def _clip_(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Clip ``a`` in place with two ufunc calls (``np.clip``'s wrapper costs more than the work on small batches)."""
+    np.maximum(a, lo, out=a)
+    return np.minimum(a, hi, out=a)
+
+
 class EvasionCore(BatchedCore):
     """## Description
 
@@ -200,18 +206,20 @@ class EvasionCore(BatchedCore):
                 )
         # only the draws are per copy (each from its own generator); the writes are batched
         draw_target = self.targeted and self.target_class is None
-        ks = np.empty(len(idx), np.int64)
-        ts = np.empty(len(idx), np.int64)
-        for j, i in enumerate(idx):
-            rng = self.rngs[i]
-            ks[j] = chosen[j] if chosen is not None else self.pool[rng.integers(len(self.pool))]
-            if draw_target:
-                ts[j] = rng.integers(self.K - 1)
+        n_pool = len(self.pool)
+        rngs = self.rngs
+        if chosen is not None:
+            ks = chosen.astype(np.int64)
+        else:
+            ks = self.pool[[rngs[i].integers(n_pool) for i in idx.tolist()]]
+        if draw_target:  # drawn after the input, from the same per-copy generator
+            ts = np.array([rngs[i].integers(self.K - 1) for i in idx.tolist()], dtype=np.int64)
         self.sample_index[idx] = ks
-        self.true_label[idx] = self.victim.labels[ks]
+        true_label = self.victim.labels[ks]
+        self.true_label[idx] = true_label
         if self.targeted:
-            self.target[idx] = self.target_class if self.target_class is not None else ts + (ts >= self.true_label[idx])
-        x0 = self._flat_images[self.sample_index[idx]]
+            self.target[idx] = self.target_class if self.target_class is not None else ts + (ts >= true_label)
+        x0 = self._flat_images[ks]
         self.x0[idx] = x0
         self.delta[idx] = 0.0
         self.queries[idx] = 0
@@ -250,11 +258,13 @@ class EvasionCore(BatchedCore):
         full = len(idx) == self.num_envs
         x0 = self.x0 if full else self.x0[idx]
         if self.action_mode == "step":
-            delta = (self.delta if full else self.delta[idx]) + (self.step_size * self.epsilon) * actions
+            delta = actions * (self.step_size * self.epsilon)
+            delta += self.delta if full else self.delta[idx]
         else:
-            delta = self.epsilon * actions
+            delta = actions * self.epsilon
         delta = self._project(delta)
-        x_adv = np.clip(x0 + delta, 0.0, 1.0)
+        x_adv = np.add(x0, delta, out=delta)  # delta is a fresh array: reuse it
+        _clip_(x_adv, 0.0, 1.0)
         if full:
             np.subtract(x_adv, x0, out=self.delta)
             self.queries += 1
@@ -273,59 +283,73 @@ class EvasionCore(BatchedCore):
 
     # ------------------------------------------------------------- internals
     def _project(self, delta: np.ndarray) -> np.ndarray:
+        """Project (in place) onto the epsilon-ball of the norm."""
         eps = self.epsilon
         if self.norm == "linf":
-            return np.clip(delta, -eps, eps)
+            return _clip_(delta, -eps, eps)
         norms = np.sqrt(np.einsum("ij,ij->i", delta, delta))
         scale = np.minimum(1.0, eps / np.maximum(norms, 1e-12)).astype(np.float32)
-        return delta * scale[:, None]
+        delta *= scale[:, None]
+        return delta
 
     def attack_labels(self, idx) -> np.ndarray:
         return self.target[idx] if self.targeted else self.true_label[idx]
 
     def _observe(self, idx, x_adv: np.ndarray):
-        true_label = self.true_label[idx]
-        labels = self.target[idx] if self.targeted else true_label  # = attack_labels(idx)
+        # This runs on every step of every copy: it is written for few, whole-batch
+        # numpy operations, since on a small batch each call costs more than its arithmetic.
+        k = len(idx)
+        full = k == self.num_envs  # idx is then all copies in order: plain copies instead of gathers
+        true_label = self.true_label.copy() if full else self.true_label[idx]
+        if self.targeted:
+            labels = self.target.copy() if full else self.target[idx]
+        else:
+            labels = true_label  # = attack_labels(idx)
         if self.threat_model == "white_box":
             logits, grad = self.victim.logits_and_grad(x_adv, labels, self.targeted)
         else:
             logits = self.victim.logits(x_adv)
-        # margins and argmax in numpy: on a small batch each torch op costs more than its arithmetic
         z = logits.cpu().numpy()
-        k = len(idx)
-        rows = np.arange(k)
+        rows = self._all[:k]
+        pred = z.argmax(1)
         z_l = z[rows, labels]
         others = z.copy()
         others[rows, labels] = -np.inf
         other = others.max(1)
         margin = other - z_l if self.targeted else z_l - other  # = margins(logits, labels, targeted)
-        pred = z.argmax(1)
-        self.margin[idx] = margin
-        self.pred[idx] = pred
-        delta = self.delta[idx]
+        if full:
+            self.margin[:] = margin
+            self.pred[:] = pred
+            delta, queries, sample_index = self.delta, self.queries.copy(), self.sample_index.copy()
+        else:
+            self.margin[idx] = margin
+            self.pred[idx] = pred
+            delta, queries, sample_index = self.delta[idx], self.queries[idx], self.sample_index[idx]
         obs = np.empty((k, self.obs_dim), np.float32)
         s = self.obs_slices
         obs[:, s["x"]] = x_adv
         part = obs[:, s["delta"]]
-        np.clip(np.divide(delta, self.epsilon, out=part), -1.0, 1.0, out=part)
+        _clip_(np.multiply(delta, 1.0 / self.epsilon, out=part), -1.0, 1.0)
+        feedback = obs[:, s["feedback"]]
         if self.threat_model == "decision":
-            obs[:, s["feedback"]] = self._eye[pred]
-        else:
-            obs[:, s["feedback"]] = torch.softmax(logits, 1).cpu().numpy()
+            feedback[:] = self._eye[pred]
+        else:  # softmax of the logits, in place
+            np.subtract(z, z[rows, pred][:, None], out=feedback)
+            np.exp(feedback, out=feedback)
+            feedback /= feedback.sum(1, keepdims=True)
         obs[:, s["label"]] = self._eye[labels]
         if self.threat_model == "white_box":
             g = grad.cpu().numpy()
             np.divide(g, np.maximum(np.abs(g).max(1, keepdims=True), 1e-12), out=obs[:, s["gradient"]])
-        queries = self.queries[idx]
-        obs[:, s["budget"]] = (1.0 - queries / self.max_queries)[:, None]
+        obs[:, s["budget"].start] = 1.0 - queries / self.max_queries
         success = (pred == labels) if self.targeted else (pred != true_label)
-        info = {  # fancy indexing already copies: no array here aliases the core's state
+        info = {  # every array here is fresh: none aliases the core's state
             "success": success,
             "queries": queries,
             "perturbation_norm": self._norm(delta),
             "true_label": true_label,
             "predicted_label": pred,
-            "sample_index": self.sample_index[idx],
+            "sample_index": sample_index,
         }
         if self.targeted:
             info["target_label"] = labels

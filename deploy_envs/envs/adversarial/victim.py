@@ -31,6 +31,9 @@ class Victim:
     device: torch.device
     split: str = "test"
 
+    def __post_init__(self) -> None:
+        self._params = tuple(self.model.parameters())
+
     @classmethod
     def build(cls, victim: str | nn.Module = "standard", dataset: str = "digits", device: str = "cpu", split: str = "test") -> Victim:
         """Resolve a zoo name (``"standard"``, ``"madry"``, ``"digits-madry"``) or wrap a given module."""
@@ -75,11 +78,21 @@ class Victim:
 
     # ------------------------------------------------------------ queries
     def _tensor(self, x_flat: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x_flat, dtype=np.float32)).to(self.device).view(-1, *self.image_shape)
+        x = torch.from_numpy(np.ascontiguousarray(x_flat, dtype=np.float32))
+        if self.device.type != "cpu":
+            x = x.to(self.device)
+        return x.view(-1, *self.image_shape)
 
-    @torch.no_grad()
     def logits(self, x_flat: np.ndarray) -> torch.Tensor:
-        """Logits for a batch of flat inputs ``(n, d)``."""
+        """Logits for a batch of flat inputs ``(n, d)``.
+
+        No ``torch.no_grad()`` needed: :meth:`build` froze the parameters and the
+        input does not require grad, so autograd records nothing (and the context
+        manager's cost is noticeable at one small batch per env step).
+        """
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self._params):
+            with torch.no_grad():  # someone unfroze the model: keep queries graph-free
+                return self.model(self._tensor(x_flat))
         return self.model(self._tensor(x_flat))
 
     def predict(self, x_flat: np.ndarray, batch_size: int = 2048) -> np.ndarray:
