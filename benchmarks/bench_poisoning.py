@@ -17,6 +17,16 @@ timings to ``benchmarks/results/poisoning.json``:
    previous optimum, as the env does) over the time the same optimiser needs from
    zero to reach the same objective value, on 32 victims at once. Target: >= 5.
 
+Why the first ratio stays far below 10 on a CPU: the retrain is already batched as
+the issue asks (all copies' parameters stacked ``(B, d+1, K)``, the clean-data scores
+of every copy in one GEMM against the shared clean set, the poison rows of each copy in
+one ``bmm``, warm-started). A single env's retrain step costs about 80 us of
+arithmetic (two ``(K, d+1) x (d+1, N)`` products on 1437 digits) plus about 100 us of
+torch call overhead; batching removes the overhead but not the ``4 N (d+1) K`` flops
+per copy and step, so the ratio is bounded by about (80 + 100) / 80 plus what the
+larger GEMM gains in efficiency: 1.6x to 3x measured. Reaching 10x needs less
+arithmetic per copy (an approximate, e.g. influence-function, retrain) or a GPU.
+
 Timing: ``time.perf_counter``, warm-up first, the two sides in alternating blocks,
 the median of the per-repetition ratios reported (as ``bench_evasion.py``). Torch runs
 on one thread by default (``--threads``), so the batch's advantage comes from batching

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_envs.baselines.base import SB3Agent
+from deploy_envs.baselines.base import Agent, SB3Agent
 
 
 def agents_dir() -> Path:
@@ -79,10 +79,14 @@ def resolve_agent_folder(name_or_path: str) -> Path:
     raise ValueError(f"agent={name_or_path!r} is not in the agent zoo ({agents_dir()}); known agents: {', '.join(known) or 'none'}")
 
 
-def load_agent(name_or_path: str, deterministic: bool = True) -> tuple[SB3Agent, AgentCard]:
+def load_agent(name_or_path: str, deterministic: bool = True) -> tuple[Agent, AgentCard]:
     """Load a zoo agent and its card (the card says which env and kwargs it was trained on)."""
     folder = resolve_agent_folder(name_or_path)
     card = read_card(folder)
+    if (folder / "rllib_checkpoint").exists():  # trained with Ray RLlib (deploy_envs.integrations.rllib)
+        from deploy_envs.integrations.rllib import load_rllib_zoo_agent
+
+        return load_rllib_zoo_agent(folder, card, deterministic), card
     agent = SB3Agent.load(str(folder / "model.zip"), card.algorithm, deterministic)
     agent.name = card.name
     return agent, card

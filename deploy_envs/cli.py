@@ -121,6 +121,8 @@ def evaluate(
     agent: Optional[str] = typer.Option(None, help="a trained agent from agents/ (by name or folder)"),
     baseline: Optional[str] = typer.Option(None, help="a baseline by name (see `deploy-envs list`)"),
     policy: Optional[Path] = typer.Option(None, help="a saved stable-baselines3 policy (.zip)"),
+    rllib_checkpoint: Optional[Path] = typer.Option(None, help="an RLlib algorithm checkpoint folder (e.g. agents/NAME/rllib_checkpoint)"),
+    module_id: Optional[str] = typer.Option(None, help="RLModule of --rllib-checkpoint (default: its only module, or default_policy)"),
     call: Optional[str] = typer.Option(None, "--callable", help="module:function returning an Agent (called with the env id)"),
     suite: Optional[str] = typer.Option(None, help="run over a whole suite of envs: alignment"),
     algorithm: str = typer.Option("PPO", help="algorithm of --policy"),
@@ -138,9 +140,9 @@ def evaluate(
     from deploy_envs.core.registration import ENV_CATALOG
     from deploy_envs.evaluation import evaluate as run_eval
 
-    chosen = [x for x in (agent, baseline, policy, call) if x is not None]
+    chosen = [x for x in (agent, baseline, policy, call, rllib_checkpoint) if x is not None]
     if len(chosen) != 1:
-        _fail("give exactly one of --agent, --baseline, --policy or --callable")
+        _fail("give exactly one of --agent, --baseline, --policy, --rllib-checkpoint or --callable")
     if suite is not None:
         if suite not in SUITES:
             _fail(f"--suite={suite!r} is unknown; allowed: {', '.join(SUITES)}")
@@ -150,6 +152,11 @@ def evaluate(
         return
     if env_id is None:
         _fail("give an env id (see `deploy-envs list`) or --suite")
+    from deploy_envs.core.registration import GAME_CATALOG
+
+    if env_id in GAME_CATALOG:
+        _evaluate_game(env_id, agent, baseline, rllib_checkpoint, _parse_kwargs(env_kwarg), episodes, seed, json_out)
+        return
     if env_id not in ENV_CATALOG:
         _fail(f"env_id={env_id!r} is not registered; allowed: {', '.join(sorted(ENV_CATALOG))}")
     kwargs = _parse_kwargs(env_kwarg)
@@ -161,6 +168,10 @@ def evaluate(
             a = make_baseline(baseline, env_id)
         elif call is not None:
             a = _import_callable(call)(env_id)
+        elif rllib_checkpoint is not None:
+            from deploy_envs.integrations.rllib import RLlibAgent
+
+            a = RLlibAgent.load(rllib_checkpoint, module_id)
         else:
             if not policy.exists():
                 _fail(f"policy={str(policy)!r} does not exist")
@@ -176,6 +187,43 @@ def evaluate(
     console.print(t)
     if json_out:
         json_out.write_text(json.dumps(card_.to_dict(), indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+def _evaluate_game(game_id: str, agent, baseline, checkpoint, kwargs, episodes: int, seed: int, json_out) -> None:
+    """Score a game: an RLlib policy set (one policy per role) from the zoo or a checkpoint, or a baseline in every role."""
+    try:
+        from deploy_envs.integrations import rllib as R
+
+        if agent is not None:
+            agents, card = R.load_game_zoo_agents(agent)
+            if card.env_id != game_id:
+                _fail(f"agent={agent!r} was trained on {card.env_id}, not {game_id}")
+            kwargs = {**card.env_kwargs, **kwargs}
+            label = card.name
+        elif checkpoint is not None:
+            roles = R.game_roles(game_id, kwargs)
+            agents = R.load_game_agents(checkpoint, R.game_policies(roles, None))
+            label = str(checkpoint)
+        elif baseline is not None:
+            from deploy_envs.baselines import make_baseline
+
+            agents = {r: make_baseline(baseline, None) for r in R.game_roles(game_id, kwargs)}
+            label = baseline
+        else:
+            _fail(f"{game_id} is a game: give --agent (an RLlib policy set), --rllib-checkpoint or --baseline")
+        with console.status(f"playing {episodes} episodes of {game_id}"):
+            summary = R.evaluate_game(game_id, agents, episodes=episodes, seed=seed, game_kwargs=kwargs)
+    except ValueError as e:
+        _fail(str(e))
+    t = Table(title=f"{label} on {game_id} ({episodes} episodes, seed {seed})")
+    t.add_column("metric", no_wrap=True)
+    t.add_column("mean", justify="right")
+    for k, v in sorted(summary.items()):
+        t.add_row(k, _fmt(v))
+    console.print(t)
+    if json_out:
+        json_out.write_text(json.dumps({"game_id": game_id, "agent": label, "episodes": episodes, "seed": seed, "summary": summary}, indent=2) + "\n")
         console.print(f"wrote {json_out}")
 
 
@@ -256,6 +304,77 @@ def run(
         console.print(f"wrote {plot}")
     if not result.passed:
         raise typer.Exit(1)
+
+
+ENGINES = ("rllib", "sb3")
+
+
+@app.command("train")
+def train_cmd(
+    scenario: Path = typer.Argument(..., help="scenario YAML file with a 'train' section"),
+    engine: Optional[str] = typer.Option(None, help="rllib or sb3 (default: the scenario's train.engine)"),
+    address: Optional[str] = typer.Option(None, help="RLlib: join the Ray cluster at this address (host:port, ray://host:10001 or auto); default: start a local Ray"),
+    num_env_runners: Optional[int] = typer.Option(None, min=0, help="RLlib: env runners (default: the scenario's train.num_env_runners)"),
+    evaluate_after: bool = typer.Option(True, "--evaluate/--no-evaluate", help="run the scenario's evaluation and checks after training"),
+    torch_threads: int = typer.Option(1, min=1, help="torch threads of this process (the local learner): 1 is fastest for the suite's small networks on a busy machine"),
+) -> None:
+    """Train the agent a scenario names (SB3 on this machine, or Ray RLlib locally or on a cluster) into agents/."""
+    import torch
+
+    from deploy_envs.scenarios import ScenarioError, load_scenario, run_scenario, train_scenario_agent
+
+    torch.set_num_threads(torch_threads)
+
+    if engine is not None and engine not in ENGINES:
+        _fail(f"--engine={engine!r} is unknown; allowed: {', '.join(ENGINES)}")
+    try:
+        scn = load_scenario(scenario)
+        if scn.train is None:
+            _fail(f"scenario {str(scenario)!r} has no 'train' section; nothing to train")
+        eng = engine or scn.train.engine
+        if eng == "sb3" and (address is not None or num_env_runners is not None):
+            _fail("--address and --num-env-runners need --engine rllib")
+        if eng == "rllib" and address is not None:
+            from deploy_envs.integrations.rllib import check_address
+
+            check_address(address)
+        console.print(f"[bold]{scn.name}[/]: training {scn.train.agent} with {eng} ({scn.train.timesteps} env steps)")
+        if eng == "rllib":
+            from rich.progress import Progress
+
+            with Progress(console=console) as bar:
+                task = bar.add_task(f"RLlib {scn.train.algorithm} on {scn.env.split('/')[-1]}", total=scn.train.timesteps)
+
+                def report(row):
+                    bar.update(task, completed=min(row["env_steps"], scn.train.timesteps))
+                    bar.console.print(f"iteration {row['iteration']}: env steps {row['env_steps']}, episode return mean {row['episode_return_mean']:.4g}", markup=False, highlight=False)
+
+                card = train_scenario_agent(scn, engine=eng, address=address, num_env_runners=num_env_runners, rllib_progress=report)
+        else:
+            card = train_scenario_agent(scn, engine=eng, progress=True)
+    except (ScenarioError, ValueError) as e:
+        _fail(str(e))
+    from deploy_envs.agent_zoo import agents_dir
+
+    console.print(f"trained {card.name} in {card.train_seconds} s -> {agents_dir() / card.name}")
+    for ev, metrics in card.scores.items():
+        t = Table(title=ev)
+        t.add_column("metric", no_wrap=True)
+        t.add_column("value", justify="right")
+        for k, v in sorted(metrics.items()):
+            t.add_row(k, _fmt(v))
+        console.print(t)
+    if evaluate_after and scn.agents:
+        try:
+            result = run_scenario(scn, train="never")
+        except (ScenarioError, ValueError) as e:
+            _fail(str(e))
+        for c in result.checks:
+            mark = "[green]PASS[/]" if c.passed else "[red]FAIL[/]"
+            console.print(mark, end=" ")
+            console.print(f"{c.expression}   ({c.left:.4g} vs {c.right:.4g})", markup=False, highlight=False, soft_wrap=True)
+        if not result.passed:
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -39,7 +39,7 @@ class Scorecard:
                 keys[k].append(v)
         out = {}
         for k, vals in keys.items():
-            out[k if k in ("return", "length") else k] = float(np.mean(vals))
+            out[k] = float(np.mean(vals))
         if "success" in out:
             out["success_rate"] = out.pop("success")
         return out

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from deploy_envs.agent_zoo import agents_dir, load_agent, resolve_agent_folder
 from deploy_envs.baselines import BASELINES, SB3Agent, make_baseline
-from deploy_envs.core.registration import ENV_CATALOG
+from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG
 from deploy_envs.evaluation import evaluate
 
 
@@ -59,12 +59,19 @@ class AgentSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    """Train an SB3 agent into the agent zoo before evaluating."""
+    """Train an agent into the agent zoo before evaluating (SB3 by default, or Ray RLlib)."""
 
     agent: str
+    engine: Literal["sb3", "rllib"] = "sb3"
+    """``rllib``: train with Ray RLlib (``deploy_envs.integrations.rllib``); games need it."""
     algorithm: Literal["PPO", "A2C", "SAC"] = "PPO"
     timesteps: int
     num_envs: int = 16
+    """Copies in the native batch (RLlib: per env runner)."""
+    num_env_runners: int = 0
+    """RLlib only: remote env runners (0: sample in the driver)."""
+    policies: dict[str, str] | None = None
+    """RLlib games only: role -> policy id (default: one policy per role)."""
     seed: int = 0
     hyperparameters: dict[str, Any] = {}
     env_kwargs: dict[str, Any] | None = None
@@ -156,11 +163,15 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 
 
 def _check_semantics(path: Path, scn: Scenario) -> None:
-    if scn.env not in ENV_CATALOG:
+    if scn.env in GAME_CATALOG and scn.train is not None and scn.train.engine == "rllib":
+        pass  # a game trained with RLlib, evaluated role by role (deploy_envs.integrations.rllib.evaluate_game)
+    elif scn.env not in ENV_CATALOG:
         raise ScenarioError(f"{path}: key 'env': {scn.env!r} is not a registered env; allowed: {', '.join(sorted(ENV_CATALOG))}")
     for name, spec in scn.agents.items():
         if spec.baseline and spec.baseline not in BASELINES:
             raise ScenarioError(f"{path}: key 'agents.{name}.baseline': {spec.baseline!r} is unknown; allowed: {', '.join(sorted(BASELINES))}")
+    if scn.train and scn.train.engine == "sb3" and (scn.train.num_env_runners or scn.train.policies):
+        raise ScenarioError(f"{path}: keys 'train.num_env_runners' and 'train.policies' need 'train.engine: rllib'")
     if scn.train and scn.train.agent not in {s.zoo for s in scn.agents.values()}:
         raise ScenarioError(f"{path}: key 'train.agent': {scn.train.agent!r} must be the 'zoo' of one of the scenario's agents")
     if scn.protocol.episodes < 1:
@@ -329,25 +340,7 @@ def run_scenario(
     if scn.train is not None and train != "never":
         target = agents_dir() / scn.train.agent
         if train == "always" or not (target / "card.json").exists():
-            from deploy_envs.rl import train_sb3_agent
-
-            t = scn.train
-            train_sb3_agent(
-                scn.env,
-                name=t.agent,
-                out_dir=target,
-                env_kwargs=scn.env_kwargs if t.env_kwargs is None else {**scn.env_kwargs, **t.env_kwargs},
-                eval_env_kwargs=scn.env_kwargs,
-                algorithm=t.algorithm,
-                timesteps=t.timesteps,
-                num_envs=t.num_envs,
-                seed=t.seed,
-                hyperparameters=t.hyperparameters,
-                eval_episodes=t.eval_episodes,
-                scenario=scn.name,
-                notes=t.notes,
-                progress=progress,
-            )
+            train_scenario_agent(scn, progress=progress)
     for spec in scn.agents.values():
         if spec.zoo:
             resolve_agent_folder(spec.zoo)  # clear error before any evaluation starts
@@ -358,9 +351,14 @@ def run_scenario(
             if agents and name not in agents:
                 continue
             kwargs = {**scn.env_kwargs, **spec.env_kwargs, **point}
-            agent = build_agent(name, spec, scn.env)
-            card = evaluate(scn.env, agent, episodes=n_episodes, seed=scn.protocol.seed, num_envs=scn.protocol.num_envs, env_kwargs=kwargs, progress=progress)
-            result.rows.append({"agent": name, **point, **card.summary})
+            if scn.env in GAME_CATALOG:
+                from deploy_envs.integrations.rllib import evaluate_game_spec
+
+                summary = evaluate_game_spec(scn.env, spec, episodes=n_episodes, seed=scn.protocol.seed, game_kwargs=kwargs)
+            else:
+                agent = build_agent(name, spec, scn.env)
+                summary = evaluate(scn.env, agent, episodes=n_episodes, seed=scn.protocol.seed, num_envs=scn.protocol.num_envs, env_kwargs=kwargs, progress=progress).summary
+            result.rows.append({"agent": name, **point, **summary})
     check_expectations(result)
     if plot_dir is not None and scn.plots:
         out = Path(plot_dir)
@@ -372,3 +370,69 @@ def run_scenario(
             fn(path, **extra, **plot.kwargs)
             result.artifacts.append(str(path))
     return result
+
+
+def train_scenario_agent(
+    scn: Scenario,
+    *,
+    engine: str | None = None,
+    address: str | None = None,
+    num_env_runners: int | None = None,
+    progress: bool = False,
+    rllib_progress=None,
+):
+    """Train the scenario's ``train`` agent into the zoo with its engine (or ``engine``); return the card.
+
+    ``address`` and ``num_env_runners`` apply to RLlib only (``None``: local Ray, the scenario's runners).
+    """
+    if scn.train is None:
+        raise ScenarioError(f"scenario {scn.name!r} has no 'train' section; nothing to train")
+    engine = scn.train.engine if engine is None else engine
+    if engine not in ("sb3", "rllib"):
+        raise ValueError(f"engine={engine!r} is unknown; allowed: sb3, rllib")
+    t = scn.train
+    target = agents_dir() / t.agent
+    if engine == "rllib":
+        from deploy_envs.integrations.rllib import train_rllib_agent
+
+        return train_rllib_agent(
+            scn.env,
+            name=t.agent,
+            out_dir=target,
+            env_kwargs=scn.env_kwargs if t.env_kwargs is None else {**scn.env_kwargs, **t.env_kwargs},
+            eval_env_kwargs=scn.env_kwargs,
+            algorithm=t.algorithm,
+            timesteps=t.timesteps,
+            num_env_runners=t.num_env_runners if num_env_runners is None else num_env_runners,
+            num_envs_per_env_runner=t.num_envs,
+            policies=t.policies,
+            hyperparameters=t.hyperparameters,
+            seed=t.seed,
+            eval_episodes=t.eval_episodes,
+            scenario=scn.name,
+            notes=t.notes,
+            address=address,
+            progress=rllib_progress,
+        )
+    if scn.env in GAME_CATALOG:
+        raise ValueError(f"engine='sb3' cannot train the game {scn.env}; use engine='rllib' (one policy per role)")
+    if address is not None or num_env_runners is not None:
+        raise ValueError("address and num_env_runners apply to engine='rllib' only")
+    from deploy_envs.rl import train_sb3_agent
+
+    return train_sb3_agent(
+        scn.env,
+        name=t.agent,
+        out_dir=target,
+        env_kwargs=scn.env_kwargs if t.env_kwargs is None else {**scn.env_kwargs, **t.env_kwargs},
+        eval_env_kwargs=scn.env_kwargs,
+        algorithm=t.algorithm,
+        timesteps=t.timesteps,
+        num_envs=t.num_envs,
+        seed=t.seed,
+        hyperparameters=t.hyperparameters,
+        eval_episodes=t.eval_episodes,
+        scenario=scn.name,
+        notes=t.notes,
+        progress=progress,
+    )

@@ -241,7 +241,7 @@ def test_alignment_scorecard_rows_and_gap():
 )
 def test_reward_maximiser_games_the_specification(name, min_planner_gap_excess):
     """Leike et al. 2017 sec. 3: high reward, poor hidden performance on the specification problems."""
-    r = run_scenario(load_scenario(SCN / name), episodes=64, train="never")
+    r = run_scenario(load_scenario(SCN / name), episodes=64, train="never", agents=["planner", "intended"])
     assert r.checks and r.passed, [(c.expression, c.left, c.right) for c in r.checks if not c.passed]
     gap = lambda a: r.lookup(a, {}, "return") - r.lookup(a, {}, "hidden_performance")  # noqa: E731
     assert gap("planner") - gap("intended") >= min_planner_gap_excess

@@ -400,10 +400,11 @@ class ModelAPI:
         probs = probs.reshape(B, m, K)
         flagged = np.zeros(B, bool)
         poison = np.zeros((B, m), bool)
-        for b, st in enumerate(states):
-            n_ok = int(ok[b].sum())
+        for st, n_ok in zip(states, ok.sum(1).tolist()):
             st.used += n_ok
+        for b, st in enumerate(states):
             if st.detector is not None:
+                n_ok = int(ok[b].sum())
                 if n_ok and not st.flagged:
                     sel = np.flatnonzero(ok[b])
                     at = st.detector.observe(x[b, sel], probs[b, sel].argmax(1))
@@ -428,8 +429,7 @@ class ModelAPI:
             outputs = np.where(outputs >= kth, outputs, 0.0)
         outputs = outputs.astype(np.float32)
         outputs[~ok] = 0.0
-        for b, c in enumerate(clients):
-            self._record(c, m, int(ok[b].sum()), int((~ok[b]).sum()), bool(flagged[b]), REASONS[int(reason[b].max())])
+        self._record_many(clients, m, ok.sum(1).tolist(), flagged.tolist(), reason.max(1).tolist() if m else [0] * B)
         return BatchAnswer(outputs, labels, ok, flagged, reason)
 
     def _transform(self, probs, ok, poison, states, rngs) -> np.ndarray:
@@ -452,6 +452,15 @@ class ModelAPI:
         if self.defense == "rounding" or self.output == "rounded":
             out = np.round(out, self.decimals)
         return out
+
+    def _record_many(self, clients: Sequence[str], n: int, answered: list[int], flagged: list[bool], reasons: list[int]) -> None:
+        """One log record per client of a :meth:`query_many` call (counts computed over the batch at once)."""
+        now = time.time()
+        debug = logger.isEnabledFor(logging.DEBUG)
+        for c, a, f, r in zip(clients, answered, flagged, reasons):
+            self.log.append({"time": now, "client": c, "queries": n, "answered": a, "refused": n - a, "flagged": f, "reason": REASONS[r]})
+            if debug:
+                logger.debug("query client=%s n=%d answered=%d refused=%d flagged=%s %s", c, n, a, n - a, f, REASONS[r])
 
     def _record(self, client: str, n: int, answered: int, refused: int, flagged: bool, reason: str) -> None:
         rec = {"time": time.time(), "client": client, "queries": n, "answered": answered, "refused": refused, "flagged": flagged, "reason": reason}

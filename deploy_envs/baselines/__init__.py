@@ -54,5 +54,8 @@ from deploy_envs.baselines import safety as _safety  # noqa: E402,F401
 from deploy_envs.baselines import shift as _shift  # noqa: E402,F401
 from deploy_envs.baselines import backdoor as _backdoor  # noqa: E402,F401
 from deploy_envs.baselines import membership as _membership  # noqa: E402,F401
+from deploy_envs.baselines import explanation as _explanation  # noqa: E402,F401
+from deploy_envs.baselines import training_control as _training_control  # noqa: E402,F401
+from deploy_envs.baselines import trojans as _trojans  # noqa: E402,F401
 
 __all__ = ["Agent", "BASELINES", "RandomAgent", "SB3Agent", "make_baseline", "register_baseline"]

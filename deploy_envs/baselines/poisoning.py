@@ -49,6 +49,8 @@ class PoisonAgent(Agent):
         core = env.unwrapped.core
         if self.needs_white_box and core.threat_model != "white_box":
             raise ValueError(f"{type(self).__name__} reads the victim's parameters; it needs threat_model='white_box' (got {core.threat_model!r})")
+        if self.needs_white_box and core.victim_kind == "mlp":
+            raise ValueError(f"{type(self).__name__} reads a linear victim's parameters; victim='mlp' is not supported (use 'logistic' or 'svm')")
         self.core = core
         self.x, self.y = core.attacker_data()
         self.K, self.d, self.p = core.K, core.d, core.points_per_step

@@ -8,3 +8,6 @@ from deploy_envs.envs import poisoning  # noqa: F401
 from deploy_envs.envs import safety  # noqa: F401
 from deploy_envs.envs import shift  # noqa: F401
 from deploy_envs.envs import backdoor  # noqa: F401
+from deploy_envs.envs import explanation  # noqa: F401
+from deploy_envs.envs import training_control  # noqa: F401
+from deploy_envs.envs import trojans  # noqa: F401

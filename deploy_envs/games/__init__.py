@@ -25,3 +25,6 @@ register_game(
     summary="Robust Adversarial RL on SafeNavigation: a protagonist drives the robot while an adversary applies a bounded disturbance force, rewarded by the protagonist's loss and cost",
     test_kwargs={"max_steps": 40},
 )
+from deploy_envs.games import lending_market as _lending_market  # noqa: F401  (LendingMarket-v0)
+from deploy_envs.games import poisoning_sanitizer as _poisoning_sanitizer  # noqa: E402,F401  (PoisoningSanitizer-v0)
+from deploy_envs.games import trojan_audit as _trojan_audit  # noqa: E402,F401

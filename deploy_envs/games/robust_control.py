@@ -7,23 +7,29 @@ goals, walls) is the navigation env's own. With ``disturbance=0`` the protagonis
 observations, rewards and infos equal ``SafeNavigation-v0``'s step for step.
 
 :func:`train_robust` alternates SB3 PPO for the two roles (the loop of
-:mod:`deploy_envs.games.selfplay`).
+:mod:`deploy_envs.games.selfplay`), on one game or on a batch of copies
+(:class:`RoleVecEnv`); :func:`ship_rarl_agents` (``python -m
+deploy_envs.games.robust_control --rarl`` / ``--baseline``) trains the zoo's
+``rarl-protagonist`` and its no-disturbance control ``rarl-baseline``, which
+``scenarios/rarl_disturbance.yaml`` tests on ``DisturbedNavigation-v0``.
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv
 
 from deploy_envs.core.batched import validate_batch
 from deploy_envs.core.validation import check_number
 from deploy_envs.core.views import ParallelGameView
-from deploy_envs.games.selfplay import SingleRoleEnv, as_policy
 from deploy_envs.envs.safety.navigation import ACCEL, DAMPING, V_MAX, SafeNavigationCore
+from deploy_envs.games.selfplay import SingleRoleEnv, as_policy
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +221,85 @@ def evaluate_protagonist(game: RobustNavigationParallelEnv, protagonist: Any, ad
     return {"return": float(np.mean(returns)), "episode_cost": float(np.mean(costs)), "goals_reached": float(np.mean(goals))}
 
 
+class RoleVecEnv(VecEnv):
+    """One role of ``RobustNavigation-v0`` as an SB3 ``VecEnv`` over ``num_envs`` batched copies.
+
+    The other role is played on the whole batch by ``opponent`` (a callable on a batch of
+    its observations, or an SB3 model, of which a frozen copy is taken). Copy ``i`` draws
+    from a generator seeded ``seed + i``. Every copy runs ``max_steps`` steps, so copies
+    finish together and are reset together (SB3's auto-reset convention: the last
+    observation is in ``infos[i]["terminal_observation"]``).
+    """
+
+    def __init__(self, role: str, opponent: Any, num_envs: int = 16, seed: int = 0, **game_kwargs: Any) -> None:
+        from deploy_envs.core.validation import check_choice
+
+        self.role = check_choice("role", role, AGENTS)
+        self.other = AGENTS[1 - AGENTS.index(role)]
+        self.core = RobustNavigationCore(num_envs, **game_kwargs)
+        self.core.rngs = [np.random.default_rng(seed + i) for i in range(num_envs)]
+        self.render_mode = None
+        super().__init__(num_envs, self.core.observation_spaces[role], self.core.action_spaces[role])
+        self.set_opponent(opponent)
+        self._idx = np.arange(num_envs)
+        self._obs: dict[str, np.ndarray] | None = None
+        self._ret = np.zeros(num_envs)
+
+    def set_opponent(self, opponent: Any) -> None:
+        self.opponent = as_policy(opponent, deterministic=False)
+
+    def _reset_all(self) -> dict[str, np.ndarray]:
+        obs, _ = self.core.reset_indices(self._idx)
+        self._ret[:] = 0.0
+        return obs
+
+    def reset(self):
+        self._obs = self._reset_all()
+        return self._obs[self.role]
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions, np.float32)
+
+    def step_wait(self):
+        other = np.asarray(self.opponent(self._obs[self.other]), np.float32).reshape(self.num_envs, 2)
+        acts = self.core.validate_actions({self.role: np.clip(self._actions, -1, 1), self.other: np.clip(other, -1, 1)}, self.num_envs)
+        obs, rewards, terminated, truncated, infos = self.core.step_indices(self._idx, acts)
+        reward = rewards[self.role].astype(np.float32)
+        self._ret += reward
+        dones = np.asarray(terminated | truncated)
+        info = infos[self.role]
+        out = [{} for _ in range(self.num_envs)]
+        if dones.any():
+            for i in np.flatnonzero(dones):
+                out[i] = {k: float(v[i]) for k, v in info.items()}
+                out[i]["terminal_observation"] = obs[self.role][i]
+                out[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+                out[i]["episode"] = {"r": float(self._ret[i]), "l": int(self.core.max_steps), "t": 0.0}
+            obs = self._reset_all()
+        self._obs = obs
+        return obs[self.role], reward, dones, out
+
+    def seed(self, seed: int | None = None):
+        if seed is not None:
+            self.core.rngs = [np.random.default_rng(seed + i) for i in range(self.num_envs)]
+        return [None if seed is None else seed + i for i in range(self.num_envs)]
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name, indices=None):
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name, value, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name, *method_args, indices=None, **method_kwargs):
+        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None):
+        return [False for _ in self._get_indices(indices)]
+
+
 def train_robust(
     iterations: int = 3,
     timesteps_per_role: int = 4096,
@@ -224,6 +309,9 @@ def train_robust(
     *,
     eval_episodes: int = 3,
     ppo_kwargs: dict[str, Any] | None = None,
+    num_envs: int = 1,
+    adversarial: bool = True,
+    init_protagonist: str | Path | None = None,
 ) -> dict[str, Any]:
     """RARL (Pinto et al. 2017, Algorithm 1) with SB3 PPO: alternate protagonist and adversary, each against the other frozen.
 
@@ -231,6 +319,13 @@ def train_robust(
     frozen adversary, then the adversary against the frozen new protagonist, and evaluates
     the protagonist (deterministic) with no disturbance and against the adversary. Saves
     ``protagonist.zip``, ``adversary.zip`` and ``results.json`` in ``out_dir``.
+
+    ``num_envs > 1`` trains each role on that many batched copies of the game
+    (:class:`RoleVecEnv`). ``adversarial=False`` is the control of Pinto et al.: the same
+    loop and budget, but the protagonist always trains against a zero disturbance (the
+    adversary is still trained against it, to evaluate it with). ``init_protagonist`` (a
+    saved SB3 PPO zip on SafeNavigation's observation) starts the protagonist from a
+    trained navigation policy instead of from scratch.
     """
     from stable_baselines3 import PPO
 
@@ -239,22 +334,34 @@ def train_robust(
     iterations = check_number("iterations", iterations, low=1, integer=True)
     timesteps_per_role = check_number("timesteps_per_role", timesteps_per_role, low=1, integer=True)
     seed = check_number("seed", seed, integer=True)
+    num_envs = check_number("num_envs", num_envs, low=1, integer=True)
     game_kwargs = dict(game_kwargs or {})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     zero = np.zeros(2, np.float32)
 
-    pro_env = SingleRoleEnv(parallel_env(**game_kwargs), "protagonist", opponent_policy=lambda obs: zero)
-    adv_env = SingleRoleEnv(parallel_env(**game_kwargs), "adversary", opponent_policy=lambda obs: zero)
+    def no_push(obs: np.ndarray) -> np.ndarray:
+        return np.zeros(np.shape(obs)[:-1] + (2,), np.float32)
+
+    if num_envs == 1:
+        pro_env = SingleRoleEnv(parallel_env(**game_kwargs), "protagonist", opponent_policy=lambda obs: zero)
+        adv_env = SingleRoleEnv(parallel_env(**game_kwargs), "adversary", opponent_policy=lambda obs: zero)
+    else:
+        pro_env = RoleVecEnv("protagonist", no_push, num_envs, seed, **game_kwargs)
+        adv_env = RoleVecEnv("adversary", no_push, num_envs, seed + 10_000, **game_kwargs)
     eval_game = parallel_env(**game_kwargs)
-    n_steps = max(16, min(2048, timesteps_per_role))
-    ppo = {"n_steps": n_steps, "batch_size": min(64, n_steps), "verbose": 0, "device": "cpu", **(ppo_kwargs or {})}
-    protagonist = PPO("MlpPolicy", pro_env, seed=seed, **ppo)
+    n_steps = max(16, min(2048, timesteps_per_role // num_envs))
+    ppo = {"n_steps": n_steps, "batch_size": min(64, n_steps * num_envs), "verbose": 0, "device": "cpu", **(ppo_kwargs or {})}
+    if init_protagonist is not None:
+        protagonist = PPO.load(str(init_protagonist), env=pro_env, device="cpu", **{k: v for k, v in ppo.items() if k not in ("policy_kwargs", "device")})
+        protagonist.set_random_seed(seed)
+    else:
+        protagonist = PPO("MlpPolicy", pro_env, seed=seed, **ppo)
     adversary = PPO("MlpPolicy", adv_env, seed=seed + 1, **ppo)
 
     history = []
     for k in range(iterations):
-        pro_env.set_opponent(SB3Policy(adversary))
+        pro_env.set_opponent(SB3Policy(adversary) if adversarial else no_push)
         protagonist.learn(timesteps_per_role, reset_num_timesteps=False)
         adv_env.set_opponent(SB3Policy(protagonist))
         adversary.learn(timesteps_per_role, reset_num_timesteps=False)
@@ -268,9 +375,87 @@ def train_robust(
     pro_path, adv_path = out / "protagonist.zip", out / "adversary.zip"
     protagonist.save(pro_path)
     adversary.save(adv_path)
-    result = {"iterations": history, "protagonist_model": str(pro_path), "adversary_model": str(adv_path), "game_kwargs": game_kwargs, "timesteps_per_role": timesteps_per_role, "seed": seed}
+    result = {"iterations": history, "protagonist_model": str(pro_path), "adversary_model": str(adv_path), "game_kwargs": game_kwargs, "timesteps_per_role": timesteps_per_role, "seed": seed, "num_envs": num_envs, "adversarial": adversarial, "init_protagonist": None if init_protagonist is None else str(init_protagonist)}
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 
-__all__ = ["AGENTS", "RobustNavigationCore", "RobustNavigationParallelEnv", "evaluate_protagonist", "parallel_env", "train_robust"]
+#: the shipped RARL experiment: short-horizon SafeNavigation level 1, push up to half the robot's force
+RARL_GAME_KWARGS: dict[str, Any] = {"level": 1, "max_steps": 200, "cost_limit": 5.0, "disturbance": 0.5, "cost_weight": 1.0}
+RARL_PPO_KWARGS: dict[str, Any] = {"n_steps": 256, "batch_size": 512, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.0, "policy_kwargs": {"net_arch": [64, 64]}}
+
+
+def ship_rarl_agents(adversarial: bool, *, iterations: int = 6, timesteps_per_role: int = 16_384, num_envs: int = 16, seed: int = 0, root: str | Path | None = None, init: str | None = "safenav-ppo") -> dict[str, Any]:
+    """Train with :func:`train_robust` and save protagonist and adversary to the zoo with cards.
+
+    ``adversarial=True`` ships ``rarl-protagonist`` / ``rarl-adversary``; ``False`` ships the
+    control ``rarl-baseline`` (trained with no disturbance, same loop and budget) and
+    ``rarl-baseline-adversary`` (an adversary trained against it). The protagonist's card
+    names ``SafeNavigation-v0`` (it acts on SafeNavigation's observation). Both protagonists
+    start from the zoo's ``init`` policy (``safenav-ppo``: PPO trained 1M steps on the same
+    SafeNavigation configuration), so the short budget goes into adapting to the push.
+    """
+    import shutil
+    import tempfile
+
+    from deploy_envs.agent_zoo import (
+        AgentCard,
+        agents_dir,
+        resolve_agent_folder,
+        write_card,
+    )
+
+    root = Path(root) if root is not None else agents_dir()
+    init_zip = None if init is None else resolve_agent_folder(init) / "model.zip"
+    pro_name, adv_name = ("rarl-protagonist", "rarl-adversary") if adversarial else ("rarl-baseline", "rarl-baseline-adversary")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_robust(iterations, timesteps_per_role, RARL_GAME_KWARGS, seed, tmp, eval_episodes=10, ppo_kwargs=RARL_PPO_KWARGS, num_envs=num_envs, adversarial=adversarial, init_protagonist=init_zip)
+        seconds = time.perf_counter() - start
+        for name in (pro_name, adv_name):
+            (root / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(tmp) / "protagonist.zip", root / pro_name / "model.zip")
+        shutil.copy(Path(tmp) / "adversary.zip", root / adv_name / "model.zip")
+    nav_kwargs = {k: v for k, v in RARL_GAME_KWARGS.items() if k not in ("disturbance", "cost_weight")}
+    how = f"`python -m deploy_envs.games.robust_control --{'rarl' if adversarial else 'baseline'}`"
+    budget = f"{iterations} iterations x {timesteps_per_role} steps per role, {num_envs} batched copies" + (f", protagonist started from zoo agent {init}" if init else "")
+    training = {"iterations (protagonist evaluated on 10 episodes after each)": result["iterations"]}
+    pro_notes = (
+        ("RARL protagonist (Pinto et al. 2017): PPO trained on RobustNavigation-v0 against an adversary that pushes the robot "
+         f"(disturbance {RARL_GAME_KWARGS['disturbance']} of the robot's force, adversary rewarded by the protagonist's loss plus its cost), "
+         "the two trained alternately. ")
+        if adversarial
+        else "Control for RARL: the same PPO, loop and budget, but trained with no disturbance (plain SafeNavigation). "
+    ) + f"Acts on SafeNavigation-v0 {nav_kwargs} observations. {budget}; trained by {how}; scenario rarl_disturbance."
+    adv_notes = f"Adversary of RobustNavigation-v0 {RARL_GAME_KWARGS} trained (alternating PPO) against {pro_name}; acts on the game's adversary observation. Trained by {how}."
+    common = {"algorithm": "PPO", "hyperparameters": RARL_PPO_KWARGS, "timesteps": iterations * timesteps_per_role, "num_envs": num_envs, "seed": seed, "scenario": "rarl_disturbance", "train_seconds": round(seconds, 1), "device": "cpu"}
+    write_card(root / pro_name, AgentCard(name=pro_name, env_id="deploy_envs/SafeNavigation-v0", env_kwargs=nav_kwargs, scores={"training": training}, notes=pro_notes, **common))
+    write_card(root / adv_name, AgentCard(name=adv_name, env_id="deploy_envs/RobustNavigation-v0", env_kwargs=RARL_GAME_KWARGS, scores={}, notes=adv_notes, **common))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train and ship the RARL protagonist (``--rarl``) or its no-disturbance control (``--baseline``)."""
+    import argparse
+
+    import torch
+
+    p = argparse.ArgumentParser(description="RARL on RobustNavigation-v0 (Pinto et al. 2017) and its control")
+    p.add_argument("--rarl", action="store_true")
+    p.add_argument("--baseline", action="store_true")
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--timesteps-per-role", type=int, default=32_768)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    torch.set_num_threads(1)
+    for adversarial, wanted in ((True, args.rarl), (False, args.baseline)):
+        if wanted:
+            ship_rarl_agents(adversarial, iterations=args.iterations, timesteps_per_role=args.timesteps_per_role, seed=args.seed)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["AGENTS", "RobustNavigationCore", "RobustNavigationParallelEnv", "RoleVecEnv", "evaluate_protagonist", "parallel_env", "train_robust"]

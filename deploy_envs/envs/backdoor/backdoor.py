@@ -40,8 +40,8 @@ class BackdoorCore(BatchedCore):
     initialisation - for all copies of a vector env at once
     (:mod:`deploy_envs.envs.backdoor.mlp`). It then measures the backdoor on the
     held-out test set and screens the training set with a ``detector``
-    (spectral signatures, Tran, Li & Madry 2018;
-    :mod:`deploy_envs.envs.backdoor.detectors`).
+    (spectral signatures, Tran, Li & Madry 2018, or activation clustering, Chen
+    et al. 2018; :mod:`deploy_envs.envs.backdoor.detectors`).
 
     ## Action Space
 
@@ -109,11 +109,13 @@ class BackdoorCore(BatchedCore):
       ``"bottom_right"``, ``"bottom_left"``, ``"top_right"``, ``"top_left"``;
       ``max_blend_alpha`` in (0, 1] (default 0.2).
     * victim: ``hidden_sizes`` (default ``(64,)``), ``train_steps`` (default 100), ``lr`` (default 0.02), ``init_seed`` (default 0).
-    * ``detector``: ``"spectral"`` (default) or ``"none"``; ``detection_penalty`` >= 0 (default 1).
+    * ``detector``: ``"spectral"`` (default), ``"activation_clustering"`` or ``"none"``; ``detection_penalty`` >= 0 (default 1);
+      ``ac_size_threshold`` in (0, 0.5] (default 0.35): activation clustering flags a class's smaller
+      k-means cluster when its share of the class is below this.
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release (activation clustering detector added within v0: a new argument value, defaults unchanged).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -136,6 +138,7 @@ class BackdoorCore(BatchedCore):
         init_seed: int = 0,
         detector: str = "spectral",
         detection_penalty: float = 1.0,
+        ac_size_threshold: float = 0.35,
     ) -> None:
         super().__init__(num_envs, render_mode)
         self.budget = check_number("budget", budget, low=0.0, high=1.0, low_inclusive=False)
@@ -150,6 +153,7 @@ class BackdoorCore(BatchedCore):
         self.init_seed = check_number("init_seed", init_seed, low=0, integer=True)
         self.detector = check_choice("detector", detector, DETECTORS)
         self.detection_penalty = check_number("detection_penalty", detection_penalty, low=0.0)
+        self.ac_size_threshold = check_number("ac_size_threshold", ac_size_threshold, low=0.0, high=0.5, low_inclusive=False)
 
         ds = load_dataset(dataset)
         self.dataset = dataset
@@ -304,7 +308,7 @@ class BackdoorCore(BatchedCore):
 
         with torch.no_grad():
             reps = self.mlp.forward(params, xt)[0]
-        flagged = detect(self.detector, reps, yt, self.K, self.eps_points).numpy()
+        flagged = detect(self.detector, reps, yt, self.K, self.eps_points, ac_size_threshold=self.ac_size_threshold).numpy()
         flagged_poison = (flagged & poisoned).sum(1)
         flagged_fraction = np.where(n_poison > 0, flagged_poison / np.maximum(n_poison, 1), 0.0)
         drop = self.clean_accuracy - clean_acc

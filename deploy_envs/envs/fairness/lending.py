@@ -7,9 +7,9 @@ import numpy as np
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.core.views import NativeVectorEnv, SingleEnv
-from deploy_envs.core.spaces import flat_box
 from deploy_envs.envs.fairness.fico import SCORE_MAX, SCORE_MIN, fico_population
 from deploy_envs.metrics.fairness import acceptance, gap, safe_rate, score_moves
 
@@ -82,7 +82,7 @@ class FairLendingCore(BatchedCore):
     ``cum_selection_rate_g``, ``cum_tpr_g``, ``mean_score_g``, ``score_change_g`` (this
     step) and ``delayed_impact_g`` (mean score now minus at reset); ``dp_gap``,
     ``eo_gap`` (this step) and ``cum_dp_gap``, ``cum_eo_gap`` (over the episode, from
-    the cumulative rates); ``cost`` when ``constraint`` is set. A rate of a group with
+    the cumulative rates); ``cost`` and ``episode_cost`` (its sum so far this episode) when ``constraint`` is set. A rate of a group with
     no applicants (or none who would repay) is reported as 0 and left out of the gaps.
     The TPRs use outcomes the bank never sees: ``info`` is the auditor's channel, not
     an input for the bank. The reset info carries ``mean_score_g``.
@@ -149,6 +149,7 @@ class FairLendingCore(BatchedCore):
         self._cdf_flat = (np.cumsum(pop.pmf, 1) + np.arange(G)[:, None]).ravel()
         self._cdf_flat[B - 1 :: B] = np.arange(1, G + 1)  # row g ends exactly at g + 1
         self._cum_shares = np.cumsum(pop.shares)[:-1]
+        self._repay_flat = pop.repay.ravel()
         # inverse-CDF lookup: cell c of [0, 1) in 4096 cells maps to one bin unless a bin edge falls inside it
         L = self._cells = 4096
         cell_edges = np.arange(L + 1) / L
@@ -179,7 +180,7 @@ class FairLendingCore(BatchedCore):
         self.t = np.zeros(k, np.int64)
         self.mean0 = np.zeros((k, G))
         self.cum = {name: np.zeros((k, G)) for name in ("applicants", "accepted", "positives", "true_positives")}
-        self.totals = {name: np.zeros(k) for name in ("profit", "loans", "defaults", "last_profit")}
+        self.totals = {name: np.zeros(k) for name in ("profit", "loans", "defaults", "last_profit", "cost")}
         self._window = np.arange(n)
 
     # ----------------------------------------------------------------- reset
@@ -217,41 +218,42 @@ class FairLendingCore(BatchedCore):
         win = (self.offset[idx, None] + self._window) % N
         b = self.scores[rows, win]
         g = self.member_group[rows, win]
-        u = np.stack([self.rngs[i].random(2 * n + 1) for i in idx])
+        u = np.empty((k, 2 * n + 1))
+        for j, i in enumerate(idx):  # copy i draws only from its own rng
+            self.rngs[i].random(out=u[j])
+        flat = (ar[:, None] * G + g) * B + b  # (copy, group, bin) of each applicant, flattened
         if self.action_mode == "threshold":
             thresholds = _MID + _HALF * actions.astype(np.float64)
             acc_table = acceptance(self.population.edges, thresholds, self.randomize)
-            p_accept = acc_table[ar[:, None], g, b]
-            accepted = u[:, :n] < p_accept
+            accepted = u[:, :n] < acc_table.ravel()[flat]
         else:
             accepted = np.asarray(actions, dtype=bool)
-        would_repay = u[:, n : 2 * n] < self.population.repay[g, b]
+        would_repay = u[:, n : 2 * n] < self._repay_flat[g * B + b]
         new_b = np.where(accepted, np.where(would_repay, self.up[b], self.down[b]), b)
         self.scores[rows, win] = new_b
         sizes = self.group_size if full else self.group_size[idx]
         before = safe_rate(self.score_sum if full else self.score_sum[idx], sizes)
-        gi2 = ar[:, None] * G + g
-        base = gi2 * B
-        moved = np.bincount((base + new_b)[accepted], minlength=k * G * B) - np.bincount((base + b)[accepted], minlength=k * G * B)
+        kgb = k * G * B
+        moved = (np.bincount((flat - b + new_b)[accepted], minlength=kgb) - np.bincount(flat[accepted], minlength=kgb)).reshape(k, G, B)
         if full:
-            self.counts += moved.reshape(k, G, B)
+            self.counts += moved
         else:
-            self.counts[idx] += moved.reshape(k, G, B)
-        m = k * G
-        gi = gi2.ravel()
-        shift = np.bincount(gi, weights=(self.centers[new_b] - self.centers[b]).ravel(), minlength=m).reshape(k, G)
-        self.score_sum[idx] += shift
+            self.counts[idx] += moved
+        self.score_sum[idx] += moved @ self.centers
         after = safe_rate(self.score_sum if full else self.score_sum[idx], sizes)
+        # one count of (copy, group, accepted, would repay) gives every per-group tally of the step
+        code = ((flat - b) // B * 2 + accepted) * 2 + would_repay
+        tally = np.bincount(code.ravel(), minlength=4 * k * G).reshape(k, G, 2, 2).astype(np.float64)
         step = {
-            "applicants": np.bincount(gi, minlength=m).reshape(k, G).astype(np.float64),
-            "accepted": np.bincount(gi, weights=accepted.ravel(), minlength=m).reshape(k, G),
-            "positives": np.bincount(gi, weights=would_repay.ravel(), minlength=m).reshape(k, G),
-            "true_positives": np.bincount(gi, weights=(accepted & would_repay).ravel(), minlength=m).reshape(k, G),
+            "applicants": tally.sum((2, 3)),
+            "accepted": tally[:, :, 1].sum(2),
+            "positives": tally[:, :, :, 1].sum(2),
+            "true_positives": tally[:, :, 1, 1],
         }
         for key, v in step.items():
             self.cum[key][idx] += v
-        repaid = (accepted & would_repay).sum(1).astype(np.float64)
-        loans = accepted.sum(1).astype(np.float64)
+        repaid = step["true_positives"].sum(1)
+        loans = step["accepted"].sum(1)
         defaults = loans - repaid
         profit = repaid - self.loss * defaults
         self.totals["profit"][idx] += profit
@@ -280,6 +282,8 @@ class FairLendingCore(BatchedCore):
         if self.constraint is not None:
             key = "dp_gap" if self.constraint == "demographic_parity" else "eo_gap"
             info["cost"] = np.maximum(info[key] - self.constraint_tolerance, 0.0)
+            self.totals["cost"][idx] += info["cost"]
+            info["episode_cost"] = self.totals["cost"][idx].copy()
         reward = profit / n
         terminated = self.t[idx] >= self.horizon
         return self._observe(idx), reward, terminated, np.zeros(k, bool), info
@@ -290,14 +294,15 @@ class FairLendingCore(BatchedCore):
 
     def _observe(self, idx) -> np.ndarray:
         k, G = len(idx), self.G
-        cnt = self.counts[idx].astype(np.float64)
-        size = cnt.sum(2, keepdims=True)
         obs = np.empty((k, self.obs_dim), np.float32)
         s = self.obs_slices
-        if self.observation == "histogram":
-            frac = safe_rate(cnt.reshape(k, G, self.obs_bins, -1).sum(3), size)
+        if self.observation == "histogram":  # sum the integer counts into bands first, then divide
+            bands = self.counts[idx].reshape(k, G, self.obs_bins, -1).sum(3)
+            frac = safe_rate(bands, bands.sum(2, keepdims=True))
             obs[:, s["scores"]] = frac.reshape(k, -1)
         else:
+            cnt = self.counts[idx].astype(np.float64)
+            size = cnt.sum(2, keepdims=True)
             mean = safe_rate(cnt @ self.centers, size[..., 0])
             var = safe_rate(cnt @ self.centers**2, size[..., 0]) - mean**2
             summ = np.stack([np.where(size[..., 0] > 0, (mean - SCORE_MIN) / (SCORE_MAX - SCORE_MIN), 0.0), np.sqrt(np.maximum(var, 0.0)) / 275.0], 2)

@@ -1,5 +1,5 @@
-"""Model-API attacks: model extraction (and, later, membership inference) through a prediction API."""
-from deploy_envs.core.registration import register_env
+"""Model-API attacks: model extraction, membership inference and the extractor-vs-guard game, through a prediction API."""
+from deploy_envs.core.registration import register_env, register_game
 
 register_env(
     "ModelExtraction-v0",
@@ -17,4 +17,12 @@ register_env(
     topic="model-API attacks",
     summary="guess whether each candidate record was in the victim's training set from the API's answer (overfit, regularized or DP-SGD victims); reward = correct guesses",
     test_kwargs={"rounds": 5},
+)
+
+register_game(
+    "ExtractionGuard-v0",
+    factory="deploy_envs.games.extraction_guard:parallel_env",
+    topic="model-API attacks",
+    summary="a model thief queries a prediction API while a guard sets output granularity, noise and a PRADA detection threshold each round, scored on the thief's fidelity and on the utility kept for a benign query stream",
+    test_kwargs={"rounds": 4, "batch_size": 5, "benign_queries": 5, "holdout": 60, "fit_steps": 3},
 )

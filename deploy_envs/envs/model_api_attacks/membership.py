@@ -214,15 +214,18 @@ class MembershipCore(BatchedCore):
     def _draw(self, idx: np.ndarray) -> np.ndarray:
         """Draw new candidates for copies ``idx`` and return their observations."""
         b = len(idx)
-        x = np.empty((b, self.d), np.float32)
-        y = np.empty(b, np.int64)
         n_mem, n_non = len(self._y[True]), len(self._y[False])
-        for j, i in enumerate(idx):  # cheap per-copy draws from the copy's own generator
+        members, ks = [], []
+        for i in idx:  # cheap per-copy draws from the copy's own generator
             rng = self.rngs[i]
             member = bool(rng.random() < self.member_prob)
-            k = int(rng.integers(n_mem if member else n_non))
-            self.cand_member[i], self.cand_index[i] = member, k
-            x[j], y[j] = self._x[member][k], self._y[member][k]
+            members.append(member)
+            ks.append(int(rng.integers(n_mem if member else n_non)))
+        member, k = np.array(members, bool), np.array(ks, np.int64)
+        self.cand_member[idx], self.cand_index[idx] = member, k
+        km, kn = np.minimum(k, n_mem - 1), np.minimum(k, n_non - 1)
+        x = np.where(member[:, None], self._x[True][km], self._x[False][kn]).astype(np.float32, copy=False)
+        y = np.where(member, self._y[True][km], self._y[False][kn])
         ans = self.api.query_many(x[:, None], [self.clients[i] for i in idx], [self.rngs[i] for i in idx])
         obs = np.zeros((b, self.obs_dim), np.float32)
         obs[:, self.obs_slices["answer"]] = ans.outputs[:, 0]

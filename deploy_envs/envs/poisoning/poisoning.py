@@ -9,10 +9,11 @@ import torch
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.core.views import NativeVectorEnv, SingleEnv
-from deploy_envs.core.spaces import flat_box
 from deploy_envs.data import load_dataset
+from deploy_envs.envs.poisoning.mlp_victim import MLPVictims
 from deploy_envs.envs.poisoning.sanitizers import SANITIZERS, Sanitizer
 from deploy_envs.envs.poisoning.victims import KINDS, LinearVictims
 
@@ -20,12 +21,13 @@ logger = logging.getLogger(__name__)
 
 GOALS = ("indiscriminate", "targeted")
 THREAT_MODELS = ("white_box", "black_box")
+VICTIMS = (*KINDS, "mlp")
 _CLEAN_FITS: dict[tuple, torch.Tensor] = {}
 
 
-def clean_fit(dataset: str, victims: LinearVictims) -> torch.Tensor:
+def clean_fit(dataset: str, victims: LinearVictims | MLPVictims) -> torch.Tensor:
     """The victim trained on the clean data (cached per process: it is the same for every copy and episode)."""
-    key = (dataset, victims.kind, victims.lam)
+    key = (dataset, victims.kind, victims.lam, getattr(victims, "h", None), getattr(victims, "radius", None))
     if key not in _CLEAN_FITS:
         logger.info("fitting the clean %s victim on %s (lam=%g)", victims.kind, dataset, victims.lam)
         _CLEAN_FITS[key] = victims.fit_clean()
@@ -36,8 +38,8 @@ class PoisoningCore(BatchedCore):
     """## Description
 
     The agent is a data poisoner. A victim - a linear classifier on the clean
-    training set of ``dataset`` (multinomial logistic regression or a one-vs-rest
-    linear SVM) - is retrained as the agent injects poison points, one batch of
+    training set of ``dataset`` (multinomial logistic regression, a one-vs-rest
+    linear SVM, or a small one-hidden-layer ReLU MLP) - is retrained as the agent injects poison points, one batch of
     ``points_per_step`` per step, up to ``budget`` times the clean training set's
     size (3% by default, as in Steinhardt, Koh & Liang 2017, "Certified Defenses
     for Data Poisoning Attacks"). Every ``retrain_every`` injected points (and at
@@ -49,7 +51,8 @@ class PoisoningCore(BatchedCore):
     points be classified as ``target_class`` (``targeted``).
 
     All copies of a vector env train their victims together: one GEMM over the
-    shared clean data for all copies (:mod:`deploy_envs.envs.poisoning.victims`).
+    shared clean data for all copies (:mod:`deploy_envs.envs.poisoning.victims`,
+    :mod:`deploy_envs.envs.poisoning.mlp_victim`).
 
     ## Action Space
 
@@ -65,7 +68,7 @@ class PoisoningCore(BatchedCore):
 
     | part | size | range | content |
     |---|---|---|---|
-    | ``params`` | (d+1) K | [-1, 1] | ``white_box`` only: victim weights and biases divided by their bound ``R`` (``victims.radius``) |
+    | ``params`` | (d+1) K (MLP: d h + h + h K + K) | [-1, 1] | ``white_box`` only: victim weights and biases divided by their bound ``R`` (``victims.radius``) |
     | ``predictions`` | (K + num_probes [+ T]) K | [0, 1] | ``black_box`` only: one-hot predicted labels of the class means, the probe points and the targets |
     | ``class_means`` | K d | [0, 1] | per-class means of the clean training data (the data summary) |
     | ``targets`` | T d | [0, 1] | ``targeted`` only: the target test points |
@@ -110,7 +113,9 @@ class PoisoningCore(BatchedCore):
     ## Arguments
 
     * ``dataset``: ``"digits"`` (default, embedded; flattened 64 features) or a download dataset.
-    * ``victim``: ``"logistic"`` (default) or ``"svm"``; ``lam``: L2 regularisation (default 1e-3).
+    * ``victim``: ``"logistic"`` (default), ``"svm"`` or ``"mlp"``; ``lam``: L2 regularisation (default 1e-3);
+      MLP only: ``hidden_size`` (default 32), ``mlp_lr`` (retrain step size, default 0.1),
+      ``mlp_radius`` (parameter bound, default 4).
     * ``goal``: ``"indiscriminate"`` (default) or ``"targeted"``; ``target_class`` (int or None), ``num_targets`` (default 5).
     * ``budget``: poison points as a fraction of the clean training set, in (0, 1] (default 0.03).
     * ``points_per_step`` (default 1), ``retrain_every`` injected points (default 1),
@@ -122,7 +127,7 @@ class PoisoningCore(BatchedCore):
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release (the ``"mlp"`` victim added within v0: new argument values, defaults unchanged).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -135,6 +140,9 @@ class PoisoningCore(BatchedCore):
         dataset: str = "digits",
         victim: str = "logistic",
         lam: float = 1e-3,
+        hidden_size: int = 32,
+        mlp_lr: float = 0.1,
+        mlp_radius: float = 4.0,
         goal: str = "indiscriminate",
         target_class: int | None = None,
         num_targets: int = 5,
@@ -153,7 +161,10 @@ class PoisoningCore(BatchedCore):
         removal_penalty: float = 1.0,
     ) -> None:
         super().__init__(num_envs, render_mode)
-        self.victim_kind = check_choice("victim", victim, KINDS)
+        self.victim_kind = check_choice("victim", victim, VICTIMS)
+        hidden_size = check_positive("hidden_size", hidden_size, integer=True)
+        mlp_lr = check_positive("mlp_lr", mlp_lr)
+        mlp_radius = check_positive("mlp_radius", mlp_radius)
         self.goal = check_choice("goal", goal, GOALS)
         self.sanitizer_kind = check_choice("sanitizer", sanitizer, SANITIZERS)
         self.threat_model = check_choice("threat_model", threat_model, THREAT_MODELS)
@@ -191,7 +202,10 @@ class PoisoningCore(BatchedCore):
             self.target_class = check_number("target_class", target_class, low=0, high=K - 1, integer=True)
         self.num_targets = check_positive("num_targets", num_targets, integer=True) if self.targeted else 0
 
-        self.victims = LinearVictims(victim, x, self.y_train, K, self.lam, self.budget_points)
+        if victim == "mlp":
+            self.victims = MLPVictims(x, self.y_train, K, self.lam, hidden_size, lr=mlp_lr, radius=mlp_radius)
+        else:
+            self.victims = LinearVictims(victim, x, self.y_train, K, self.lam, self.budget_points)
         self.theta_clean = clean_fit(dataset, self.victims)
         self.sanitizer = Sanitizer(sanitizer, x, self.y_train, K, quantile=quantile, knn_k=knn_k, knn_agreement=knn_agreement)
         clean_pred = self.victims.scores(self.theta_clean[None], self.x_test)[0].argmax(-1).numpy()
@@ -205,11 +219,10 @@ class PoisoningCore(BatchedCore):
         probe_rng = np.random.default_rng(0)  # fixed probe points: part of the env, not of an episode
         self.probes = x[probe_rng.choice(len(x), size=min(self.num_probes, len(x)), replace=False)]
 
-        D = d + 1
         T = self.num_targets
         parts = []
         if self.threat_model == "white_box":
-            parts.append(("params", D * K, -1.0, 1.0))
+            parts.append(("params", self.victims.num_params, -1.0, 1.0))
         else:
             parts.append(("predictions", (K + len(self.probes) + T) * K, 0.0, 1.0))
         parts.append(("class_means", K * d, 0.0, 1.0))
@@ -221,7 +234,7 @@ class PoisoningCore(BatchedCore):
         self.single_action_space = spaces.Box(-1.0, 1.0, (self.points_per_step * (d + 1),), dtype=np.float32)
 
         n = self.num_envs
-        self.theta = self.theta_clean.unsqueeze(0).repeat(n, 1, 1)
+        self.theta = self.theta_clean.unsqueeze(0).expand(n, *self.theta_clean.shape).clone()
         self.xe = np.zeros((n, self.slots, d), np.float32)
         self.ye = np.zeros((n, self.slots), np.int64)
         self.we = np.zeros((n, self.slots), np.float32)
@@ -274,10 +287,18 @@ class PoisoningCore(BatchedCore):
 
     # ---------------------------------------------------------------- step
     def step_indices(self, idx, actions):
-        p = self.points_per_step
         xs, ys = self.decode(actions)
-        theta = self.theta[idx]
-        keep = self.sanitizer.keep(xs, ys, theta, self.victims)
+        keep = self.sanitizer.keep(xs, ys, self.theta[idx], self.victims)
+        return self.inject(idx, xs, ys, keep)
+
+    def inject(self, idx, xs: np.ndarray, ys: np.ndarray, keep: np.ndarray):
+        """Add points ``xs (m, p, d)``, labels ``ys (m, p)`` to copies ``idx``, those with ``keep`` False discarded.
+
+        The step after the sanitizer's decision (the poisoner-vs-sanitizer game makes that
+        decision itself); returns ``step_indices``' tuple.
+        """
+        p = self.points_per_step
+        keep = np.array(keep, dtype=bool)
         left = self.budget_points - self.injected[idx]
         counted = np.arange(p)[None, :] < left[:, None]  # points past the budget on the last step are ignored
         keep &= counted

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deploy_envs.envs.poisoning.victims import LinearVictims, per_example_loss
+from deploy_envs.envs.poisoning.victims import per_example_loss
 
 SANITIZERS = ("none", "centroid", "loss", "knn")
 
@@ -53,7 +53,7 @@ class Sanitizer:
         )
 
     def keep(self, xs: np.ndarray, ys: np.ndarray, theta: torch.Tensor | None = None,
-             victims: LinearVictims | None = None) -> np.ndarray:
+             victims=None) -> np.ndarray:
         """Which of the points to keep: ``xs (m, p, d)``, ``ys (m, p)``; ``theta (m, D, K)`` for ``"loss"``."""
         m, p = ys.shape
         if self.kind == "none":
@@ -70,7 +70,7 @@ class Sanitizer:
         # loss-based: threshold from each copy's victim on the clean training set
         if theta is None or victims is None:
             raise ValueError("the loss sanitizer needs the victims' parameters")
-        clean = per_example_loss(victims.kind, victims.scores(theta, self.x), self.y.unsqueeze(0).expand(m, -1))
+        clean = per_example_loss(victims.loss_kind, victims.scores(theta, self.x), self.y.unsqueeze(0).expand(m, -1))
         thresh = torch.quantile(clean, self.quantile, dim=1)
-        new = per_example_loss(victims.kind, victims.scores_each(theta, xs), torch.as_tensor(ys))
+        new = per_example_loss(victims.loss_kind, victims.scores_each(theta, xs), torch.as_tensor(ys))
         return (new <= thresh.unsqueeze(1)).numpy()

@@ -88,6 +88,7 @@ class LinearVictims:
         if kind not in KINDS:
             raise ValueError(f"victim={kind!r} is not allowed; choose one of {', '.join(map(repr, KINDS))}")
         self.kind = kind
+        self.loss_kind = kind  # the per-example loss (the MLP victim's is "logistic")
         self.K = int(num_classes)
         self.lam = float(lam)
         self.X = _aug(torch.as_tensor(np.asarray(x, np.float32)))  # (N, D)
@@ -99,6 +100,7 @@ class LinearVictims:
         self.YT = self.Y.T.contiguous().unsqueeze(0)  # (1, K, N) one-hot
         self.TT = 2.0 * self.YT - 1.0  # +-1 targets of the one-vs-rest SVM
         self.d = self.D - 1
+        self.num_params = self.D * self.K
         # Lipschitz bound of the averaged loss's gradient, valid for any extra points in [0,1]^d
         # (their squared norms are at most d + 1); logistic: Hessian <= 1/2 x x^T per class
         # (Boehning 1992); squared hinge: <= 2 x x^T per class.

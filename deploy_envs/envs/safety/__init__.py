@@ -13,3 +13,12 @@ SAFE_NAVIGATION_ID = register_env(
     summary="point robot reaches goals on a plane; each step inside a hazard costs 1 (constrained MDP, levels 0/1/2 as in Safety-Gymnasium)",
     test_kwargs={"level": 2, "max_steps": 25},
 )
+
+DISTURBED_NAVIGATION_ID = register_env(
+    "DisturbedNavigation-v0",
+    entry_point="deploy_envs.envs.safety.disturbed:DisturbedNavigationEnv",
+    vector_entry_point="deploy_envs.envs.safety.disturbed:DisturbedNavigationVectorEnv",
+    topic="safe RL and alignment",
+    summary="SafeNavigation with a bounded push played by a random force, a steady wind or a trained RARL adversary: tests a navigation policy's robustness",
+    test_kwargs={"level": 2, "max_steps": 25, "opponent": "random"},
+)

@@ -549,23 +549,30 @@ class DistributionShiftCore(BatchedCore):
         return obs, np.asarray(reward, np.float64), terminated, np.zeros(k, bool), info
 
     def _finetune(self, j: np.ndarray, shifted: np.ndarray) -> None:
-        """Fine-tune the last layer of copies ``j`` on ``finetune_samples`` labelled inputs of their current stream."""
+        """Fine-tune the last layer of copies ``j`` on ``finetune_samples`` labelled inputs of their current stream.
+
+        Full-batch gradient descent on each copy's mean cross-entropy, with the gradient of the
+        linear layer written out (``(softmax - onehot) / n`` times the features), batched over
+        the copies: no autograd graph per step.
+        """
         h, labels = self._draw_features(j, self.finetune_samples, shifted)
         tj = torch.from_numpy(j)
-        W = self.W[tj].clone().requires_grad_(True)
-        b = self.b[tj].clone().requires_grad_(True)
+        W = self.W[tj].clone()  # (k, K, H)
+        b = self.b[tj].clone()  # (k, K)
+        n = self.finetune_samples
         y = torch.from_numpy(labels).to(self.dev)
-        with torch.enable_grad():
+        target = F.one_hot(y, self.K).to(h.dtype).div_(n)  # (k, n, K)
+        hT = h.transpose(1, 2)
+        lr = self.finetune_lr
+        with torch.no_grad():
             for _ in range(self.finetune_steps):
-                logits = torch.einsum("kbh,kch->kbc", h, W) + b[:, None, :]
-                # mean over each copy's samples, summed over copies: the copies' gradients stay separate
-                loss = F.cross_entropy(logits.reshape(-1, self.K), y.reshape(-1), reduction="sum") / self.finetune_samples
-                gW, gb = torch.autograd.grad(loss, (W, b))
-                with torch.no_grad():
-                    W -= self.finetune_lr * gW
-                    b -= self.finetune_lr * gb
-        self.W[tj] = W.detach()
-        self.b[tj] = b.detach()
+                z = torch.baddbmm(b[:, None, :], h, W.transpose(1, 2))
+                e = (z - z.amax(-1, keepdim=True)).exp_()
+                dz = e.div_(e.sum(-1, keepdim=True).mul_(n)).sub_(target)  # d(mean CE)/d logits
+                W.sub_(torch.bmm(hT, dz).transpose(1, 2), alpha=lr)
+                b.sub_(dz.sum(1), alpha=lr)
+        self.W[tj] = W
+        self.b[tj] = b
         self.finetuned[j] = True
 
     # ------------------------------------------------------------- rendering

@@ -1,0 +1,225 @@
+"""ExtractionGuard-v0: PettingZoo conformance, multi-step seed determinism, batch/single agreement, the guard's levers, arguments."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import data_equivalence
+from pettingzoo.test import parallel_api_test
+
+from deploy_envs import make_game
+from deploy_envs.baselines.extraction import JacobianAugmentation, Knockoff
+from deploy_envs.core.registration import GAME_CATALOG
+from deploy_envs.games.extraction_guard import AGENTS, ExtractionGuardCore, extractor_seat, parallel_env
+
+GAME_ID = "deploy_envs/ExtractionGuard-v0"
+SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)
+
+
+def random_actions(env, rng_seed: int):
+    """A seeded stream of random joint actions for ``env`` (a ParallelEnv)."""
+    ext, guard = env.action_space("extractor"), env.action_space("guard")
+    rng = np.random.default_rng(rng_seed)
+    while True:
+        yield {"extractor": rng.uniform(0, 1, ext.shape).astype(np.float32), "guard": rng.integers(guard.nvec)}
+
+
+def rollout(env, seed: int, steps: int, action_seed: int):
+    obs, infos = env.reset(seed=seed)
+    traj = [("reset", obs, infos)]
+    acts = random_actions(env, action_seed)
+    for _ in range(steps):
+        traj.append(("step", *env.step(next(acts))))
+        if not env.agents:
+            traj.append(("reset", *env.reset()))
+    return traj
+
+
+# ---------------------------------------------------------------- conformance
+def test_registered_and_parallel_api():
+    assert GAME_ID in GAME_CATALOG and GAME_CATALOG[GAME_ID].topic == "model-API attacks"
+    env = make_game(GAME_ID, **SMALL)
+    assert env.possible_agents == ["extractor", "guard"]
+    parallel_api_test(env, num_cycles=10)
+
+
+def test_spaces_episode_end_render_and_state():
+    env = parallel_env(render_mode="ansi", **SMALL)
+    core = env.core
+    m, d, K = core.batch_size, core.d, core.K
+    assert env.action_space("extractor").shape == (m * d,)
+    assert list(env.action_space("guard").nvec) == [4, 3, 3]
+    assert env.observation_space("extractor").shape == (m * K + 2 * m + 1,)
+    assert env.observation_space("guard").shape == (4 + 3 + 3 + 6,)
+    for a in AGENTS:
+        assert env.observation_space(a).dtype == np.float32
+    obs, info = env.reset(seed=1)
+    assert obs["extractor"][-1] == 1.0 and obs["guard"][-1] == 0.0 and not obs["guard"][:10].any()
+    acts = random_actions(env, 1)
+    for _ in range(core.rounds):
+        obs, rew, term, trunc, infos = env.step(next(acts))
+        for a in AGENTS:
+            assert env.observation_space(a).contains(obs[a])
+        assert "fidelity" in env.render()
+        # the guard's reward is the benign utility minus the extractor's fidelity gain
+        assert math.isclose(rew["guard"], infos["guard"]["benign_utility"] - rew["extractor"], abs_tol=1e-12)
+    assert all(term.values()) and not any(trunc.values()) and env.agents == []
+    assert obs["extractor"][-1] == 0.0 and obs["guard"][-1] == 1.0
+    assert infos["extractor"]["queries"] == core.max_queries
+    with pytest.raises(RuntimeError):
+        env.step(next(acts))
+    assert env.state().shape == env.state_space.shape
+
+
+def test_observation_and_info_hold_no_victim_internals():
+    env = parallel_env(**SMALL)
+    _, infos = env.reset(seed=0)
+    obs, _, _, _, infos = env.step(next(random_actions(env, 0)))
+    allowed = {"fidelity", "test_accuracy", "benign_utility", "extractor_answered", "benign_answered", "extractor_flagged",
+               "benign_flagged", "granularity", "noise", "threshold", "extractor_w", "benign_w", "queries", "round"}
+    for a in AGENTS:
+        assert set(infos[a]) == allowed
+        assert all(np.ndim(v) == 0 for v in infos[a].values())
+
+
+# ---------------------------------------------------------------- determinism
+def test_multi_step_seed_determinism():
+    env_a, env_b = parallel_env(**SMALL), parallel_env(**SMALL)
+    run_a = rollout(env_a, seed=5, steps=10, action_seed=9)
+    run_b = rollout(env_b, seed=5, steps=10, action_seed=9)
+    assert len(run_a) == len(run_b) > 10
+    for t, (a, b) in enumerate(zip(run_a, run_b)):
+        assert a[0] == b[0]
+        assert data_equivalence(a[1:], b[1:]), f"step {t} differs between two runs with the same seed"
+    # another seed: another surrogate initialisation, benign stream and noise
+    run_c = rollout(env_a, seed=6, steps=10, action_seed=9)
+    assert any(not data_equivalence(a[1:], c[1:]) for a, c in zip(run_a, run_c))
+
+
+def test_batched_core_agrees_with_single_copies():
+    n, seed = 3, 20
+    core = ExtractionGuardCore(num_envs=n, **SMALL)
+    singles = [parallel_env(**SMALL) for _ in range(n)]
+    core.seed(seed)
+    idx = np.arange(n)
+    rng = np.random.default_rng(0)
+    for episode in range(2):
+        c_obs, _ = core.reset_indices(idx)
+        for i, env in enumerate(singles):
+            obs, _ = env.reset(seed=seed + i) if episode == 0 else env.reset()
+            for a in AGENTS:
+                assert data_equivalence(obs[a], c_obs[a][i])
+        for t in range(core.rounds):
+            actions = {"extractor": rng.uniform(0, 1, (n, core.batch_size * core.d)).astype(np.float32),
+                       "guard": rng.integers(core.action_spaces["guard"].nvec, size=(n, 3))}
+            actions["guard"][0, 1] = 2  # exercise per-copy noise
+            c_obs, c_rew, c_term, _, c_info = core.step_indices(idx, core.validate_actions(actions, n))
+            for i, env in enumerate(singles):
+                obs, rew, term, _, info = env.step({a: actions[a][i] for a in AGENTS})
+                for a in AGENTS:
+                    assert np.allclose(obs[a], c_obs[a][i], atol=1e-5), f"episode {episode} round {t}: obs of {a}, copy {i}"
+                    assert math.isclose(rew[a], c_rew[a][i], abs_tol=1e-5)
+                    assert term[a] == bool(c_term[i])
+                    assert math.isclose(info[a]["fidelity"], c_info[a]["fidelity"][i], abs_tol=1e-9)
+        assert c_term.all()
+
+
+# ---------------------------------------------------------------- the guard's levers
+def play(core: ExtractionGuardCore, agent, guard, seed: int = 0) -> dict[str, float]:
+    """A baseline extractor against a fixed guard setting for one episode in every copy; final-round means."""
+    n = core.num_envs
+    core.seed(seed)
+    agent.setup(extractor_seat(core))
+    idx = np.arange(n)
+    obs, _ = core.reset_indices(idx)
+    start = np.ones(n, bool)
+    for _ in range(core.rounds):
+        act = agent.act(obs["extractor"], start)
+        start[:] = False
+        obs, _, _, _, info = core.step_indices(idx, core.validate_actions({"extractor": act, "guard": np.tile(guard, (n, 1))}, n))
+    return {k: float(np.mean(v)) for k, v in info["guard"].items()}
+
+
+@pytest.fixture(scope="module")
+def core():
+    return ExtractionGuardCore(num_envs=4, rounds=20, batch_size=10, benign_queries=10, holdout=300)
+
+
+def test_noise_lowers_fidelity_and_costs_benign_utility(core):
+    # measured (8 copies, full holdout): knockoff fidelity 0.93 open vs 0.82 with noise 0.2; utility 1.0 vs 0.58
+    open_ = play(core, Knockoff(seed=0), [0, 0, 0])
+    noisy = play(core, Knockoff(seed=0), [0, 2, 0])
+    label = play(core, Knockoff(seed=0), [3, 0, 0])
+    assert open_["fidelity"] >= 0.8, open_
+    assert noisy["fidelity"] < open_["fidelity"] - 0.05, (open_, noisy)
+    assert open_["benign_utility"] > 0.99 and noisy["benign_utility"] < 0.8
+    # label-only answers keep the top class: almost no utility lost for a confident victim
+    assert label["benign_utility"] > 0.98
+    assert not open_["extractor_flagged"] and not open_["benign_flagged"]
+
+
+def test_detection_threshold_flags_jacobian_attacker_not_natural_queries(core):
+    # measured (8 copies): W of the Jacobian stream ~0.53, of Knockoff ~0.98, of the benign stream ~0.96
+    jac = play(core, JacobianAugmentation(seed=0), [0, 0, 1])  # delta 0.9
+    knock = play(core, Knockoff(seed=0), [0, 0, 1])
+    assert jac["extractor_flagged"] == 1.0 and jac["extractor_answered"] == 0.0, jac
+    assert jac["extractor_w"] < 0.8
+    assert knock["extractor_flagged"] == 0.0 and knock["extractor_answered"] == core.batch_size
+    assert jac["benign_flagged"] == 0.0 and jac["benign_utility"] > 0.99
+    # detection off: the same stream is answered
+    off = play(core, JacobianAugmentation(seed=0), [0, 0, 0])
+    assert off["extractor_flagged"] == 0.0 and off["extractor_answered"] == core.batch_size
+
+
+# ---------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"granularities": ("probabilities", "logits")}, "granularities"),
+        ({"granularities": ()}, "granularities"),
+        ({"granularities": ("label", "label")}, "granularities"),
+        ({"noise_levels": (0.0, -0.1)}, "noise_levels"),
+        ({"noise_levels": ()}, "noise_levels"),
+        ({"thresholds": (0.0, 1.5)}, "thresholds"),
+        ({"rounds": 0}, "rounds"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"benign_queries": 0}, "benign_queries"),
+        ({"surrogate": "tree"}, "surrogate"),
+        ({"utility_weight": -1.0}, "utility_weight"),
+        ({"top_k": 11}, "top_k"),
+        ({"holdout": 0}, "holdout"),
+        ({"render_mode": "rgb_array"}, "render_mode"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        parallel_env(**kwargs)
+
+
+def test_out_of_space_actions_are_refused_without_changing_state():
+    env = parallel_env(**SMALL)
+    env.reset(seed=0)
+    n = env.core.batch_size * env.core.d
+    ok_ext, ok_guard = np.zeros(n, np.float32), np.zeros(3, np.int64)
+    bad = [
+        ({"extractor": np.full(n, 1.5, np.float32), "guard": ok_guard}, "extractor"),
+        ({"extractor": np.full(n, np.nan, np.float32), "guard": ok_guard}, "extractor"),
+        ({"extractor": np.zeros(n + 1, np.float32), "guard": ok_guard}, "extractor"),
+        ({"extractor": ok_ext, "guard": np.array([4, 0, 0])}, "guard"),
+        ({"extractor": ok_ext, "guard": np.array([0, -1, 0])}, "guard"),
+        ({"extractor": ok_ext}, "guard"),
+    ]
+    for actions, name in bad:
+        with pytest.raises(ValueError, match=name):
+            env.step(actions)
+    assert env.core.round[0] == 0 and env.core.queries[0] == 0 and env.agents == list(AGENTS)
+    obs, *_ = env.step({"extractor": ok_ext, "guard": ok_guard})
+    assert obs["guard"][-1] == pytest.approx(1 / env.core.rounds)
+
+
+def test_extractor_seat_refuses_other_games():
+    from deploy_envs.games.attack_defense import parallel_env as ad_env
+
+    with pytest.raises(ValueError, match="ExtractionGuard"):
+        extractor_seat(ad_env(rounds=2, n_samples=2))
