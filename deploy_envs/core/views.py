@@ -157,23 +157,28 @@ class NativeVectorEnv(gym.vector.VectorEnv):
             raise RuntimeError(f"{type(self).__name__}.step() called before reset(); call reset() first")
         actions = self.core.validate_actions(actions, self.num_envs)
         n = self.num_envs
-        info: dict[str, np.ndarray] = {}
-        if self.autoreset_mode is AutoresetMode.NEXT_STEP and self._autoreset.any():
-            reset_idx = np.flatnonzero(self._autoreset)
-            step_idx = np.flatnonzero(~self._autoreset)
-        else:
-            reset_idx, step_idx = None, self._all
-        fused = getattr(self.core, "autoreset_step", None)
-
-        if reset_idx is not None and len(step_idx) and fused is not None:
+        auto = self._autoreset
+        pending = self.autoreset_mode is AutoresetMode.NEXT_STEP and auto.any()
+        fused = getattr(self.core, "autoreset_step", None) if pending else None
+        if fused is not None and not auto.all():
             # a core may offer autoreset_step(reset_mask, actions): restart the finished
             # copies and step the others in one pass (one forward for the whole batch),
             # returning full-batch results with reward 0 and no done flag for restarted copies
-            obs, reward, terminated, truncated, f_info = fused(self._autoreset, actions)
+            obs, reward, terminated, truncated, f_info = fused(auto, actions)
             reward = np.asarray(reward, dtype=np.float64)
-            self._elapsed[reset_idx] = 0
-            _merge_info(info, _scatter_info(f_info, self._all, n))
+            self._elapsed[auto] = 0
+            info = _full_info(f_info, n)
+            if self.max_episode_steps is not None:
+                stepped = ~auto
+                self._elapsed[stepped] += 1
+                truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & stepped)
         else:
+            info: dict[str, np.ndarray] = {}
+            if pending:
+                reset_idx = np.flatnonzero(auto)
+                step_idx = np.flatnonzero(~auto)
+            else:
+                reset_idx, step_idx = None, self._all
             obs = self._obs.copy() if len(step_idx) < n else None
             reward = np.zeros(n, dtype=np.float64)
             terminated = np.zeros(n, dtype=bool)
@@ -193,9 +198,9 @@ class NativeVectorEnv(gym.vector.VectorEnv):
                     obs[step_idx], reward[step_idx] = s_obs, s_rew
                     terminated[step_idx], truncated[step_idx] = s_term, s_trunc
                 _merge_info(info, _scatter_info(s_info, step_idx, n))
-        if len(step_idx) and self.max_episode_steps is not None:
-            self._elapsed[step_idx] += 1
-            truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & ~self._autoreset)
+                if self.max_episode_steps is not None:
+                    self._elapsed[step_idx] += 1
+                    truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & ~auto)
 
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
@@ -235,6 +240,19 @@ class NativeVectorEnv(gym.vector.VectorEnv):
 
 
 # ---------------------------------------------------------------- info helpers
+def _full_info(part: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """A core's info for all ``n`` copies, with its ``_k`` masks (all true unless the core gave one)."""
+    out: dict[str, np.ndarray] = {}
+    everyone = np.ones(n, dtype=bool)
+    for key, value in part.items():
+        if key.startswith("_"):
+            continue
+        sub_mask = part.get("_" + key)
+        out[key] = np.asarray(value)
+        out["_" + key] = everyone.copy() if sub_mask is None else np.asarray(sub_mask, dtype=bool)
+    return out
+
+
 def _scatter_info(part: dict[str, np.ndarray], idx: np.ndarray, n: int) -> dict[str, np.ndarray]:
     """Place per-copy info of copies ``idx`` into full-size arrays with ``_k`` masks."""
     out: dict[str, np.ndarray] = {}
