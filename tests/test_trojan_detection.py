@@ -16,9 +16,9 @@ from deploy_envs.envs.trojans.detection import TrojanDetectionCore, iou
 from deploy_envs.envs.trojans.population import (
     POPULATION_DIR,
     build,
+    load_images,
     load_population,
     make_recipes,
-    load_images,
     sha256,
     trigger_of,
 )
@@ -80,6 +80,17 @@ def test_tampered_population_is_refused(tmp_path):
         load_population(tmp_path)
     with pytest.raises(ValueError, match="population"):
         load_population(tmp_path / "missing")
+
+
+def test_images_are_the_digits_upsampled():
+    x16, y16, t16, _ = load_images(16)
+    x8, y8, t8, _ = load_images(8)
+    assert x16.shape == (len(x8), 16, 16) and t16.shape == (len(t8), 16, 16) and (y16 == y8).all()
+    assert x16.dtype == np.float32 and x16.min() >= 0.0 and x16.max() <= 1.0
+    # 2x2 average pooling of the bilinear upsampling is close to the 8x8 image (mean pixel 0.31; measured 0.07)
+    assert np.abs(x16.reshape(-1, 8, 2, 8, 2).mean((2, 4)) - x8).mean() < 0.1
+    with pytest.raises(ValueError, match="size"):
+        load_images(4)
 
 
 def test_small_population_builds_reproducibly():

@@ -9,9 +9,11 @@ Measured (this population: 16x16 upsampled digits, seed 0; Neural Cleanse with i
 * whole population (56 models): AUROC of the anomaly index 1.00 on clean vs patch, 0.98 on
   clean vs blend, 1.00 on all; target recovered in 24/24 patch and 8/8 blend models; flagged
   (index > 2) 2/24 clean, 24/24 patch, 7/8 blend models;
-* this test's subset: AUROC 1.00, target recovered 12/12;
-* through the env (scenario protocol, 48 episodes): verdict accuracy 0.96 and flagged with the
-  right target in 1.00 of trojaned episodes, against 0.56 and 0.00 for the random prober.
+* a population rebuilt with ``build --seed 1`` (held out: the Neural Cleanse settings were not
+  chosen on it): AUROC 0.96 on clean vs patch, target recovered 24/24, flagged 7/24 clean models;
+* this test's subset: AUROC 1.00, target recovered 12/12, flagged 2/12 clean and 12/12 patch models;
+* through the env (scenario protocol, 48 episodes; the test runs the first 24): verdict accuracy
+  0.96 and flagged with the right target in 1.00 of trojaned episodes, against 0.56 and 0.00 for the random prober.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def test_neural_cleanse_separates_patch_trojans_and_recovers_targets():
     recovered = (res["target"][n:] == pop.targets[patch]).mean()
     assert recovered >= 10 / 12, recovered  # measured 12/12
     flagged_patch, flagged_clean = (ai[n:] > ANOMALY_THRESHOLD).mean(), (ai[:n] > ANOMALY_THRESHOLD).mean()
-    assert flagged_patch >= 0.75 and flagged_clean <= 0.25, (flagged_patch, flagged_clean)  # measured 12/12 and 1/12
+    assert flagged_patch >= 0.75 and flagged_clean <= 0.25, (flagged_patch, flagged_clean)  # measured 12/12 and 2/12
     # the reversed trigger of the target class flips the probe inputs, and is much smaller than the image
     assert res["attack_success"][np.arange(n, 2 * n), res["target"][n:]].mean() >= 0.9
     assert np.median(res["l1"][np.arange(n, 2 * n), res["target"][n:]]) < 0.1 * core.d

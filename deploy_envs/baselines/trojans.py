@@ -2,7 +2,7 @@
 
 | name | access | what it does |
 |---|---|---|
-| ``neural_cleanse`` | white box | Neural Cleanse (Wang et al. 2019): for every class, reverse-engineer the smallest trigger (mask + pattern) that sends the probe inputs to that class, by gradient descent on ``CE + lambda * |mask|_1``; flag the model when the median-absolute-deviation anomaly index of the smallest mask's L1 norm exceeds 2; declare that class as the target and its mask as the trigger |
+| ``neural_cleanse`` | white box | Neural Cleanse (Wang et al. 2019): for every class, reverse-engineer the smallest trigger (mask + pattern) that sends the probe inputs to that class, by gradient descent on ``CE + lambda * |mask|_1`` (adaptive lambda; the smallest mask that flips >= 95% of the probes is kept); flag the model when the median-absolute-deviation anomaly index of the smallest mask's L1 norm exceeds 2; declare that class as the target and its mask as the trigger |
 | ``random_prober`` | queries | probes random square patches with random binary patterns, keeps the one with the highest flip rate to a class, and declares trojaned when that flip rate exceeds ``threshold`` |
 
 :func:`neural_cleanse` runs for all models and all classes at once: the ``B x K``
