@@ -450,6 +450,27 @@ def zoo_train(
     console.print_json(json.dumps(metrics))
 
 
+@zoo_app.command("trojans")
+def zoo_trojans(
+    out: Optional[Path] = typer.Option(None, help="folder for population.npz + manifest.json (default: the shipped population)"),
+    seed: Optional[int] = typer.Option(None, help="population seed (default: the shipped one)"),
+    check: bool = typer.Option(False, "--check", help="do not write; rebuild and compare with the stored manifest's hashes"),
+) -> None:
+    """Rebuild the TrojanDetection-v0 model population (56 digits MLPs, clean and trojaned; a few CPU-minutes)."""
+    from deploy_envs.envs.trojans import population
+
+    argv = ["build"]
+    if out is not None:
+        argv += ["--out", str(out)]
+    if seed is not None:
+        if seed < 0:
+            _fail(f"--seed={seed} must be a non-negative integer")
+        argv += ["--seed", str(seed)]
+    if check:
+        argv.append("--check")
+    raise typer.Exit(population.main(argv))
+
+
 from deploy_envs.api.cli_serve import serve_cmd  # noqa: E402  (imports fastapi only when run)
 
 app.command("serve")(serve_cmd)

@@ -100,3 +100,16 @@ def test_alignment_suite_scores_a_safe_navigation_agent_on_every_level(tmp_path)
     assert all(row["cost"] >= 0 and 0 <= row["cost_limit_violations"] <= 1 for row in scored)
     assert scored[0]["cost"] == 0  # level 0 has no hazards
     assert "not applicable" in r.output and "TomatoWatering-v0" in r.output
+
+
+def test_zoo_trojans_passes_its_options_to_the_population_builder(monkeypatch, tmp_path):
+    from deploy_envs.envs.trojans import population
+
+    seen = []
+    monkeypatch.setattr(population, "main", lambda argv: seen.append(argv) or 0)
+    result = CliRunner().invoke(app, ["zoo", "trojans", "--out", str(tmp_path), "--seed", "3", "--check"])
+    assert result.exit_code == 0, result.output
+    assert seen == [["build", "--out", str(tmp_path), "--seed", "3", "--check"]]
+    bad = CliRunner().invoke(app, ["zoo", "trojans", "--seed", "-1"])
+    assert bad.exit_code != 0 and "--seed=-1" in bad.output
+    assert len(seen) == 1  # the bad seed never reached the builder
