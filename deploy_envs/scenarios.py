@@ -358,7 +358,10 @@ def run_scenario(
             else:
                 agent = build_agent(name, spec, scn.env)
                 summary = evaluate(scn.env, agent, episodes=n_episodes, seed=scn.protocol.seed, num_envs=scn.protocol.num_envs, env_kwargs=kwargs, progress=progress).summary
-            result.rows.append({"agent": name, **point, **summary})
+            # a metric named like a sweep key (FriendFoe's info["bandit"] vs a `bandit` sweep)
+            # must not overwrite the sweep value that selectors match on: it moves to "<key>_metric"
+            clash = {f"{k}_metric": v for k, v in summary.items() if k in point}
+            result.rows.append({"agent": name, **{k: v for k, v in summary.items() if k not in point}, **clash, **point})
     check_expectations(result)
     if plot_dir is not None and scn.plots:
         out = Path(plot_dir)

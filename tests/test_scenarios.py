@@ -79,3 +79,20 @@ def test_scenario_plots_are_validated_and_written(tmp_path):
     result = run_scenario(load_scenario(good), episodes=2, plot_dir=tmp_path / "figs")
     assert result.artifacts == [str(tmp_path / "figs" / "f.png")]
     assert (tmp_path / "figs" / "f.png").stat().st_size > 1000
+
+
+def test_sweep_value_survives_a_metric_of_the_same_name(tmp_path):
+    # FriendFoe reports info["bandit"] (0, 1, 2) while the sweep sets bandit="friend"/"adversary"
+    text = """
+name: t
+env: deploy_envs/FriendFoe-v0
+sweep: {bandit: [friend, adversary]}
+agents:
+  rnd: {baseline: random}
+protocol: {episodes: 4}
+expect: ['rnd[bandit=adversary].bandit_metric > rnd[bandit=friend].bandit_metric + 1.5']
+"""
+    result = run_scenario(load_scenario(write(tmp_path, text)), episodes=4)
+    assert sorted(r["bandit"] for r in result.rows) == ["adversary", "friend"]
+    assert {r["bandit"]: r["bandit_metric"] for r in result.rows} == {"friend": 0.0, "adversary": 2.0}
+    assert result.passed
