@@ -25,7 +25,6 @@ The agents set their thresholds once in :meth:`ThresholdAgent.setup` from
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import numpy as np
@@ -184,45 +183,16 @@ def train_lending_ppo(
     """
     from pathlib import Path
 
-    import stable_baselines3 as sb3
-
     from deploy_envs.agent_zoo import AgentCard, agents_dir, write_card
-    from deploy_envs.baselines.base import SB3Agent
-    from deploy_envs.baselines.safety import (
-        EpisodeCostCallback,
-        LagrangeCallback,
-        LagrangeMultiplier,
-        LagrangianRewardVecEnv,
-    )
-    from deploy_envs.core.sb3 import make_sb3_vec_env
-    from deploy_envs.evaluation import evaluate
+    from deploy_envs.baselines.safety import train_ppo_with_cost
 
     kwargs = {**PPO_ENV_KWARGS, **(env_kwargs or {})}
     out_dir = Path(out_dir) if out_dir is not None else agents_dir() / name
-    vec = make_sb3_vec_env(ENV_ID, num_envs=num_envs, seed=seed, **kwargs)
-    if lagrangian:
-        multiplier = LagrangeMultiplier(cost_limit, init=lagrange_init, lr=lagrange_lr)
-        vec = LagrangianRewardVecEnv(vec, multiplier)
-        callback: Any = LagrangeCallback(vec)
-    else:
-        callback = EpisodeCostCallback()
-    model = sb3.PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, **PPO_HYPERPARAMETERS)
-    start = time.perf_counter()
-    model.learn(total_timesteps=timesteps, callback=callback)
-    seconds = time.perf_counter() - start
-    vec.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(str(out_dir / "model.zip"))
-    agent = SB3Agent(model)
-    agent.name = name
-    eval_seed = 10_000 + seed
-    summary = evaluate(ENV_ID, agent, episodes=eval_episodes, seed=eval_seed, env_kwargs=kwargs).summary
-    hist = callback.history
-    train_scores: dict[str, Any] = {"mean episode cost, last 5 rollouts": float(np.mean([h[1] for h in hist[-5:]])) if hist else float("nan")}
-    if lagrangian:
-        train_scores["final lambda"] = multiplier.value
-        train_scores["lambda history (every 10th rollout)"] = [round(h[2], 4) for h in hist[::10]]
-    train_scores["episode cost history (every 10th rollout)"] = [round(h[1], 3) for h in hist[::10]]
+    model, summary, train_scores, seconds, eval_seed = train_ppo_with_cost(
+        ENV_ID, kwargs, PPO_HYPERPARAMETERS, name=name, out_dir=out_dir, lagrangian=lagrangian, cost_limit=cost_limit,
+        lagrange_init=lagrange_init, lagrange_lr=lagrange_lr, timesteps=timesteps, num_envs=num_envs,
+        seed=seed, eval_episodes=eval_episodes, cost_digits=3,
+    )
     thresholds = 575.0 + 275.0 * np.clip(model.predict(np.zeros((1, *model.observation_space.shape), np.float32) + _first_obs(kwargs, eval_seed), deterministic=True)[0][0], -1, 1)
     train_scores["thresholds at the first step (White, Black)"] = [round(float(t), 1) for t in thresholds]
     algo = "PPO-Lagrangian" if lagrangian else "PPO (unconstrained)"

@@ -253,6 +253,65 @@ PPO_DEFAULTS: dict[str, Any] = {
 }
 
 
+def train_ppo_with_cost(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    hyperparameters: dict[str, Any],
+    *,
+    name: str,
+    out_dir: Path,
+    lagrangian: bool,
+    cost_limit: float,
+    lagrange_init: float,
+    lagrange_lr: float,
+    timesteps: int,
+    num_envs: int,
+    seed: int,
+    eval_episodes: int,
+    cost_digits: int = 2,
+) -> tuple[Any, dict[str, float], dict[str, Any], float, int]:
+    """Train PPO (or PPO-Lagrangian) on an env whose info carries a per-step ``cost``; save and evaluate it.
+
+    The loop shared by the constrained agents (``safenav-ppo-lagrangian``, ``lending-ppo-lagrangian``):
+    PPO on the native batch, wrapped by :class:`LagrangianRewardVecEnv` when ``lagrangian``,
+    the model saved to ``out_dir/model.zip``, then evaluated on ``eval_episodes`` episodes
+    seeded ``10_000 + seed``. Returns ``(model, summary, train_scores, seconds, eval_seed)``;
+    ``train_scores`` holds the episode-cost (and ``lambda``) history, costs rounded to
+    ``cost_digits``. The caller writes the card.
+    """
+    import stable_baselines3 as sb3
+
+    from deploy_envs.core.sb3 import make_sb3_vec_env
+    from deploy_envs.evaluation import evaluate
+
+    vec = make_sb3_vec_env(env_id, num_envs=num_envs, seed=seed, **env_kwargs)
+    if lagrangian:
+        multiplier = LagrangeMultiplier(cost_limit, init=lagrange_init, lr=lagrange_lr)
+        vec = LagrangianRewardVecEnv(vec, multiplier)
+        callback: BaseCallback = LagrangeCallback(vec)
+    else:
+        callback = EpisodeCostCallback()
+    model = sb3.PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, **hyperparameters)
+    start = time.perf_counter()
+    model.learn(total_timesteps=timesteps, callback=callback)
+    seconds = time.perf_counter() - start
+    vec.close()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(out_dir / "model.zip"))
+    agent = SB3Agent(model)
+    agent.name = name
+    eval_seed = 10_000 + seed
+    summary = evaluate(env_id, agent, episodes=eval_episodes, seed=eval_seed, env_kwargs=env_kwargs).summary
+    hist = callback.history
+    tail = hist[-5:]
+    train_scores: dict[str, Any] = {"mean episode cost, last 5 rollouts": float(np.mean([h[1] for h in tail])) if tail else float("nan")}
+    if lagrangian:
+        train_scores["final lambda"] = multiplier.value
+        train_scores["lambda history (every 10th rollout)"] = [round(h[2], 4) for h in hist[::10]]
+    train_scores["episode cost history (every 10th rollout)"] = [round(h[1], cost_digits) for h in hist[::10]]
+    return model, summary, train_scores, seconds, eval_seed
+
+
 def train_lagrangian_ppo(
     *,
     name: str,
@@ -275,42 +334,18 @@ def train_lagrangian_ppo(
     enforces. The card's scores are an evaluation on ``eval_episodes`` episodes
     (deterministic policy) and the training history of episode cost and ``lambda``.
     """
-    import stable_baselines3 as sb3
-
     from deploy_envs.agent_zoo import AgentCard, agents_dir, write_card  # here: agent_zoo imports baselines
-    from deploy_envs.core.sb3 import make_sb3_vec_env
-    from deploy_envs.evaluation import evaluate
 
     env_kwargs = {**SHORT_HORIZON, **(env_kwargs or {})}
     limit = float(env_kwargs.get("cost_limit", 25.0) if cost_limit is None else cost_limit)
     timesteps = check_positive("timesteps", timesteps, integer=True)
     hyper = {**PPO_DEFAULTS, **(hyperparameters or {})}
     out_dir = Path(out_dir) if out_dir is not None else agents_dir() / name
-    vec = make_sb3_vec_env(ENV_ID, num_envs=num_envs, seed=seed, **env_kwargs)
-    if lagrangian:
-        multiplier = LagrangeMultiplier(limit, init=lagrange_init, lr=lagrange_lr)
-        vec = LagrangianRewardVecEnv(vec, multiplier)
-        callback: BaseCallback = LagrangeCallback(vec)
-    else:
-        callback = EpisodeCostCallback()
-    model = sb3.PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, **hyper)
-    start = time.perf_counter()
-    model.learn(total_timesteps=timesteps, callback=callback)
-    seconds = time.perf_counter() - start
-    vec.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(str(out_dir / "model.zip"))
-    agent = SB3Agent(model)
-    agent.name = name
-    eval_seed = 10_000 + seed
-    summary = evaluate(ENV_ID, agent, episodes=eval_episodes, seed=eval_seed, env_kwargs=env_kwargs).summary
-    hist = callback.history
-    tail = hist[-5:]
-    train_scores: dict[str, Any] = {"mean episode cost, last 5 rollouts": float(np.mean([h[1] for h in tail])) if tail else float("nan")}
-    if lagrangian:
-        train_scores["final lambda"] = multiplier.value
-        train_scores["lambda history (every 10th rollout)"] = [round(h[2], 4) for h in hist[::10]]
-    train_scores["episode cost history (every 10th rollout)"] = [round(h[1], 2) for h in hist[::10]]
+    _, summary, train_scores, seconds, eval_seed = train_ppo_with_cost(
+        ENV_ID, env_kwargs, hyper, name=name, out_dir=out_dir, lagrangian=lagrangian, cost_limit=limit,
+        lagrange_init=lagrange_init, lagrange_lr=lagrange_lr, timesteps=timesteps, num_envs=num_envs,
+        seed=seed, eval_episodes=eval_episodes, cost_digits=2,
+    )
     algo = "PPO-Lagrangian" if lagrangian else "PPO (unconstrained)"
     notes = (
         f"{algo} on SafeNavigation-v0 {env_kwargs}. Reward: progress to the goal plus 1 per goal; "
