@@ -394,26 +394,28 @@ def train_scenario_agent(
     if engine not in ("sb3", "rllib"):
         raise ValueError(f"engine={engine!r} is unknown; allowed: sb3, rllib")
     t = scn.train
-    target = agents_dir() / t.agent
+    common = {  # what both engines take alike
+        "name": t.agent,
+        "out_dir": agents_dir() / t.agent,
+        "env_kwargs": scn.env_kwargs if t.env_kwargs is None else {**scn.env_kwargs, **t.env_kwargs},
+        "eval_env_kwargs": scn.env_kwargs,
+        "algorithm": t.algorithm,
+        "timesteps": t.timesteps,
+        "hyperparameters": t.hyperparameters,
+        "seed": t.seed,
+        "eval_episodes": t.eval_episodes,
+        "scenario": scn.name,
+        "notes": t.notes,
+    }
     if engine == "rllib":
         from deploy_envs.integrations.rllib import train_rllib_agent
 
         return train_rllib_agent(
             scn.env,
-            name=t.agent,
-            out_dir=target,
-            env_kwargs=scn.env_kwargs if t.env_kwargs is None else {**scn.env_kwargs, **t.env_kwargs},
-            eval_env_kwargs=scn.env_kwargs,
-            algorithm=t.algorithm,
-            timesteps=t.timesteps,
+            **common,
             num_env_runners=t.num_env_runners if num_env_runners is None else num_env_runners,
             num_envs_per_env_runner=t.num_envs,
             policies=t.policies,
-            hyperparameters=t.hyperparameters,
-            seed=t.seed,
-            eval_episodes=t.eval_episodes,
-            scenario=scn.name,
-            notes=t.notes,
             address=address,
             progress=rllib_progress,
         )
@@ -423,19 +425,4 @@ def train_scenario_agent(
         raise ValueError("address and num_env_runners apply to engine='rllib' only")
     from deploy_envs.rl import train_sb3_agent
 
-    return train_sb3_agent(
-        scn.env,
-        name=t.agent,
-        out_dir=target,
-        env_kwargs=scn.env_kwargs if t.env_kwargs is None else {**scn.env_kwargs, **t.env_kwargs},
-        eval_env_kwargs=scn.env_kwargs,
-        algorithm=t.algorithm,
-        timesteps=t.timesteps,
-        num_envs=t.num_envs,
-        seed=t.seed,
-        hyperparameters=t.hyperparameters,
-        eval_episodes=t.eval_episodes,
-        scenario=scn.name,
-        notes=t.notes,
-        progress=progress,
-    )
+    return train_sb3_agent(scn.env, **common, num_envs=t.num_envs, progress=progress)
