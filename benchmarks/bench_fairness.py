@@ -21,37 +21,17 @@ import os
 import platform
 import statistics
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
 
 import deploy_envs  # noqa: F401  (registers the envs)
+from deploy_envs.benchmarking import Stepper, block
 
 ENV_ID = "deploy_envs/FairLending-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "fairness.json"
 TARGET = 20.0
-
-
-class Stepper:
-    def __init__(self, env, seed: int, pool: int = 16) -> None:
-        self.env = env
-        env.action_space.seed(seed)
-        self.actions = [env.action_space.sample() for _ in range(pool)]
-        self.i = 0
-        env.reset(seed=seed)
-
-    def __call__(self) -> None:
-        self.env.step(self.actions[self.i % len(self.actions)])
-        self.i += 1
-
-
-def block(fn, inner: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - t0) / inner
 
 
 def main(argv: list[str] | None = None) -> int:

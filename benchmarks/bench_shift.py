@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from functools import partial
@@ -30,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, paired
+from deploy_envs.benchmarking import Stepper, machine_info, paired
 
 ENV_ID = "deploy_envs/DistributionShift-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "shift.json"
@@ -61,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     results: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "torch": torch.__version__, "gymnasium": gym.__version__,
-                    "loadavg_start": list(os.getloadavg())},
+        "machine": machine_info(),
         "quick": args.quick,
     }
     settings = [("default (random kind and severity)", {}), ("gaussian_noise only", {"corruption": "gaussian_noise"})]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from functools import partial
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         bench("default (random lr, batch size, weight decay)", 64, args.quick, args.seed),
         bench("batch size fixed at 32", 64, args.quick, args.seed, FixedBatchStepper),
     ]
-    results["machine"]["loadavg_end"] = list(__import__("os").getloadavg())
+    results["machine"]["loadavg_end"] = list(os.getloadavg())
     results["seconds"] = time.perf_counter() - t0
     for r in results["native_vs_sync"]:
         print(f"native vs sync, {r['num_envs']} copies, {r['setting']}: {r['ratio']:.1f}x (range {r['ratio_range'][0]:.1f}-{r['ratio_range'][1]:.1f}; "
