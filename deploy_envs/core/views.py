@@ -167,7 +167,7 @@ class NativeVectorEnv(gym.vector.VectorEnv):
             obs, reward, terminated, truncated, f_info = fused(auto, actions)
             reward = np.asarray(reward, dtype=np.float64)
             self._elapsed[auto] = 0
-            info = _full_info(f_info, n)
+            info = _scatter_info(f_info, self._all, n)  # all copies: no merging needed
             if self.max_episode_steps is not None:
                 stepped = ~auto
                 self._elapsed[stepped] += 1
@@ -240,19 +240,6 @@ class NativeVectorEnv(gym.vector.VectorEnv):
 
 
 # ---------------------------------------------------------------- info helpers
-def _full_info(part: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """A core's info for all ``n`` copies, with its ``_k`` masks (all true unless the core gave one)."""
-    out: dict[str, np.ndarray] = {}
-    everyone = np.ones(n, dtype=bool)
-    for key, value in part.items():
-        if key.startswith("_"):
-            continue
-        sub_mask = part.get("_" + key)
-        out[key] = np.asarray(value)
-        out["_" + key] = everyone.copy() if sub_mask is None else np.asarray(sub_mask, dtype=bool)
-    return out
-
-
 def _scatter_info(part: dict[str, np.ndarray], idx: np.ndarray, n: int) -> dict[str, np.ndarray]:
     """Place per-copy info of copies ``idx`` into full-size arrays with ``_k`` masks."""
     out: dict[str, np.ndarray] = {}
