@@ -7,14 +7,27 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from gymnasium.utils.env_checker import data_equivalence
-from pettingzoo.test import parallel_api_test
 
 import deploy_envs.games  # noqa: F401  (registers the games)
 from deploy_envs import make_game
 from deploy_envs.core.registration import GAME_CATALOG
 from deploy_envs.games.attack_defense import AGENTS, AttackDefenseCore, parallel_env
-from deploy_envs.games.selfplay import FGSMAttacker, FixedDefense, RandomPolicy, SingleRoleEnv, evaluate, train_alternating
+from deploy_envs.games.selfplay import (
+    FGSMAttacker,
+    FixedDefense,
+    RandomPolicy,
+    SingleRoleEnv,
+    evaluate,
+    train_alternating,
+)
+from deploy_envs.testing import (
+    check_game_api,
+    check_game_batch_matches_single,
+    check_game_determinism,
+    check_game_observations,
+    game_rollout,
+    random_joint_actions,
+)
 
 GAME_ID = "deploy_envs/AttackDefense-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)
@@ -29,30 +42,6 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
-def random_actions(env, rng_seed: int):
-    """A seeded stream of random joint actions for ``env`` (a ParallelEnv)."""
-    spaces = {a: env.action_space(a) for a in AGENTS}
-    rng = np.random.default_rng(rng_seed)
-    while True:
-        yield {
-            "attacker": rng.uniform(-1, 1, spaces["attacker"].shape).astype(np.float32),
-            "defender": int(rng.integers(spaces["defender"].n)),
-        }
-
-
-def rollout(env, seed: int, steps: int, action_seed: int):
-    """Reset with ``seed`` and play ``steps`` rounds of random actions, resetting at episode ends."""
-    obs, infos = env.reset(seed=seed)
-    traj = [("reset", obs, infos)]
-    acts = random_actions(env, action_seed)
-    for _ in range(steps):
-        step = env.step(next(acts))
-        traj.append(("step", *step))
-        if not env.agents:
-            traj.append(("reset", *env.reset()))
-    return traj
-
-
 # ---------------------------------------------------------------- conformance
 def test_registered_and_built_by_make_game():
     assert GAME_ID in GAME_CATALOG
@@ -62,8 +51,7 @@ def test_registered_and_built_by_make_game():
 
 
 def test_parallel_api():
-    env = make_game(GAME_ID, **SMALL)
-    parallel_api_test(env, num_cycles=50)
+    check_game_api(GAME_ID, SMALL, num_cycles=50)
 
 
 def test_spaces_are_exact_and_stable():
@@ -77,10 +65,7 @@ def test_spaces_are_exact_and_stable():
     assert env.action_space("defender").n == 5
     assert env.observation_space("attacker").shape == (d + env.core.K + d + 5 + 1,)
     assert env.observation_space("defender").shape == (5 + 3,)
-    for kind, *rest in rollout(env, seed=0, steps=12, action_seed=0):
-        obs = rest[0]
-        for a in AGENTS:
-            assert env.observation_space(a).contains(obs[a]), f"{a} observation outside its space after {kind}"
+    check_game_observations(env, game_rollout(env, seed=0, steps=12, action_seed=0))
     # black-box attacker: no gradient in the observation
     bb = parallel_env(attacker_white_box=False, **SMALL)
     assert "gradient" not in bb.core.obs_slices["attacker"]
@@ -92,9 +77,9 @@ def test_episode_end_and_render():
     obs, _ = env.reset(seed=1)
     assert obs["attacker"][-1] == 0.0 and obs["defender"][-1] == 0.0
     assert not obs["defender"][:5].any()  # no previous defense in round 0
-    acts = random_actions(env, 1)
+    acts = random_joint_actions(env, 1)
     for t in range(3):
-        obs, rew, term, trunc, infos = env.step(next(acts))
+        obs, _, term, trunc, infos = env.step(next(acts))
         frame = env.render()
         assert isinstance(frame, str) and "round" in frame
     assert all(term.values()) and not any(trunc.values())
@@ -108,55 +93,28 @@ def test_episode_end_and_render():
 
 # ---------------------------------------------------------------- determinism
 def test_multi_step_seed_determinism():
-    env_a, env_b = parallel_env(**SMALL), parallel_env(**SMALL)
-    run_a = rollout(env_a, seed=5, steps=25, action_seed=9)
-    run_b = rollout(env_b, seed=5, steps=25, action_seed=9)
-    assert len(run_a) == len(run_b) > 25
-    for t, (a, b) in enumerate(zip(run_a, run_b)):
-        assert a[0] == b[0]
-        assert data_equivalence(a[1:], b[1:]), f"step {t} differs between two runs with the same seed"
-    # a different seed gives a different trajectory (different inputs drawn)
-    run_c = rollout(env_a, seed=6, steps=25, action_seed=9)
-    assert any(not data_equivalence(a[1], c[1]) for a, c in zip(run_a, run_c))
+    # 25 rounds of 3: two runs with seed 5 agree over 9 episodes; seed 6 draws other inputs
+    check_game_determinism(GAME_ID, SMALL, seed=5, steps=25, action_seed=9, min_episodes=9)
     # smoothing draws its noise from the seeded rng too: replays agree with that defense forced
-    smooth = env_a.core.defenses.index("smoothing")
+    env = parallel_env(**SMALL)
+    smooth = env.core.defenses.index("smoothing")
     preds = []
     for _ in range(2):
-        env_a.reset(seed=3)
-        preds.append([env_a.step({"attacker": np.ones(env_a.core.d, np.float32), "defender": smooth})[4]["attacker"]["predicted_label"] for _ in range(3)])
+        env.reset(seed=3)
+        preds.append([env.step({"attacker": np.ones(env.core.d, np.float32), "defender": smooth})[4]["attacker"]["predicted_label"] for _ in range(3)])
     assert preds[0] == preds[1]
 
 
 def test_batched_core_agrees_with_single_copies():
-    n, seed = 3, 20
-    core = AttackDefenseCore(num_envs=n, **SMALL)
-    singles = [parallel_env(**SMALL) for _ in range(n)]
-    core.seed(seed)
-    idx = np.arange(n)
-    rng = np.random.default_rng(0)
-    for episode in range(2):
-        c_obs, c_info = core.reset_indices(idx)
-        for i, env in enumerate(singles):
-            obs, info = env.reset(seed=seed + i) if episode == 0 else env.reset()
-            for a in AGENTS:
-                assert data_equivalence(obs[a], c_obs[a][i]), f"reset obs of {a}, copy {i}"
-                assert info[a]["sample_index"] == c_info[a]["sample_index"][i]
-        for t in range(core.rounds):
-            actions = {
-                "attacker": rng.uniform(-1, 1, (n, core.d)).astype(np.float32),
-                "defender": rng.integers(core.D, size=n),
-            }
-            actions["defender"][0] = core.defenses.index("smoothing")  # exercise the per-copy noise
-            c_obs, c_rew, c_term, c_trunc, c_info = core.step_indices(idx, core.validate_actions(actions, n))
-            for i, env in enumerate(singles):
-                obs, rew, term, trunc, info = env.step({a: actions[a][i] for a in AGENTS})
-                for a in AGENTS:
-                    assert data_equivalence(obs[a], c_obs[a][i]), f"episode {episode} round {t}: obs of {a}, copy {i}"
-                    assert rew[a] == c_rew[a][i]
-                    assert term[a] == bool(c_term[i]) and trunc[a] == bool(c_trunc[i])
-                    assert info[a]["predicted_label"] == c_info[a]["predicted_label"][i]
-                    assert info[a]["fooled"] == bool(c_info[a]["fooled"][i])
-        assert c_term.all()
+    n, rounds = 3, SMALL["rounds"]
+
+    def smoothing_in_copy_0(actions, core):  # exercise the per-copy noise
+        actions["defender"][0] = core.defenses.index("smoothing")
+
+    # two episodes; every observation, reward, done flag and info entry (sample_index,
+    # predicted_label, fooled, ...) agrees, at reset and at each round
+    ended = check_game_batch_matches_single(GAME_ID, SMALL, num_envs=n, seed=20, steps=2 * rounds, edit_actions=smoothing_in_copy_0)
+    assert ended == 2 * n  # every copy ends after `rounds` rounds, twice
 
 
 # ---------------------------------------------------------------- the science
@@ -211,7 +169,7 @@ def test_clean_accuracy_cost_of_smoothing_and_quantization_is_charged():
 
 def test_zero_sum_without_clean_cost():
     env = parallel_env(clean_cost_weight=0.0, **SMALL)
-    for kind, *rest in rollout(env, seed=2, steps=15, action_seed=2):
+    for kind, *rest in game_rollout(env, seed=2, steps=15, action_seed=2):
         if kind == "step":
             rew = rest[1]
             assert rew["attacker"] in (-1.0, 1.0)
@@ -244,7 +202,7 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
 
 def test_out_of_space_actions_are_refused_without_changing_state():
     env = parallel_env(**SMALL)
-    obs, _ = env.reset(seed=0)
+    env.reset(seed=0)
     d = env.core.d
     bad = [
         ({"attacker": np.full(d, 2.0, np.float32), "defender": 0}, "attacker"),

@@ -5,43 +5,30 @@ import math
 
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import data_equivalence
-from pettingzoo.test import parallel_api_test
 
-from deploy_envs import make_game
 from deploy_envs.baselines.extraction import JacobianAugmentation, Knockoff
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.games.extraction_guard import AGENTS, ExtractionGuardCore, extractor_seat, parallel_env
+from deploy_envs.games.extraction_guard import (
+    AGENTS,
+    ExtractionGuardCore,
+    extractor_seat,
+    parallel_env,
+)
+from deploy_envs.testing import (
+    check_game_api,
+    check_game_batch_matches_single,
+    check_game_determinism,
+    random_joint_actions,
+)
 
 GAME_ID = "deploy_envs/ExtractionGuard-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)
 
 
-def random_actions(env, rng_seed: int):
-    """A seeded stream of random joint actions for ``env`` (a ParallelEnv)."""
-    ext, guard = env.action_space("extractor"), env.action_space("guard")
-    rng = np.random.default_rng(rng_seed)
-    while True:
-        yield {"extractor": rng.uniform(0, 1, ext.shape).astype(np.float32), "guard": rng.integers(guard.nvec)}
-
-
-def rollout(env, seed: int, steps: int, action_seed: int):
-    obs, infos = env.reset(seed=seed)
-    traj = [("reset", obs, infos)]
-    acts = random_actions(env, action_seed)
-    for _ in range(steps):
-        traj.append(("step", *env.step(next(acts))))
-        if not env.agents:
-            traj.append(("reset", *env.reset()))
-    return traj
-
-
 # ---------------------------------------------------------------- conformance
 def test_registered_and_parallel_api():
     assert GAME_ID in GAME_CATALOG and GAME_CATALOG[GAME_ID].topic == "model-API attacks"
-    env = make_game(GAME_ID, **SMALL)
-    assert env.possible_agents == ["extractor", "guard"]
-    parallel_api_test(env, num_cycles=10)
+    assert check_game_api(GAME_ID, SMALL, num_cycles=10).possible_agents == ["extractor", "guard"]
 
 
 def test_spaces_episode_end_render_and_state():
@@ -54,9 +41,9 @@ def test_spaces_episode_end_render_and_state():
     assert env.observation_space("guard").shape == (4 + 3 + 3 + 6,)
     for a in AGENTS:
         assert env.observation_space(a).dtype == np.float32
-    obs, info = env.reset(seed=1)
+    obs, _ = env.reset(seed=1)
     assert obs["extractor"][-1] == 1.0 and obs["guard"][-1] == 0.0 and not obs["guard"][:10].any()
-    acts = random_actions(env, 1)
+    acts = random_joint_actions(env, 1)
     for _ in range(core.rounds):
         obs, rew, term, trunc, infos = env.step(next(acts))
         for a in AGENTS:
@@ -74,8 +61,8 @@ def test_spaces_episode_end_render_and_state():
 
 def test_observation_and_info_hold_no_victim_internals():
     env = parallel_env(**SMALL)
-    _, infos = env.reset(seed=0)
-    obs, _, _, _, infos = env.step(next(random_actions(env, 0)))
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step(next(random_joint_actions(env, 0)))
     allowed = {"fidelity", "test_accuracy", "benign_utility", "extractor_answered", "benign_answered", "extractor_flagged",
                "benign_flagged", "granularity", "noise", "threshold", "extractor_w", "benign_w", "queries", "round"}
     for a in AGENTS:
@@ -85,44 +72,21 @@ def test_observation_and_info_hold_no_victim_internals():
 
 # ---------------------------------------------------------------- determinism
 def test_multi_step_seed_determinism():
-    env_a, env_b = parallel_env(**SMALL), parallel_env(**SMALL)
-    run_a = rollout(env_a, seed=5, steps=10, action_seed=9)
-    run_b = rollout(env_b, seed=5, steps=10, action_seed=9)
-    assert len(run_a) == len(run_b) > 10
-    for t, (a, b) in enumerate(zip(run_a, run_b)):
-        assert a[0] == b[0]
-        assert data_equivalence(a[1:], b[1:]), f"step {t} differs between two runs with the same seed"
-    # another seed: another surrogate initialisation, benign stream and noise
-    run_c = rollout(env_a, seed=6, steps=10, action_seed=9)
-    assert any(not data_equivalence(a[1:], c[1:]) for a, c in zip(run_a, run_c))
+    # 10 rounds of 4 (three episodes); another seed: another surrogate initialisation, benign stream and noise
+    check_game_determinism(GAME_ID, SMALL, seed=5, steps=10, action_seed=9, min_episodes=3)
 
 
 def test_batched_core_agrees_with_single_copies():
-    n, seed = 3, 20
-    core = ExtractionGuardCore(num_envs=n, **SMALL)
-    singles = [parallel_env(**SMALL) for _ in range(n)]
-    core.seed(seed)
-    idx = np.arange(n)
-    rng = np.random.default_rng(0)
-    for episode in range(2):
-        c_obs, _ = core.reset_indices(idx)
-        for i, env in enumerate(singles):
-            obs, _ = env.reset(seed=seed + i) if episode == 0 else env.reset()
-            for a in AGENTS:
-                assert data_equivalence(obs[a], c_obs[a][i])
-        for t in range(core.rounds):
-            actions = {"extractor": rng.uniform(0, 1, (n, core.batch_size * core.d)).astype(np.float32),
-                       "guard": rng.integers(core.action_spaces["guard"].nvec, size=(n, 3))}
-            actions["guard"][0, 1] = 2  # exercise per-copy noise
-            c_obs, c_rew, c_term, _, c_info = core.step_indices(idx, core.validate_actions(actions, n))
-            for i, env in enumerate(singles):
-                obs, rew, term, _, info = env.step({a: actions[a][i] for a in AGENTS})
-                for a in AGENTS:
-                    assert np.allclose(obs[a], c_obs[a][i], atol=1e-5), f"episode {episode} round {t}: obs of {a}, copy {i}"
-                    assert math.isclose(rew[a], c_rew[a][i], abs_tol=1e-5)
-                    assert term[a] == bool(c_term[i])
-                    assert math.isclose(info[a]["fidelity"], c_info[a]["fidelity"][i], abs_tol=1e-9)
-        assert c_term.all()
+    n = 3
+
+    def noise_in_copy_0(actions, core):  # exercise per-copy noise
+        actions["guard"][0, 1] = 2
+
+    # two episodes; batched kernels differ from batch-1 ones in the last bits: observations and
+    # rewards within 1e-5, info entries (fidelity moves in steps of 1/holdout) within 1e-6
+    ended = check_game_batch_matches_single(GAME_ID, SMALL, num_envs=n, seed=20, steps=2 * SMALL["rounds"], edit_actions=noise_in_copy_0,
+                                            atol=1e-5, reward_atol=1e-5, info_atol=1e-6)
+    assert ended == 2 * n
 
 
 # ---------------------------------------------------------------- the guard's levers

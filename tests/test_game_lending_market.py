@@ -5,35 +5,24 @@ import math
 
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import data_equivalence
-from pettingzoo.test import parallel_api_test
 
 import deploy_envs.games  # noqa: F401  (registers the games)
 from deploy_envs import make_game
 from deploy_envs.baselines.fairness import policy_thresholds
 from deploy_envs.core.registration import GAME_CATALOG
 from deploy_envs.games.lending_market import LendingMarketCore, parallel_env
+from deploy_envs.testing import (
+    check_game_api,
+    check_game_batch_matches_single,
+    check_game_determinism,
+    check_game_observations,
+    game_rollout,
+    random_joint_actions,
+)
 
 GAME_ID = "deploy_envs/LendingMarket-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)
 AGENTS = ["bank", "applicants_white", "applicants_black", "regulator"]
-
-
-def random_actions(env, rng_seed: int):
-    rng = np.random.default_rng(rng_seed)
-    while True:
-        yield {a: rng.uniform(env.action_space(a).low, env.action_space(a).high).astype(np.float32) for a in env.possible_agents}
-
-
-def rollout(env, seed: int, steps: int, action_seed: int):
-    obs, infos = env.reset(seed=seed)
-    traj = [("reset", obs, infos)]
-    acts = random_actions(env, action_seed)
-    for _ in range(steps):
-        traj.append(("step", *env.step(next(acts))))
-        if not env.agents:
-            traj.append(("reset", *env.reset()))
-    return traj
 
 
 # ---------------------------------------------------------------- conformance
@@ -47,7 +36,7 @@ def test_registered_and_built_by_make_game():
 
 @pytest.mark.parametrize("kwargs", [{}, {"groups": "all", "fairness": "equal_opportunity", "audit_probability": 0.5}])
 def test_parallel_api(kwargs):
-    parallel_api_test(make_game(GAME_ID, **{**SMALL, **kwargs}), num_cycles=30)
+    check_game_api(GAME_ID, {**SMALL, **kwargs}, num_cycles=30)
 
 
 def test_spaces_are_exact_and_observations_inside():
@@ -61,9 +50,7 @@ def test_spaces_are_exact_and_observations_inside():
     for a in AGENTS:
         assert env.observation_space(a).dtype == np.float32 and env.action_space(a).dtype == np.float32
         assert env.observation_space(a) is env.observation_space(a)
-    for kind, *rest in rollout(env, seed=0, steps=10, action_seed=0):
-        for a in AGENTS:
-            assert env.observation_space(a).contains(rest[0][a]), f"{a} observation outside its space after {kind}"
+    check_game_observations(env, game_rollout(env, seed=0, steps=10, action_seed=0))
     assert env.state().shape == env.state_space.shape
 
 
@@ -74,7 +61,7 @@ def test_episode_end_render_and_round_zero():
     assert obs["bank"][s["round"]][0] == 0.0 and not obs["bank"][s["thresholds"]].any()
     assert math.isclose(obs["applicants_black"][env.core.obs_slices["applicants_black"]["true_scores"]].sum(), 1.0, rel_tol=1e-5)
     assert "mean_score_black" in infos["regulator"]
-    acts = random_actions(env, 1)
+    acts = random_joint_actions(env, 1)
     for _ in range(SMALL["rounds"]):
         obs, _, term, trunc, infos = env.step(next(acts))
         assert "round" in env.render()
@@ -86,41 +73,16 @@ def test_episode_end_render_and_round_zero():
 
 # ---------------------------------------------------------------- determinism
 def test_multi_step_seed_determinism():
-    env_a, env_b = parallel_env(**SMALL), parallel_env(**SMALL)
-    run_a = rollout(env_a, seed=5, steps=13, action_seed=9)
-    run_b = rollout(env_b, seed=5, steps=13, action_seed=9)
-    assert len(run_a) == len(run_b) > 13
-    for t, (a, b) in enumerate(zip(run_a, run_b)):
-        assert a[0] == b[0] and data_equivalence(a[1:], b[1:]), f"step {t} differs between two runs with the same seed"
-    run_c = rollout(env_a, seed=6, steps=13, action_seed=9)
-    assert any(not data_equivalence(a[1], c[1]) for a, c in zip(run_a, run_c))
+    # 13 rounds of 4: four episodes
+    check_game_determinism(GAME_ID, SMALL, seed=5, steps=13, action_seed=9, min_episodes=4)
 
 
 def test_batched_core_agrees_with_single_copies():
-    n, seed = 3, 20
-    core = LendingMarketCore(num_envs=n, audit_probability=0.5, **SMALL)
-    singles = [parallel_env(audit_probability=0.5, **SMALL) for _ in range(n)]
-    core.seed(seed)
-    idx = np.arange(n)
-    rng = np.random.default_rng(0)
-    for episode in range(2):
-        c_obs, _ = core.reset_indices(idx)
-        for i, env in enumerate(singles):
-            obs, _ = env.reset(seed=seed + i) if episode == 0 else env.reset()
-            for a in AGENTS:
-                assert data_equivalence(obs[a], c_obs[a][i])
-        for t in range(core.rounds):
-            actions = {a: rng.uniform(core.action_spaces[a].low, core.action_spaces[a].high, (n, *core.action_spaces[a].shape)).astype(np.float32) for a in AGENTS}
-            # step a subset first: the others must not move
-            c_obs, c_rew, c_term, _, c_info = core.step_indices(idx, core.validate_actions(actions, n))
-            for i, env in enumerate(singles):
-                obs, rew, term, _, info = env.step({a: actions[a][i] for a in AGENTS})
-                for a in AGENTS:
-                    assert data_equivalence(obs[a], c_obs[a][i]), f"episode {episode} round {t}: obs of {a}, copy {i}"
-                    assert rew[a] == c_rew[a][i]
-                    assert term[a] == bool(c_term[i])
-                assert info["bank"]["fine"] == c_info["bank"]["fine"][i] and info["bank"]["audited"] == c_info["bank"]["audited"][i]
-        assert c_term.all()
+    n = 3
+    # two episodes, with random audits: observations, rewards, done flags and every info entry
+    # (the bank's fine and audit draw among them) agree
+    ended = check_game_batch_matches_single(GAME_ID, {**SMALL, "audit_probability": 0.5}, num_envs=n, seed=20, steps=2 * SMALL["rounds"])
+    assert ended == 2 * n
 
 
 def test_stepping_a_subset_leaves_the_other_copies_alone():

@@ -6,51 +6,29 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils import seeding
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.utils.env_checker import data_equivalence
-from pettingzoo.test import parallel_api_test
 
 import deploy_envs.envs
 import deploy_envs.games  # noqa: F401  (registers the games)
-from deploy_envs import make_game
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.games.robust_control import (
-    AGENTS,
-    RobustNavigationCore,
-    parallel_env,
-    train_robust,
-)
+from deploy_envs.games.robust_control import AGENTS, parallel_env, train_robust
 from deploy_envs.games.selfplay import SingleRoleEnv
+from deploy_envs.testing import (
+    check_game_api,
+    check_game_batch_matches_single,
+    check_game_determinism,
+    game_rollout,
+)
 
 GAME_ID = "deploy_envs/RobustNavigation-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)
 
 
-def random_actions(rng_seed: int):
-    rng = np.random.default_rng(rng_seed)
-    while True:
-        yield {a: rng.uniform(-1, 1, 2).astype(np.float32) for a in AGENTS}
-
-
-def rollout(env, seed: int, steps: int, action_seed: int):
-    """Reset with ``seed`` and play ``steps`` steps of random joint actions, resetting at episode ends."""
-    obs, infos = env.reset(seed=seed)
-    traj = [("reset", obs, infos)]
-    acts = random_actions(action_seed)
-    for _ in range(steps):
-        traj.append(("step", *env.step(next(acts))))
-        if not env.agents:
-            traj.append(("reset", *env.reset()))
-    return traj
-
-
 # ---------------------------------------------------------------- conformance
 def test_registered_and_parallel_api():
     assert GAME_CATALOG[GAME_ID].topic == "safe RL and alignment"
-    env = make_game(GAME_ID, **SMALL)
-    assert env.possible_agents == ["protagonist", "adversary"]
-    parallel_api_test(env, num_cycles=60)
+    assert check_game_api(GAME_ID, SMALL, num_cycles=60).possible_agents == ["protagonist", "adversary"]
 
 
 def test_spaces_info_and_episode_end():
@@ -60,7 +38,7 @@ def test_spaces_info_and_episode_end():
     assert env.observation_space("adversary").shape == (nav.shape[0] + 2,)
     for a in AGENTS:
         assert env.action_space(a) == gym.spaces.Box(-1, 1, (2,), np.float32)
-    traj = rollout(env, seed=0, steps=SMALL["max_steps"], action_seed=0)
+    traj = game_rollout(env, seed=0, steps=SMALL["max_steps"], action_seed=0)
     for kind, obs, *rest in traj:
         for a in AGENTS:
             assert env.observation_space(a).contains(obs[a]), (kind, a)
@@ -91,40 +69,18 @@ def test_rewards_are_nav_reward_and_its_negation_plus_cost():
 
 # ---------------------------------------------------------------- determinism
 def test_multi_step_seed_determinism():
-    env_a, env_b = parallel_env(**SMALL), parallel_env(**SMALL)
-    run_a = rollout(env_a, seed=7, steps=100, action_seed=1)
-    run_b = rollout(env_b, seed=7, steps=100, action_seed=1)
-    assert len(run_a) == len(run_b) > 100
-    for t, (a, b) in enumerate(zip(run_a, run_b)):
-        assert a[0] == b[0]
-        assert data_equivalence(a[1:], b[1:]), f"step {t} differs between two runs with the same seed"
-    run_c = rollout(env_a, seed=8, steps=100, action_seed=1)
+    # 100 steps of episodes of 40
+    run_a, run_c = check_game_determinism(GAME_ID, SMALL, seed=7, steps=100, action_seed=1, min_episodes=3)
+    # another seed: another arena at reset, and other observations while playing
     assert not data_equivalence(run_a[0][1], run_c[0][1])
-    assert any(not data_equivalence(a[2], c[2]) for a, c in zip(run_a[1:], run_c[1:]) if a[0] == c[0] == "step")
+    assert any(not data_equivalence(a[1], c[1]) for a, c in zip(run_a[1:], run_c[1:]) if a[0] == c[0] == "step")
 
 
 def test_batched_core_agrees_with_single_games():
-    n, seed = 3, 11
-    core = RobustNavigationCore(num_envs=n, **SMALL)
-    for i in range(n):
-        core.rngs[i], _ = seeding.np_random(seed + i)
-    singles = [parallel_env(**SMALL) for _ in range(n)]
-    idx = np.arange(n)
-    c_obs, _ = core.reset_indices(idx)
-    for i, env in enumerate(singles):
-        obs, _ = env.reset(seed=seed + i)
-        for a in AGENTS:
-            assert data_equivalence(obs[a], c_obs[a][i])
-    rng = np.random.default_rng(0)
-    for t in range(20):
-        actions = {a: rng.uniform(-1, 1, (n, 2)).astype(np.float32) for a in AGENTS}
-        c_obs, c_rew, _, _, c_info = core.step_indices(idx, core.validate_actions(actions, n))
-        for i, env in enumerate(singles):
-            obs, rew, _, _, info = env.step({a: actions[a][i] for a in AGENTS})
-            for a in AGENTS:
-                assert data_equivalence(obs[a], c_obs[a][i]), (t, i, a)
-                assert rew[a] == c_rew[a][i]
-                assert info[a]["cost"] == c_info[a]["cost"][i]
+    n = 3
+    # past the end of the first episode (truncated at max_steps), so resets are compared too
+    ended = check_game_batch_matches_single(GAME_ID, SMALL, num_envs=n, seed=11, steps=SMALL["max_steps"] + 1)
+    assert ended == n
 
 
 # ---------------------------------------------------------------- reduction and the push
