@@ -40,6 +40,7 @@ def fresh(**kw):
         ({"num_hazards": 60, "hazard_size": 0.3}, "num_hazards"),
         ({"max_steps": 0}, "max_steps"),
         ({"lidar_bins": 2}, "lidar_bins"),
+        ({"cost_penalty": -0.5}, "cost_penalty"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, name):
@@ -71,6 +72,24 @@ def test_cost_is_one_per_step_inside_a_hazard_and_accumulates():
     info = env.step(np.zeros(2, np.float32))[4]
     assert info["cost"] == 0.0 and info["episode_cost"] == 3.0
     assert info["cost_limit"] == 25.0 and not info["cost_limit_exceeded"]
+
+
+def test_cost_penalty_subtracts_from_the_reward_only_on_costly_steps():
+    plain, core0 = fresh(level=1)
+    penalised, core1 = fresh(level=1, cost_penalty=0.75)
+    for core in (core0, core1):  # sit still at a hazard's edge, then drive out of it
+        core.pos[0] = core.hazards[0, 0] + [0.05, 0.0]
+        core.speed[0] = 0.0
+    diffs, costs = [], []
+    for t in range(12):
+        a = np.array([1.0 if t >= 3 else 0.0, 0.0], np.float32)
+        _, r0, _, _, i0 = plain.step(a)
+        _, r1, _, _, i1 = penalised.step(a)
+        assert i0["cost"] == i1["cost"]
+        diffs.append(r0 - r1)
+        costs.append(i0["cost"])
+    assert 1.0 in costs and 0.0 in costs  # both kinds of step were seen
+    assert np.allclose(diffs, 0.75 * np.array(costs))
 
 
 def test_reward_is_progress_and_goal_bonus_with_a_new_goal():

@@ -80,8 +80,10 @@ class SafeNavigationCore(BatchedCore):
 
     ``reward_distance * (previous distance to goal - distance to goal)`` every step plus
     ``reward_goal`` (default 1.0) when the robot comes within ``goal_size`` (0.3) of the goal,
-    as in Safety-Gymnasium's goal task. There is no reward or penalty for hazards: the
-    cost is a separate signal.
+    as in Safety-Gymnasium's goal task. By default there is no reward or penalty for
+    hazards: the cost is a separate signal. ``cost_penalty > 0`` subtracts
+    ``cost_penalty * cost`` from every step's reward (a fixed-multiplier penalty, the
+    scalarised objective that a Lagrangian method tunes its multiplier for).
 
     ## Cost
 
@@ -115,6 +117,8 @@ class SafeNavigationCore(BatchedCore):
     * ``num_hazards``, ``hazard_size`` (default 0.2), ``num_vases``, ``vase_size`` (0.1),
       ``constrain_vases``, ``hazard_speed``, ``arena_size`` (half-width of the arena).
     * ``goal_size`` (0.3), ``reward_distance`` (1.0), ``reward_goal`` (1.0).
+    * ``cost_penalty``: reward subtracted per unit of cost, >= 0 (default 0: cost and
+      reward kept apart, as in Safety-Gymnasium).
     * ``cost_limit``: the episode cost budget, >= 0 (default 25, OmniSafe's benchmark value
       for 1000-step episodes); reported in ``info``, not enforced.
     * ``max_steps``: episode length (default 1000). A short-horizon variant (e.g. 200 steps
@@ -123,7 +127,7 @@ class SafeNavigationCore(BatchedCore):
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release (``cost_penalty`` added within v0, default 0: unchanged behaviour).
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 30}
@@ -144,6 +148,7 @@ class SafeNavigationCore(BatchedCore):
         goal_size: float = 0.3,
         reward_distance: float = 1.0,
         reward_goal: float = 1.0,
+        cost_penalty: float = 0.0,
         cost_limit: float = 25.0,
         max_steps: int = 1000,
         lidar_bins: int = 16,
@@ -165,6 +170,7 @@ class SafeNavigationCore(BatchedCore):
         self.goal_size = check_positive("goal_size", goal_size)
         self.reward_distance = check_number("reward_distance", reward_distance)
         self.reward_goal = check_number("reward_goal", reward_goal)
+        self.cost_penalty = check_number("cost_penalty", cost_penalty, low=0.0)
         self.cost_limit = check_number("cost_limit", cost_limit, low=0.0)
         self.max_steps = check_positive("max_steps", max_steps, integer=True)
         self.lidar_bins = check_number("lidar_bins", lidar_bins, low=3, high=256, integer=True)
@@ -288,6 +294,8 @@ class SafeNavigationCore(BatchedCore):
             vd = np.hypot(*(self.vases[idx] - pos[:, None, :]).transpose(2, 0, 1)).min(-1)
             cost |= vd <= self.vase_size + VASE_CONTACT
         cost = cost.astype(np.float64)
+        if self.cost_penalty:
+            reward = reward - self.cost_penalty * cost
         self.last_cost[idx] = cost
         self.episode_cost[idx] += cost
         self.t[idx] += 1
