@@ -75,7 +75,8 @@ class RobustNavigationCore(SafeNavigationCore):
     ## Rewards
 
     * ``protagonist``: the navigation reward (progress toward the goal, plus ``reward_goal``
-      on reaching it).
+      on reaching it, minus ``cost_penalty * cost`` when SafeNavigation's ``cost_penalty`` is
+      set: the shipped RARL experiment uses 2, so being pushed into a hazard hurts).
     * ``adversary``: ``-(navigation reward) + cost_weight * cost``, where ``cost`` is the
       navigation cost (1 for a step ending inside a hazard). ``cost_weight=0`` gives RARL's
       zero-sum game.
@@ -380,20 +381,22 @@ def train_robust(
     return result
 
 
-#: the shipped RARL experiment: short-horizon SafeNavigation level 1, push up to half the robot's force
-RARL_GAME_KWARGS: dict[str, Any] = {"level": 1, "max_steps": 200, "cost_limit": 5.0, "disturbance": 0.5, "cost_weight": 1.0}
+#: the shipped RARL experiment: short-horizon SafeNavigation level 1 whose reward charges 2 per step
+#: in a hazard, and an adversary pushing with up to 3/4 of the robot's force
+RARL_GAME_KWARGS: dict[str, Any] = {"level": 1, "max_steps": 200, "cost_limit": 5.0, "disturbance": 0.75, "cost_weight": 1.0, "cost_penalty": 2.0}
 RARL_PPO_KWARGS: dict[str, Any] = {"n_steps": 256, "batch_size": 512, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.0, "policy_kwargs": {"net_arch": [64, 64]}}
 
 
-def ship_rarl_agents(adversarial: bool, *, iterations: int = 6, timesteps_per_role: int = 16_384, num_envs: int = 16, seed: int = 0, root: str | Path | None = None, init: str | None = "safenav-ppo") -> dict[str, Any]:
+def ship_rarl_agents(adversarial: bool, *, iterations: int = 10, timesteps_per_role: int = 32_768, num_envs: int = 16, seed: int = 0, root: str | Path | None = None, init: str | None = "safenav-ppo-lagrangian") -> dict[str, Any]:
     """Train with :func:`train_robust` and save protagonist and adversary to the zoo with cards.
 
     ``adversarial=True`` ships ``rarl-protagonist`` / ``rarl-adversary``; ``False`` ships the
     control ``rarl-baseline`` (trained with no disturbance, same loop and budget) and
     ``rarl-baseline-adversary`` (an adversary trained against it). The protagonist's card
     names ``SafeNavigation-v0`` (it acts on SafeNavigation's observation). Both protagonists
-    start from the zoo's ``init`` policy (``safenav-ppo``: PPO trained 1M steps on the same
-    SafeNavigation configuration), so the short budget goes into adapting to the push.
+    start from the zoo's ``init`` policy (``safenav-ppo-lagrangian``: PPO-Lagrangian trained 1M
+    steps on the same SafeNavigation configuration, a policy that already keeps out of the
+    hazards), so the budget goes into learning how far from them to stay under a push.
     """
     import shutil
     import tempfile
@@ -422,7 +425,8 @@ def ship_rarl_agents(adversarial: bool, *, iterations: int = 6, timesteps_per_ro
     training = {"iterations (protagonist evaluated on 10 episodes after each)": result["iterations"]}
     pro_notes = (
         ("RARL protagonist (Pinto et al. 2017): PPO trained on RobustNavigation-v0 against an adversary that pushes the robot "
-         f"(disturbance {RARL_GAME_KWARGS['disturbance']} of the robot's force, adversary rewarded by the protagonist's loss plus its cost), "
+         f"(disturbance {RARL_GAME_KWARGS['disturbance']} of the robot's force, adversary rewarded by the protagonist's loss plus its cost; "
+         f"the protagonist's reward charges {RARL_GAME_KWARGS['cost_penalty']} per step in a hazard), "
          "the two trained alternately. ")
         if adversarial
         else "Control for RARL: the same PPO, loop and budget, but trained with no disturbance (plain SafeNavigation). "
