@@ -15,6 +15,9 @@ corruption that needs a live forward pass every step; the others are looked up).
 
 Timing: warm-up, then repetitions in which the two sides run in alternating blocks,
 the ratio of each repetition from its two adjacent blocks, and the median reported.
+``--threads N`` sets torch's intra-op threads for both sides (default: torch's choice);
+``--threads 1`` is the fair setting on a machine whose other cores are busy, where a
+multi-threaded torch pass stalls on the cores it has to share.
 Writes ``benchmarks/results/shift.json``.
 """
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
 from deploy_envs.benchmarking import Stepper, machine_info, paired
@@ -56,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads for both sides (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     results: dict[str, Any] = {
         "machine": machine_info(),
