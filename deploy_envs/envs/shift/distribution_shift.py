@@ -568,7 +568,7 @@ class DistributionShiftCore(BatchedCore):
         copies, with no autograd graph. The features ``h`` are fixed, so a step on the
         linear layer, ``W -= lr * dz^T h`` and ``b -= lr * 1^T dz`` (``dz`` = ``(softmax -
         onehot) / n``), moves the logits by ``-lr * (h h^T + 1 1^T) dz``: the loop updates
-        the ``n x K`` logits through that ``n x n`` Gram matrix, accumulates the ``dz``,
+        the logits (kept ``K x n``) through that ``n x n`` Gram matrix, accumulates the ``dz``,
         and applies their sum to ``W`` and ``b`` once at the end (the same iterates as
         updating ``W`` and ``b`` every step, with one small product per step instead of two).
         """
@@ -578,22 +578,24 @@ class DistributionShiftCore(BatchedCore):
         b = self.b[tj]  # (k, K)
         k, n = len(j), self.finetune_samples
         y = torch.from_numpy(labels).to(self.dev)
-        target = F.one_hot(y, self.K).to(h.dtype).div_(n)  # (k, n, K)
+        # logits and targets laid out (k, K, n): the softmax reductions over the K classes then
+        # run over contiguous rows of the n samples, which is faster on CPU
+        target = F.one_hot(y, self.K).to(h.dtype).div_(n).transpose(1, 2).contiguous()  # (k, K, n)
         lr = self.finetune_lr
         with torch.no_grad():
-            gram = torch.baddbmm(torch.ones(k, n, n, dtype=h.dtype, device=h.device), h, h.transpose(1, 2))
-            z = torch.baddbmm(b[:, None, :], h, W.transpose(1, 2))  # (k, n, K) logits
+            gram = torch.baddbmm(torch.ones(k, n, n, dtype=h.dtype, device=h.device), h, h.transpose(1, 2))  # symmetric
+            z = torch.baddbmm(b[:, :, None], W, h.transpose(1, 2))  # (k, K, n) logits
             dz_sum = torch.zeros_like(z)
             for _ in range(self.finetune_steps):
                 # exponents below EXP_FLOOR are clamped: exp of them would underflow to
                 # subnormal floats, which make this exp and the next product many times slower
                 # on x86 CPUs; the probabilities they stand for (< 1e-13) change nothing here
-                e = (z - z.amax(-1, keepdim=True)).clamp_(min=EXP_FLOOR).exp_()
-                dz = e.div_(e.sum(-1, keepdim=True).mul_(n)).sub_(target)  # d(mean CE)/d logits
+                e = (z - z.amax(1, keepdim=True)).clamp_(min=EXP_FLOOR).exp_()
+                dz = e.div_(e.sum(1, keepdim=True).mul_(n)).sub_(target)  # d(mean CE)/d logits
                 dz_sum.add_(dz)
-                z.baddbmm_(gram, dz, alpha=-lr)
-            W.sub_(torch.bmm(dz_sum.transpose(1, 2), h), alpha=lr)
-            b.sub_(dz_sum.sum(1), alpha=lr)
+                z.baddbmm_(dz, gram, alpha=-lr)
+            W.sub_(torch.bmm(dz_sum, h), alpha=lr)
+            b.sub_(dz_sum.sum(2), alpha=lr)
         self.W[tj] = W
         self.b[tj] = b
         self.finetuned[j] = True
