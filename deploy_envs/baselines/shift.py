@@ -15,6 +15,8 @@ cleared when ``episode_start`` says a copy began a new episode. Action = ``(defe
 * ``cusum``: one-sided CUSUM (Page 1954) for a drop of the batch mean confidence
   below its validation mean ``mu0``, in units of the standard error ``sigma0`` of a batch
   mean: ``S = max(0, S + (mu0 - x) / sigma0 - k)``; alarm (and restart) when ``S > h``.
+  With ``finetune=True`` each alarm also asks for a fine-tuning of the model's last layer
+  on labelled inputs of the current stream (``adapt=2``): detect, then adapt.
 * ``page_hinkley``: the Page-Hinkley test (Page 1954; Hinkley 1971) for a drop in the
   mean, with no reference: ``U_T = sum_t (x_t - mean_T + delta)`` against its running
   maximum, alarm (and restart) when ``max U - U_T > lambda``; ``delta`` and ``lambda``
@@ -112,10 +114,13 @@ class MaxSoftmax(ShiftAgent):
 class Cusum(ShiftAgent):
     name = "cusum"
 
-    def __init__(self, k: float = 0.5, h: float = 8.0, coverage: float = 1.0) -> None:
+    def __init__(self, k: float = 0.5, h: float = 8.0, coverage: float = 1.0, finetune: bool = False) -> None:
         super().__init__(coverage)
         self.k = check_number("k", k, low=0.0)
         self.h = check_positive("h", h)
+        if not isinstance(finetune, bool):
+            raise ValueError(f"finetune={finetune!r} must be True or False")
+        self.finetune = finetune
 
     def setup(self, env):
         super().setup(env)
@@ -132,6 +137,8 @@ class Cusum(ShiftAgent):
         self.S[alarm] = 0.0
         a = self._actions(n)
         a[:, 1] = alarm
+        if self.finetune:
+            a[alarm, 2] = 2  # fine-tune the last layer on labelled inputs of the current stream
         return a
 
 
@@ -221,6 +228,6 @@ class BBSE(ShiftAgent):
 
 register_baseline("always_serve", AlwaysServe, envs=(SHIFT_ENV,), summary="serve every prediction; no alarm, no adaptation")
 register_baseline("max_softmax", MaxSoftmax, envs=(SHIFT_ENV,), summary="defer the least confident inputs by max-softmax (Hendrycks & Gimpel 2017): fixed coverage or threshold")
-register_baseline("cusum", Cusum, envs=(SHIFT_ENV,), summary="CUSUM on the batch mean confidence against its validation mean; alarm on a drop")
+register_baseline("cusum", Cusum, envs=(SHIFT_ENV,), summary="CUSUM on the batch mean confidence against its validation mean; alarm on a drop (finetune=True: fine-tune the last layer on each alarm)")
 register_baseline("page_hinkley", PageHinkley, envs=(SHIFT_ENV,), summary="Page-Hinkley test on the batch mean confidence; alarm on a drop")
 register_baseline("bbse", BBSE, envs=(SHIFT_ENV,), summary="chi-square test of the predicted-class histogram; on alarm, BBSE prior recalibration (Lipton et al. 2018)")
