@@ -22,7 +22,8 @@ SCN = Path(__file__).resolve().parents[1] / "scenarios"
 
 @pytest.fixture(scope="module")
 def scenario_result():
-    return run_scenario(load_scenario(SCN / "membership_overfitting.yaml"), episodes=8, train="never")
+    # 16 episodes: at 8 the shadow attack's dp-vs-overfit gap (0.07 vs 0.11) sits on the expectation's 0.05 margin
+    return run_scenario(load_scenario(SCN / "membership_overfitting.yaml"), episodes=16, train="never")
 
 
 def test_advantage_grows_with_overfitting_and_dp_sgd_pushes_it_toward_zero(scenario_result):
