@@ -379,7 +379,9 @@ class DistributionShiftCore(BatchedCore):
                 rows[j] = self.by_class[y, rng.integers(0, self.class_count[y])]
                 flat[j] = rows[j]
                 continue
-            rows[j] = rows_j = rng.integers(0, N, size=size)
+            # uniform stream rows: floor(u * N) of uniforms in [0, 1) (Generator.random costs a
+            # fraction of Generator.integers per call, and this runs per copy and step)
+            rows[j] = rows_j = np.minimum((rng.random(size) * N).astype(np.int64), N - 1)
             if not shifted[j]:
                 flat[j] = rows_j
             elif name == "gaussian_noise":
