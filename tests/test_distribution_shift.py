@@ -72,6 +72,10 @@ def test_unknown_corruption_is_refused():
         gym.make(ENV, defer_fractions=(0.1, 0.2))
     with pytest.raises(ValueError, match="batch_size"):
         gym.make(ENV, batch_size=0)
+    with pytest.raises(ValueError, match="finetune_lr"):
+        gym.make(ENV, finetune_lr=0.0)
+    with pytest.raises(ValueError, match="finetune"):
+        make_baseline("cusum", ENV, finetune="yes")
 
 
 # ------------------------------------------------------------------ BBSE
