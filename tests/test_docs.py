@@ -22,3 +22,11 @@ def test_every_env_has_a_gymnasium_style_docstring(env_id):
     doc = type(env.unwrapped).__doc__ or type(env.unwrapped.core).__doc__ or ""
     for section in ("Description", "Action Space", "Observation Space", "Rewards", "Episode End", "Arguments"):
         assert section in doc, f"{env_id}: docstring lacks the '{section}' section"
+
+
+def test_readme_conformance_example_runs():
+    """The README's 'Checking your own env or game' snippet runs as written."""
+    section = README.split("## Checking your own env or game", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    assert "testing.check_game_determinism" in code
+    exec(compile(code, "README.md", "exec"), {})
