@@ -200,20 +200,24 @@ def test_cusum_and_page_hinkley_detect_severity_3_plus_shifts():
         assert r.lookup("serve", {"severity": "3"}, "detected") == 0.0
 
 
-def test_shipped_ppo_operator_loads_and_defers_on_shifted_data():
-    """agents/shift-operator-ppo (SB3 PPO) against the classical operators, on the scenario's distribution."""
-    r = run("shift_operator.yaml", episodes=16)
-    # measured (64 episodes): return PPO 19.5, serve 21.8, 80% coverage 16.6, CUSUM 26.3;
-    # shifted accuracy PPO 0.588 vs serve 0.561 at coverage 0.91
-    assert r.lookup("ppo", {}, "return") > r.lookup("selective", {}, "return") + 1.0
-    assert r.lookup("ppo", {}, "shifted_accuracy") > r.lookup("serve", {}, "shifted_accuracy")
-    assert r.lookup("ppo", {}, "false_alarms") < 0.2
+def test_shipped_ppo_operator_detects_and_adapts_like_cusum_with_finetuning():
+    """agents/shift-operator-ppo (SB3 PPO, 240k steps) against the classical operators, on the scenario's distribution.
+
+    Measured (64 episodes, the scenario's protocol): return PPO 29.8, CUSUM + fine-tuning 30.0,
+    CUSUM 26.2, serve 21.8, 80% coverage 16.5; PPO raises the alarm in 73% of episodes with no
+    false alarm and fine-tunes (shifted model accuracy 0.648 vs 0.560 unadapted).
+    """
+    r = run("shift_operator.yaml", episodes=64)
+    assert r.lookup("ppo", {}, "return") > r.lookup("cusum", {}, "return") + 2.0
+    assert r.lookup("ppo", {}, "return") > r.lookup("selective", {}, "return") + 10.0
+    assert r.lookup("ppo", {}, "shifted_model_accuracy") > r.lookup("serve", {}, "shifted_model_accuracy") + 0.05
+    assert r.lookup("ppo", {}, "detected") > 0.5 and r.lookup("ppo", {}, "false_alarms") < 0.2
 
 
 def test_finetuning_on_alarm_restores_accuracy_after_a_covariate_shift():
     """CUSUM that fine-tunes the last layer on each alarm vs CUSUM alone (scenario shift_operator).
 
-    Measured (64 episodes): shifted accuracy 0.735 vs 0.561, return 29.9 vs 26.3. With the
+    Measured (64 episodes): shifted accuracy 0.740 vs 0.560, return 30.0 vs 26.2. With the
     earlier default step (finetune_lr 0.5) fine-tuning made the model worse than not adapting.
     """
     r = run_scenario(load_scenario(SCN / "shift_operator.yaml"), episodes=32, train="never", agents=["cusum", "cusum_finetune"])
