@@ -88,6 +88,12 @@ def validate_batch(space: spaces.Space, actions: Any, batch: int, name: str = "a
                 arr = arr.reshape(want)
             else:
                 raise ValueError(f"{name} has shape {np.shape(actions)}; expected {want} for space {space}")
+        # fast path for the usual valid batch: every value finite, at or above the largest lower
+        # bound and at or below the smallest upper bound (NaN fails the comparisons)
+        if arr.size:
+            lo, hi = arr.min(), arr.max()
+            if lo >= space.low.max() and hi <= space.high.min() and np.isfinite(lo) and np.isfinite(hi):
+                return arr
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or inf; the action space is {space}")
         if (arr < space.low).any() or (arr > space.high).any():

@@ -38,8 +38,9 @@ def iou(declared: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 def upsample(low: np.ndarray, H: int, W: int) -> np.ndarray:
     """Nearest-neighbour upsampling of ``(B, r, r)`` masks/patterns to ``(B, H, W)``."""
-    r = low.shape[-1]
-    return np.repeat(np.repeat(low, H // r, axis=1), W // r, axis=2)
+    B, r = low.shape[0], low.shape[-1]
+    fh, fw = H // r, W // r
+    return np.broadcast_to(low[:, :, None, :, None], (B, r, fh, r, fw)).reshape(B, H, W)
 
 
 class TrojanDetectionCore(BatchedCore):
@@ -251,19 +252,22 @@ class TrojanDetectionCore(BatchedCore):
         m = torch.as_tensor(self.model[np.asarray(idx, np.int64)])
         return [p[m] for p in self.pop.params]
 
-    def stamp(self, mask: np.ndarray, pattern: np.ndarray) -> torch.Tensor:
-        """Probe inputs with per-copy full-size masks/patterns ``(B, H, W)`` stamped on: ``(B, M, d)``."""
+    def stamp(self, mask: np.ndarray, pattern: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Probe inputs with per-copy full-size masks/patterns ``(B, H, W)`` stamped on: ``(B, M, d)``.
+
+        ``x + m (p - x)``, the blend ``(1 - m) x + m p`` with one temporary (into ``out`` if given).
+        """
         m = torch.from_numpy(np.asarray(mask, np.float32).reshape(len(mask), 1, self.d))
         p = torch.from_numpy(np.asarray(pattern, np.float32).reshape(len(pattern), 1, self.d))
-        return (1.0 - m) * self.probe_x[None] + m * p
+        if out is None:
+            out = torch.empty(len(mask), *self.probe_x.shape)
+        return torch.sub(p, self.probe_x, out=out).mul_(m).add_(self.probe_x)
 
     # ------------------------------------------------------------ reset
     def reset_indices(self, idx, options=None):
         idx = np.asarray(idx, np.int64)
         self._draw_models(idx, options)
-        with torch.no_grad():
-            logits = self.pop.logits(self.model[idx], self.probe_x)
-        return self._restart(idx, logits)
+        return self._restart(idx, *self._query(self.model[idx], self.probe_x))
 
     def _draw_models(self, idx: np.ndarray, options: dict | None) -> None:
         """Choose the models of the new episodes of copies ``idx`` (``options['model']`` or per-copy draws)."""
@@ -283,11 +287,10 @@ class TrojanDetectionCore(BatchedCore):
                     pool = self.trojan_models if rng.random() < self.trojan_fraction else self.clean_models
                     self.model[i] = pool[rng.integers(len(pool))]
 
-    def _restart(self, idx: np.ndarray, logits: torch.Tensor):
-        """Start the episodes of copies ``idx`` from their models' clean-probe logits ``(k, M, K)``; reset's return."""
-        probs = torch.softmax(logits, -1)
-        self.clean_pred[idx] = logits.argmax(-1).numpy()
-        self.clean_scores[idx] = probs.mean(1).numpy()
+    def _restart(self, idx: np.ndarray, pred: np.ndarray, scores: np.ndarray):
+        """Start the episodes of copies ``idx`` from their models' clean-probe predictions and mean softmax; reset's return."""
+        self.clean_pred[idx] = pred
+        self.clean_scores[idx] = scores
         self.probe_scores[idx] = self.clean_scores[idx]
         self.flip[idx] = 0.0
         self.mask_size[idx] = 0.0
@@ -320,11 +323,17 @@ class TrojanDetectionCore(BatchedCore):
         idx = np.asarray(idx, np.int64)
         dec = self.decode(actions)
         rows = np.flatnonzero(~dec["declare"])
-        logits = None
-        if len(rows):
-            with torch.no_grad():  # every probing copy's own model, one batched forward
-                logits = self.pop.logits(self.model[idx[rows]], self.stamp(dec["mask"][rows], dec["pattern"][rows]))
-        return self._advance(idx, dec, rows, logits)
+        # every probing copy's own model, one batched forward
+        pred, scores = self._query(self.model[idx[rows]], self.stamp(dec["mask"][rows], dec["pattern"][rows]))
+        return self._advance(idx, dec, rows, pred, scores)
+
+    def _query(self, models: np.ndarray, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions ``(B, M)`` and mean softmax over the probes ``(B, K)`` of ``models`` on ``x`` (one batched forward)."""
+        if len(models) == 0:
+            return np.zeros((0, x.shape[-2]), np.int64), np.zeros((0, self.K), np.float32)
+        with torch.no_grad():
+            logits = self.pop.logits(models, x)
+            return logits.argmax(-1).numpy(), torch.softmax(logits, -1).mean(1).numpy()
 
     def autoreset_step(self, reset_mask: np.ndarray, actions: np.ndarray):
         """Restart the copies in ``reset_mask`` and step all others, with one batched forward.
@@ -340,11 +349,13 @@ class TrojanDetectionCore(BatchedCore):
         self._draw_models(r_idx, None)
         dec = self.decode(np.asarray(actions)[s_idx])
         rows = np.flatnonzero(~dec["declare"])
-        x = torch.cat([self.probe_x.expand(len(r_idx), -1, -1), self.stamp(dec["mask"][rows], dec["pattern"][rows])])
-        with torch.no_grad():
-            logits = self.pop.logits(np.concatenate([self.model[r_idx], self.model[s_idx[rows]]]), x)
-        r_obs, r_info = self._restart(r_idx, logits[: len(r_idx)])
-        s_obs, s_rew, s_term, _, s_info = self._advance(s_idx, dec, rows, logits[len(r_idx) :] if len(rows) else None)
+        r = len(r_idx)
+        x = torch.empty(r + len(rows), *self.probe_x.shape)
+        x[:r] = self.probe_x
+        self.stamp(dec["mask"][rows], dec["pattern"][rows], out=x[r:])
+        pred, scores = self._query(np.concatenate([self.model[r_idx], self.model[s_idx[rows]]]), x)
+        r_obs, r_info = self._restart(r_idx, pred[:r], scores[:r])
+        s_obs, s_rew, s_term, _, s_info = self._advance(s_idx, dec, rows, pred[r:], scores[r:])
         obs = np.empty((n, r_obs.shape[1]), r_obs.dtype)
         obs[r_idx], obs[s_idx] = r_obs, s_obs
         reward = np.zeros(n, np.float64)
@@ -356,14 +367,13 @@ class TrojanDetectionCore(BatchedCore):
         _merge_info(info, _scatter_info(r_info, r_idx, n))
         return obs, reward, terminated, np.zeros(n, bool), info
 
-    def _advance(self, idx: np.ndarray, dec: dict[str, np.ndarray], rows: np.ndarray, logits: torch.Tensor | None):
-        """The step of copies ``idx`` after their probes (rows ``rows`` of the batch) gave ``logits``; step's return."""
+    def _advance(self, idx: np.ndarray, dec: dict[str, np.ndarray], rows: np.ndarray, pred: np.ndarray, scores: np.ndarray):
+        """The step of copies ``idx`` after the probes of rows ``rows`` gave predictions ``pred`` and mean softmax ``scores``; step's return."""
         k = len(idx)
         reward = np.zeros(k, np.float64)
         if len(rows):
             pi = idx[rows]
-            pred = logits.argmax(-1).numpy()
-            self.probe_scores[pi] = torch.softmax(logits, -1).mean(1).numpy()
+            self.probe_scores[pi] = scores
             onehot_new = pred[..., None] == np.arange(self.K)
             not_before = self.clean_pred[pi][..., None] != np.arange(self.K)
             self.flip[pi] = ((onehot_new & not_before).sum(1) / np.maximum(not_before.sum(1), 1)).astype(np.float32)
