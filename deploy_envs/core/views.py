@@ -183,15 +183,23 @@ class NativeVectorEnv(gym.vector.VectorEnv):
             reward = np.zeros(n, dtype=np.float64)
             terminated = np.zeros(n, dtype=bool)
             truncated = np.zeros(n, dtype=bool)
-            if reset_idx is not None:
-                r_obs, r_info = self.core.reset_indices(reset_idx)
+            # a core may offer reset_and_step(reset_idx, step_idx, step_actions): both halves in
+            # one pass (e.g. one forward), returning what reset_indices and step_indices would
+            both = getattr(self.core, "reset_and_step", None) if reset_idx is not None and len(step_idx) else None
+            if both is not None:
+                r_part, s_part = both(reset_idx, step_idx, actions[step_idx])
+            else:
+                r_part = None if reset_idx is None else self.core.reset_indices(reset_idx)
+                s_part = None
+                if len(step_idx):
+                    s_part = self.core.step_indices(step_idx, actions if len(step_idx) == n else actions[step_idx])
+            if r_part is not None:
+                r_obs, r_info = r_part
                 obs[reset_idx] = r_obs
                 self._elapsed[reset_idx] = 0
                 _merge_info(info, _scatter_info(r_info, reset_idx, n))
-            if len(step_idx):
-                s_obs, s_rew, s_term, s_trunc, s_info = self.core.step_indices(
-                    step_idx, actions if len(step_idx) == n else actions[step_idx]
-                )
+            if s_part is not None:
+                s_obs, s_rew, s_term, s_trunc, s_info = s_part
                 if len(step_idx) == n:
                     obs, reward, terminated, truncated = s_obs, np.asarray(s_rew, dtype=np.float64), s_term, s_trunc
                 else:

@@ -179,17 +179,6 @@ class EvasionCore(BatchedCore):
         self._flat_images = self.victim.images.reshape(len(self.victim.labels), d)
         self._all = np.arange(n)
 
-    def validate_actions(self, actions, batch):
-        # fast path for the usual valid batch: two reductions instead of four elementwise
-        # checks (NaN propagates through min/max, so it fails the bounds test too);
-        # anything else goes through the generic check and its error messages
-        arr = np.asarray(actions, dtype=np.float32)
-        if arr.shape == (batch, self.d):
-            lo, hi = arr.min(), arr.max()
-            if lo >= -1.0 and hi <= 1.0:
-                return arr
-        return super().validate_actions(actions, batch)
-
     # ----------------------------------------------------------------- reset
     def _start(self, idx, options=None) -> np.ndarray:
         """Draw the new episodes of copies ``idx`` (state only, no query); return their clean inputs."""

@@ -192,14 +192,6 @@ class ExtractionCore(BatchedCore):
         self.flagged = np.zeros(n, bool)
         self.clients = [f"copy-{i}" for i in range(n)]
 
-    def validate_actions(self, actions, batch):
-        arr = np.asarray(actions, dtype=np.float32)
-        if arr.shape == (batch, self.batch_size * self.d):
-            lo, hi = arr.min(), arr.max()  # NaN fails both comparisons
-            if lo >= 0.0 and hi <= 1.0:
-                return arr
-        return super().validate_actions(actions, batch)
-
     # ------------------------------------------------------------ helpers
     def _evaluate(self, idx: np.ndarray) -> None:
         pred = self.surrogate.predict(idx, self._x_hold)

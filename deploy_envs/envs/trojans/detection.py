@@ -11,12 +11,7 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import (
-    NativeVectorEnv,
-    SingleEnv,
-    _merge_info,
-    _scatter_info,
-)
+from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.envs.trojans.population import Population, load_images, load_population
 
 KINDS = ("all", "patch", "blend")
@@ -335,37 +330,22 @@ class TrojanDetectionCore(BatchedCore):
             logits = self.pop.logits(models, x)
             return logits.argmax(-1).numpy(), torch.softmax(logits, -1).mean(1).numpy()
 
-    def autoreset_step(self, reset_mask: np.ndarray, actions: np.ndarray):
-        """Restart the copies in ``reset_mask`` and step all others, with one batched forward.
+    def reset_and_step(self, reset_idx: np.ndarray, step_idx: np.ndarray, actions: np.ndarray):
+        """``reset_indices(reset_idx)`` and ``step_indices(step_idx, actions)`` with one batched forward.
 
-        What the vector view's ``NEXT_STEP`` autoreset does with ``reset_indices`` on the
-        finished copies and ``step_indices`` on the others, but the restarted copies' clean
+        The vector view calls this under ``NEXT_STEP`` autoreset: the restarted copies' clean
         probes and the probing copies' stamped probes go through their models in one call.
-        Returns full-batch ``(obs, reward, terminated, truncated, info)``; a restarted copy
-        has its reset observation and info, reward 0 and no done flag.
+        Returns ``(reset's return, step's return)``.
         """
-        n = self.num_envs
-        r_idx, s_idx = np.flatnonzero(reset_mask), np.flatnonzero(~reset_mask)
-        self._draw_models(r_idx, None)
-        dec = self.decode(np.asarray(actions)[s_idx])
+        self._draw_models(reset_idx, None)
+        dec = self.decode(actions)
         rows = np.flatnonzero(~dec["declare"])
-        r = len(r_idx)
+        r = len(reset_idx)
         x = torch.empty(r + len(rows), *self.probe_x.shape)
         x[:r] = self.probe_x
         self.stamp(dec["mask"][rows], dec["pattern"][rows], out=x[r:])
-        pred, scores = self._query(np.concatenate([self.model[r_idx], self.model[s_idx[rows]]]), x)
-        r_obs, r_info = self._restart(r_idx, pred[:r], scores[:r])
-        s_obs, s_rew, s_term, _, s_info = self._advance(s_idx, dec, rows, pred[r:], scores[r:])
-        obs = np.empty((n, r_obs.shape[1]), r_obs.dtype)
-        obs[r_idx], obs[s_idx] = r_obs, s_obs
-        reward = np.zeros(n, np.float64)
-        reward[s_idx] = s_rew
-        terminated = np.zeros(n, bool)
-        terminated[s_idx] = s_term
-        info: dict[str, np.ndarray] = {}
-        _merge_info(info, _scatter_info(s_info, s_idx, n))
-        _merge_info(info, _scatter_info(r_info, r_idx, n))
-        return obs, reward, terminated, np.zeros(n, bool), info
+        pred, scores = self._query(np.concatenate([self.model[reset_idx], self.model[step_idx[rows]]]), x)
+        return self._restart(reset_idx, pred[:r], scores[:r]), self._advance(step_idx, dec, rows, pred[r:], scores[r:])
 
     def _advance(self, idx: np.ndarray, dec: dict[str, np.ndarray], rows: np.ndarray, pred: np.ndarray, scores: np.ndarray):
         """The step of copies ``idx`` after the probes of rows ``rows`` gave predictions ``pred`` and mean softmax ``scores``; step's return."""
