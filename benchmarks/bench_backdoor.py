@@ -36,10 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import paired
+from deploy_envs.benchmarking import add_threads_option, apply_threads, paired
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_poisoning import machine
@@ -83,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--threads", type=int, default=1)
+    add_threads_option(parser, default=1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "target": TARGET}
     t0 = time.perf_counter()
     configs = dict(list(CONFIGS.items())[:1]) if args.quick else CONFIGS

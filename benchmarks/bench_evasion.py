@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import paired
+from deploy_envs.benchmarking import add_threads_option, apply_threads, paired
 from deploy_envs.metrics.robustness import pgd_attack
 
 ENV_ID = "deploy_envs/Evasion-v0"
@@ -329,19 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and sizes (a smoke run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
+    add_threads_option(
+        parser,
         help="torch intra-op threads for both sides (default: torch's own choice). With 1, the env's "
         "single-threaded numpy work and the victim's pass share one core, so step / bare compares work, "
         "not how well a small convolution parallelizes",
     )
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads={args.threads} must be a positive integer")
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     quick = args.quick
     results: dict[str, Any] = {"machine": machine(), "quick": quick, "targets": TARGETS}
     t0 = time.perf_counter()

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, machine_info, native_vs_sync, paired
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, native_vs_sync, paired
 
 ENV_ID = "deploy_envs/MembershipInference-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "membership.json"
@@ -112,10 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads before timing (default: as it is)")
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     t0 = time.perf_counter()
     results: dict[str, Any] = {"machine": machine_info(), "quick": args.quick, "targets": TARGETS}
     results["native_vs_sync"] = [bench_native_vs_sync(64, args.quick, args.seed)]

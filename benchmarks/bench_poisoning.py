@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, paired
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, paired
 
 ENV_ID = "deploy_envs/Poisoning-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "poisoning.json"
@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the batch gains nothing from extra cores)")
+    add_threads_option(parser, default=1, help="torch threads (default 1: the batch gains nothing from extra cores)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "targets": TARGETS}
     t0 = time.perf_counter()
     victims = ("logistic",) if args.quick else ("logistic", "svm")

@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, machine_info, paired
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, paired
 
 ENV_ID = "deploy_envs/DistributionShift-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "shift.json"
@@ -60,10 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads for both sides (default: torch's choice)")
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     t0 = time.perf_counter()
     results: dict[str, Any] = {
         "machine": machine_info(),

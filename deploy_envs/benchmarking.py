@@ -8,6 +8,7 @@ load changes during the run.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -124,3 +125,31 @@ def machine_info() -> dict[str, Any]:
         "gymnasium": gym.__version__,
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+
+
+def add_threads_option(parser: argparse.ArgumentParser, default: int | None = None, help: str | None = None) -> None:
+    """``--threads N``: torch's intra-op threads for both sides of every ratio (None: torch's own choice).
+
+    Apply it with :func:`apply_threads` after parsing; a value below 1 is refused by the parser.
+    """
+
+    def positive(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"--threads={text} must be a positive integer")
+        return n
+
+    default_text = "torch's own choice" if default is None else str(default)
+    parser.add_argument("--threads", type=positive, default=default,
+                        help=help or f"torch intra-op threads for both sides (default: {default_text})")
+
+
+def apply_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` unless ``threads`` is None."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
