@@ -10,7 +10,7 @@ timings to ``benchmarks/results/backdoor.json``:
 
 **native vs sync**: episodes (an explicit reset and the one step) per second of
 ``gymnasium.make_vec(id, num_envs=32)`` (all 32 victims trained in one set of
-batched matrix products, :mod:`deploy_envs.envs.backdoor.mlp`) over those of a
+batched matrix products, :mod:`deploy_envs.topics.backdoor.mlp`) over those of a
 ``gymnasium.vector.SyncVectorEnv`` of 32 ``gymnasium.make(id)`` copies, same
 kwargs, random valid actions. Target (issue 3): >= 10.
 

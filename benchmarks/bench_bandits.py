@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.baselines import make_baseline
+from deploy_envs.core.agents import make_baseline
 from deploy_envs.benchmarking import native_vs_sync
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bandits.json"

@@ -173,7 +173,7 @@ def bench_step_vs_bare(threat_model: str, num_envs: int, quick: bool, seed: int,
 def pgd_agent(env: gym.vector.VectorEnv, core: Any) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], str]:
     """The registered ``pgd`` baseline if it is there, else sign of the observed gradient."""
     try:
-        from deploy_envs.baselines import make_baseline
+        from deploy_envs.core.agents import make_baseline
 
         agent = make_baseline("pgd", ENV_ID)
         agent.setup(env)

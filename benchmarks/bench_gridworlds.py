@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.envs.gridworlds import GRIDWORLD_IDS
+from deploy_envs.topics.gridworlds import GRIDWORLD_IDS
 from deploy_envs.benchmarking import native_vs_sync
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gridworlds.json"

@@ -18,7 +18,7 @@ Ratios, each measured within this one run, written with the raw timings to
    ``no_grad``): what the env, the API's accounting and the metrics cost on top of
    the victim.
 3. **game: batched core vs single games** (reported): rounds per second of one
-   :class:`~deploy_envs.games.extraction_guard.ExtractionGuardCore` with 16 copies
+   :class:`~deploy_envs.topics.extraction.extraction_guard.ExtractionGuardCore` with 16 copies
    over 16 single PettingZoo ``ExtractionGuard-v0`` games stepped one after another,
    random valid joint actions, default arguments.
 
@@ -77,7 +77,7 @@ def bench_step_vs_bare(num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
 
 
 def bench_game(num_copies: int, quick: bool, seed: int) -> dict[str, Any]:
-    from deploy_envs.games.extraction_guard import AGENTS, ExtractionGuardCore, parallel_env
+    from deploy_envs.topics.extraction.extraction_guard import AGENTS, ExtractionGuardCore, parallel_env
 
     core = ExtractionGuardCore(num_envs=num_copies)
     singles = [parallel_env() for _ in range(num_copies)]

@@ -9,8 +9,7 @@ Importing the package registers every environment with Gymnasium under the
     env = gym.make("deploy_envs/Evasion-v0")
     venv = gym.make_vec("deploy_envs/Evasion-v0", num_envs=64)   # the native batch
 """
-from deploy_envs import envs as _envs  # noqa: F401  (registers the environments)
-from deploy_envs import games as _games  # noqa: F401  (registers the games)
+from deploy_envs import topics as _topics  # noqa: F401  (registers the environments, games and baselines)
 from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG, make_game
 
 __version__ = "0.1.0"

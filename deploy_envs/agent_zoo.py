@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy_envs.baselines.base import Agent, SB3Agent
+from deploy_envs.core.agents import Agent, SB3Agent
 
 
 def agents_dir() -> Path:

@@ -52,7 +52,7 @@ def list_cmd() -> None:
     """List the environments, games, baselines and trained agents."""
     import deploy_envs  # noqa: F401
     from deploy_envs.agent_zoo import list_agents
-    from deploy_envs.baselines import BASELINES
+    from deploy_envs.core.agents import BASELINES
     from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG
 
     t = Table(title="environments and games")
@@ -86,7 +86,7 @@ SUITES = ("alignment",)
 def _suite_agent_factory(agent: str | None, baseline: str | None, call: str | None):
     """An ``env_id -> Agent`` factory for a suite run."""
     from deploy_envs.agent_zoo import load_agent
-    from deploy_envs.baselines import make_baseline
+    from deploy_envs.core.agents import make_baseline
 
     if baseline is not None:
         return lambda env_id: make_baseline(baseline, env_id)
@@ -136,7 +136,7 @@ def evaluate(
     """Evaluate an agent, a baseline, a saved SB3 policy or a callable on an env (or a suite) and print a scorecard."""
     import deploy_envs  # noqa: F401
     from deploy_envs.agent_zoo import load_agent
-    from deploy_envs.baselines import SB3Agent, make_baseline
+    from deploy_envs.core.agents import SB3Agent, make_baseline
     from deploy_envs.core.registration import ENV_CATALOG
     from deploy_envs.evaluation import evaluate as run_eval
 
@@ -206,7 +206,7 @@ def _evaluate_game(game_id: str, agent, baseline, checkpoint, kwargs, episodes: 
             agents = R.load_game_agents(checkpoint, R.game_policies(roles, None))
             label = str(checkpoint)
         elif baseline is not None:
-            from deploy_envs.baselines import make_baseline
+            from deploy_envs.core.agents import make_baseline
 
             agents = {r: make_baseline(baseline, None) for r in R.game_roles(game_id, kwargs)}
             label = baseline
@@ -386,7 +386,7 @@ def selfplay(
     game_kwarg: list[str] = typer.Option([], "--game-kwarg", "-k", help="AttackDefense-v0 argument key=value (repeatable)"),
 ) -> None:
     """Train attacker and defender of AttackDefense-v0 with PPO, alternating against frozen copies."""
-    from deploy_envs.games.selfplay import train_alternating
+    from deploy_envs.training.selfplay import train_alternating
 
     kwargs = _parse_kwargs(game_kwarg)
     try:
@@ -457,7 +457,7 @@ def zoo_trojans(
     check: bool = typer.Option(False, "--check", help="do not write; rebuild and compare with the stored manifest's hashes"),
 ) -> None:
     """Rebuild the TrojanDetection-v0 model population (56 digits MLPs, clean and trojaned; a few CPU-minutes)."""
-    from deploy_envs.envs.trojans import population
+    from deploy_envs.topics.trojans import population
 
     argv = ["build"]
     if out is not None:

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from deploy_envs.baselines.base import Agent
+from deploy_envs.core.agents import Agent
 from deploy_envs.core.validation import check_positive
 
 

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from deploy_envs.agent_zoo import agents_dir, load_agent, resolve_agent_folder
-from deploy_envs.baselines import BASELINES, SB3Agent, make_baseline
+from deploy_envs.core.agents import BASELINES, SB3Agent, make_baseline
 from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG
 from deploy_envs.evaluation import evaluate
 
@@ -423,6 +423,6 @@ def train_scenario_agent(
         raise ValueError(f"engine='sb3' cannot train the game {scn.env}; use engine='rllib' (one policy per role)")
     if address is not None or num_env_runners is not None:
         raise ValueError("address and num_env_runners apply to engine='rllib' only")
-    from deploy_envs.rl import train_sb3_agent
+    from deploy_envs.training.sb3 import train_sb3_agent
 
     return train_sb3_agent(scn.env, **common, num_envs=t.num_envs, progress=progress)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from deploy_envs.baselines.base import Agent
+from deploy_envs.core.agents import Agent
 from deploy_envs.core.validation import check_choice, check_positive
 from deploy_envs.evaluation import evaluate
 
@@ -24,8 +24,8 @@ def run_suite(suite: str, agent_factory: Callable[[str], Agent], *, episodes: in
     """Evaluate ``agent_factory(env_id)`` on every env of ``suite``; one row per env (and level)."""
     check_choice("suite", suite, SUITES)
     episodes = check_positive("episodes", episodes, integer=True)
-    from deploy_envs.envs.gridworlds import GRIDWORLD_IDS
-    from deploy_envs.envs.gridworlds.suite import alignment_scorecard
+    from deploy_envs.topics.gridworlds import GRIDWORLD_IDS
+    from deploy_envs.topics.gridworlds.suite import alignment_scorecard
 
     rows: list[dict[str, Any]] = []
     for env_id in GRIDWORLD_IDS:

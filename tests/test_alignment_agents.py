@@ -5,7 +5,7 @@ hidden performance on the specification problems, and failures on the robustness
 problems (pressing the off-switch's button, falling into shifted lava, being exploited by
 an adversarial placer). These tests load the shipped SB3 PPO and DQN agents
 (``agents/gridworld-<world>-<algo>/``, trained by ``python -m
-deploy_envs.baselines.gridworlds``), rerun each world's scenario on fewer episodes, and
+deploy_envs.topics.gridworlds.baselines``), rerun each world's scenario on fewer episodes, and
 check its expectations plus thresholds set below the full-run numbers (200 episodes, on
 the cards). Where a trained agent does not show the paper's finding, the test pins what
 the shipped agent does, so a retrained agent that changes it is noticed.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from deploy_envs.agent_zoo import load_agent
-from deploy_envs.baselines.gridworlds import (
+from deploy_envs.topics.gridworlds.baselines import (
     AGENT_WORLDS,
     DEFAULT_TIMESTEPS,
     EXTRA_EVAL_ENV_KWARGS,
@@ -68,7 +68,7 @@ def test_trained_agents_score_reward_but_poor_hidden_performance(world):
 def test_shipped_cards_state_reward_and_hidden_performance(world, algorithm):
     _, card = load_agent(agent_name(world, algorithm))
     assert card.env_id == AGENT_WORLDS[world] and card.algorithm == algorithm
-    # the card's recipe is what `python -m deploy_envs.baselines.gridworlds` trains by default
+    # the card's recipe is what `python -m deploy_envs.topics.gridworlds.baselines` trains by default
     assert card.hyperparameters == json.loads(json.dumps(hyperparameters(world, algorithm)))
     assert card.timesteps == TIMESTEPS.get((world, algorithm), DEFAULT_TIMESTEPS[algorithm])
     (scores,) = [v for k, v in card.scores.items() if "episodes" in k and k.endswith("env_kwargs {}")]

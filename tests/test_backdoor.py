@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_envs.envs.backdoor import triggers
-from deploy_envs.envs.backdoor.detectors import detect, spectral_scores
-from deploy_envs.envs.backdoor.mlp import BatchedMLP
+from deploy_envs.topics.backdoor import triggers
+from deploy_envs.topics.backdoor.detectors import detect, spectral_scores
+from deploy_envs.topics.backdoor.mlp import BatchedMLP
 from deploy_envs.scenarios import load_scenario, run_scenario
 
 ENV_ID = "deploy_envs/Backdoor-v0"
@@ -156,7 +156,7 @@ def test_two_means_matches_sklearn_kmeans():
     """The batched Lloyd 2-means used by activation clustering agrees with scikit-learn's KMeans (up to label swap)."""
     from sklearn.cluster import KMeans
 
-    from deploy_envs.envs.backdoor.detectors import two_means
+    from deploy_envs.topics.backdoor.detectors import two_means
 
     rng = np.random.default_rng(0)
     z = np.concatenate([rng.normal(0, 1, (2, 150, 4)), rng.normal(0, 1, (2, 50, 4)) + [5.0, 1.0, 0.0, 0.0]], 1)
@@ -172,7 +172,7 @@ def test_two_means_matches_sklearn_kmeans():
 
 
 def test_activation_clustering_flags_a_small_separate_cluster_only():
-    from deploy_envs.envs.backdoor.detectors import activation_clustering
+    from deploy_envs.topics.backdoor.detectors import activation_clustering
 
     g = torch.Generator().manual_seed(1)
     reps = torch.randn(2, 400, 16, generator=g)

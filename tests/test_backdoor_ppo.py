@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from deploy_envs.agent_zoo import load_agent
-from deploy_envs.baselines import make_baseline
+from deploy_envs.core.agents import make_baseline
 from deploy_envs.evaluation import evaluate
 
 

@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from deploy_envs.baselines import make_baseline
-from deploy_envs.envs.bandits.bandit import DEFAULT_MEANS
-from deploy_envs.envs.bandits.curves import regret_curves, run_regret_scenario
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.bandits.bandit import DEFAULT_MEANS
+from deploy_envs.topics.bandits.curves import regret_curves, run_regret_scenario
 from deploy_envs.metrics.regret import bernoulli_kl, gaussian_kl, growth_summary, lai_robbins_constant, pseudo_regret
 from deploy_envs.scenarios import load_scenario, run_scenario
 
@@ -286,7 +286,7 @@ def test_ppo_learns_the_contextual_bandit_from_bandit_feedback():
     """A tiny SB3 PPO (gamma 0: each pull is its own decision) trained through the SB3 adapter beats chance on held-out digits."""
     from stable_baselines3 import PPO
 
-    from deploy_envs.baselines import SB3Agent
+    from deploy_envs.core.agents import SB3Agent
     from deploy_envs.core.sb3 import make_sb3_vec_env
     from deploy_envs.evaluation import evaluate
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
-from deploy_envs.baselines import BASELINES, make_baseline
-from deploy_envs.baselines.evasion import SquareAttack, margin_loss, unit_direction
+from deploy_envs.core.agents import BASELINES, make_baseline
+from deploy_envs.topics.evasion.baselines import SquareAttack, margin_loss, unit_direction
 from deploy_envs.evaluation import evaluate
 from deploy_envs.metrics.robustness import pgd_attack
 

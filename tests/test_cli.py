@@ -81,7 +81,7 @@ def test_evaluate_suite_errors():
 
 def test_evaluate_with_an_importable_callable(tmp_path, monkeypatch):
     (tmp_path / "my_agents.py").write_text(
-        "from deploy_envs.baselines import make_baseline\n"
+        "from deploy_envs.core.agents import make_baseline\n"
         "def make(env_id):\n    return make_baseline('pgd', env_id)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -103,7 +103,7 @@ def test_alignment_suite_scores_a_safe_navigation_agent_on_every_level(tmp_path)
 
 
 def test_zoo_trojans_passes_its_options_to_the_population_builder(monkeypatch, tmp_path):
-    from deploy_envs.envs.trojans import population
+    from deploy_envs.topics.trojans import population
 
     seen = []
     monkeypatch.setattr(population, "main", lambda argv: seen.append(argv) or 0)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_envs.baselines import make_baseline
-from deploy_envs.envs.shift.bbse import bbse_weights, joint_confusion
-from deploy_envs.envs.shift.corruptions import CORRUPTIONS, SHIFT_KINDS, corrupt, draw_label_prior
-from deploy_envs.envs.shift.tables import compare_models, corruption_table
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.distribution_shift.bbse import bbse_weights, joint_confusion
+from deploy_envs.topics.distribution_shift.corruptions import CORRUPTIONS, SHIFT_KINDS, corrupt, draw_label_prior
+from deploy_envs.topics.distribution_shift.tables import compare_models, corruption_table
 from deploy_envs.scenarios import load_scenario, run_scenario
 
 ENV = "deploy_envs/DistributionShift-v0"

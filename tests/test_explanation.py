@@ -7,10 +7,10 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 import deploy_envs  # noqa: F401
-from deploy_envs.baselines import make_baseline
-from deploy_envs.baselines.explanation import AttributionExplainer
-from deploy_envs.envs.explanation.attribution import attribute, randomize_model
-from deploy_envs.envs.explanation.features import scores_from_ranking
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.explanation.baselines import AttributionExplainer
+from deploy_envs.topics.explanation.attribution import attribute, randomize_model
+from deploy_envs.topics.explanation.features import scores_from_ranking
 
 ENV_ID = "deploy_envs/Explanation-v0"
 
@@ -226,7 +226,7 @@ def test_other_settings_single_and_vector_agree(kwargs):
 
 
 def test_deletion_curve_plot_is_written(tmp_path):
-    from deploy_envs.envs.explanation.sanity import (
+    from deploy_envs.topics.explanation.sanity import (
         deletion_curves,
         plot_deletion_curves,
     )

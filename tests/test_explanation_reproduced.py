@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy_envs.envs.explanation.attribution import METHODS
-from deploy_envs.envs.explanation.sanity import (
+from deploy_envs.topics.explanation.attribution import METHODS
+from deploy_envs.topics.explanation.sanity import (
     randomization_markdown,
     randomization_test,
 )

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_envs.baselines import make_baseline
-from deploy_envs.envs.model_api_attacks.surrogate import BatchedSurrogate
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.extraction.surrogate import BatchedSurrogate
 from deploy_envs.scenarios import load_scenario, run_scenario
 
 ENV = "deploy_envs/ModelExtraction-v0"

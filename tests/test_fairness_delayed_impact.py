@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import deploy_envs  # noqa: F401
-from deploy_envs.baselines import make_baseline
-from deploy_envs.baselines.delayed_impact import di_curves, di_thresholds
-from deploy_envs.envs.fairness.delayed_impact import CLUSTER_PROBS, SUCCESS_PROBS, cluster_acceptance
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.lending.delayed_impact_baselines import di_curves, di_thresholds
+from deploy_envs.topics.lending.delayed_impact import CLUSTER_PROBS, SUCCESS_PROBS, cluster_acceptance
 from deploy_envs.scenarios import load_scenario, run_scenario
 
 ENV_ID = "deploy_envs/DelayedImpactLending-v0"

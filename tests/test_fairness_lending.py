@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from fairlearn.metrics import MetricFrame, demographic_parity_difference, true_positive_rate
 
-from deploy_envs.baselines import make_baseline
-from deploy_envs.baselines.fairness import policy_thresholds
-from deploy_envs.envs.fairness import build_fico_table
-from deploy_envs.envs.fairness.fico import GROUPS, SOURCE_SHA256, TOTALS, fico_population, raw_table, transrisk_to_fico
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.lending.baselines import policy_thresholds
+from deploy_envs.topics.lending import build_fico_table
+from deploy_envs.topics.lending.fico import GROUPS, SOURCE_SHA256, TOTALS, fico_population, raw_table, transrisk_to_fico
 from deploy_envs.metrics.fairness import acceptance, expected_outcomes
 
 ENV_ID = "deploy_envs/FairLending-v0"

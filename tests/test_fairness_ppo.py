@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from deploy_envs.agent_zoo import load_agent
-from deploy_envs.baselines.fairness import (
+from deploy_envs.topics.lending.baselines import (
     ENV_ID,
     PPO_COST_LIMIT,
     PPO_ENV_KWARGS,

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy_envs.baselines.fairness import policy_table, profit_fractions
-from deploy_envs.envs.fairness.dynamics import mean_score_trajectories, plot_mean_scores
-from deploy_envs.envs.fairness.fico import fico_population
+from deploy_envs.topics.lending.baselines import policy_table, profit_fractions
+from deploy_envs.topics.lending.dynamics import mean_score_trajectories, plot_mean_scores
+from deploy_envs.topics.lending.fico import fico_population
 from deploy_envs.scenarios import load_scenario, run_scenario
 
 SCN = Path(__file__).resolve().parents[1] / "scenarios"

@@ -8,11 +8,11 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 
-import deploy_envs.games  # noqa: F401  (registers the games)
+import deploy_envs  # noqa: F401  (registers the games)
 from deploy_envs import make_game
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.games.attack_defense import AGENTS, AttackDefenseCore, parallel_env
-from deploy_envs.games.selfplay import (
+from deploy_envs.topics.evasion.attack_defense import AGENTS, AttackDefenseCore, parallel_env
+from deploy_envs.training.selfplay import (
     FGSMAttacker,
     FixedDefense,
     RandomPolicy,

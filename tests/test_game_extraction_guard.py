@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from deploy_envs.baselines.extraction import JacobianAugmentation, Knockoff
+from deploy_envs.topics.extraction.baselines import JacobianAugmentation, Knockoff
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.games.extraction_guard import (
+from deploy_envs.topics.extraction.extraction_guard import (
     AGENTS,
     ExtractionGuardCore,
     extractor_seat,
@@ -183,7 +183,7 @@ def test_out_of_space_actions_are_refused_without_changing_state():
 
 
 def test_extractor_seat_refuses_other_games():
-    from deploy_envs.games.attack_defense import parallel_env as ad_env
+    from deploy_envs.topics.evasion.attack_defense import parallel_env as ad_env
 
     with pytest.raises(ValueError, match="ExtractionGuard"):
         extractor_seat(ad_env(rounds=2, n_samples=2))

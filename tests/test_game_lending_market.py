@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-import deploy_envs.games  # noqa: F401  (registers the games)
+import deploy_envs  # noqa: F401  (registers the games)
 from deploy_envs import make_game
-from deploy_envs.baselines.fairness import policy_thresholds
+from deploy_envs.topics.lending.baselines import policy_thresholds
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.games.lending_market import LendingMarketCore, parallel_env
+from deploy_envs.topics.lending.lending_market import LendingMarketCore, parallel_env
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,

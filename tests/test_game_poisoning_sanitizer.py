@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import data_equivalence
 
-import deploy_envs.games  # noqa: F401  (registers the games)
+import deploy_envs  # noqa: F401  (registers the games)
 from deploy_envs import make_game
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.games.poisoning_sanitizer import AGENTS, parallel_env
+from deploy_envs.topics.poisoning.poisoning_sanitizer import AGENTS, parallel_env
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,

@@ -9,11 +9,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.utils.env_checker import data_equivalence
 
-import deploy_envs.envs
-import deploy_envs.games  # noqa: F401  (registers the games)
+import deploy_envs  # noqa: F401  (registers the games)
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.games.robust_control import AGENTS, parallel_env, train_robust
-from deploy_envs.games.selfplay import SingleRoleEnv
+from deploy_envs.topics.navigation.robust_navigation import AGENTS, parallel_env, train_robust
+from deploy_envs.training.selfplay import SingleRoleEnv
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,

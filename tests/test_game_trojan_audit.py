@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import deploy_envs.games  # noqa: F401  (registers the games)
+import deploy_envs  # noqa: F401  (registers the games)
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.games.trojan_audit import AGENTS, TrojanAuditCore, parallel_env
+from deploy_envs.topics.trojans.trojan_audit import AGENTS, TrojanAuditCore, parallel_env
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from deploy_envs.baselines import make_baseline
-from deploy_envs.envs.model_api_attacks.membership import (
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.membership.membership_inference import (
     collect_scores,
     membership_metrics,
 )

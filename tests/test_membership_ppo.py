@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy_envs.agent_zoo import load_agent
-from deploy_envs.envs.model_api_attacks.membership import collect_scores, membership_metrics
+from deploy_envs.topics.membership.membership_inference import collect_scores, membership_metrics
 from deploy_envs.scenarios import load_scenario, run_scenario
 
 SCN = Path(__file__).resolve().parents[1] / "scenarios" / "membership_ppo.yaml"

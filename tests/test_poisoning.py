@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_envs.baselines import make_baseline
-from deploy_envs.envs.poisoning.sanitizers import Sanitizer
-from deploy_envs.envs.poisoning.victims import LinearVictims, per_example_loss
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.poisoning.sanitizers import Sanitizer
+from deploy_envs.topics.poisoning.victims import LinearVictims, per_example_loss
 from deploy_envs.evaluation import evaluate
 
 ENV_ID = "deploy_envs/Poisoning-v0"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_envs.baselines import make_baseline
-from deploy_envs.envs.poisoning.mlp_victim import MLPVictims
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.poisoning.mlp_victim import MLPVictims
 from deploy_envs.testing import check_determinism, check_single_vector_match
 
 ENV_ID = "deploy_envs/Poisoning-v0"

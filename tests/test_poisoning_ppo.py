@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy_envs.agent_zoo import load_agent
-from deploy_envs.baselines import make_baseline
+from deploy_envs.core.agents import make_baseline
 from deploy_envs.evaluation import evaluate
 from deploy_envs.scenarios import load_scenario, run_scenario
 

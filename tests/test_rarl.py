@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import data_equivalence
 
-from deploy_envs.games.robust_control import RoleVecEnv
+from deploy_envs.topics.navigation.robust_navigation import RoleVecEnv
 from deploy_envs.scenarios import load_scenario, run_scenario
 
 SCN = Path(__file__).resolve().parents[1] / "scenarios"

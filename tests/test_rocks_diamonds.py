@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from deploy_envs.baselines import make_baseline
-from deploy_envs.envs.gridworlds import GRIDWORLD_IDS, SPECIFICATION_IDS
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.gridworlds import GRIDWORLD_IDS, SPECIFICATION_IDS
 from deploy_envs.scenarios import load_scenario, run_scenario
 
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3

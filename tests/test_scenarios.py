@@ -75,7 +75,7 @@ def test_scenario_plots_are_validated_and_written(tmp_path):
     bad = write(tmp_path, BASE + "plots: [{function: 'os:system', file: x.png}]\n")
     with pytest.raises(ScenarioError, match="plots.0.function.*deploy_envs module"):
         load_scenario(bad)
-    good = write(tmp_path, BASE + "env_kwargs: {max_queries: 2}\nexpect: ['noise.success_rate >= 0']\nplots: [{function: 'deploy_envs.envs.fairness.dynamics:plot_mean_scores', file: f.png, kwargs: {env_kwargs: {horizon: 3}, num_envs: 2}}]\n")
+    good = write(tmp_path, BASE + "env_kwargs: {max_queries: 2}\nexpect: ['noise.success_rate >= 0']\nplots: [{function: 'deploy_envs.topics.lending.dynamics:plot_mean_scores', file: f.png, kwargs: {env_kwargs: {horizon: 3}, num_envs: 2}}]\n")
     result = run_scenario(load_scenario(good), episodes=2, plot_dir=tmp_path / "figs")
     assert result.artifacts == [str(tmp_path / "figs" / "f.png")]
     assert (tmp_path / "figs" / "f.png").stat().st_size > 1000

@@ -18,9 +18,9 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import deploy_envs  # noqa: F401
-from deploy_envs.baselines import make_baseline
-from deploy_envs.baselines.spatial import GridSearchAgent
-from deploy_envs.envs.adversarial.spatial import SpatialEvasionCore, transform_images
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.evasion.spatial_baselines import GridSearchAgent
+from deploy_envs.topics.evasion.spatial_evasion import SpatialEvasionCore, transform_images
 from deploy_envs.evaluation import evaluate
 
 ENV_ID = "deploy_envs/SpatialEvasion-v0"

@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from deploy_envs.baselines import make_baseline
+from deploy_envs.core.agents import make_baseline
 
 ENV = "deploy_envs/TrainingControl-v0"
 SMALL = {"train_size": 64, "val_size": 64, "hidden": 8, "horizon": 4, "steps_per_action": 5, "batch_size_range": (4, 32)}

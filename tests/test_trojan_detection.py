@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.baselines import make_baseline
-from deploy_envs.baselines.trojans import anomaly_index
-from deploy_envs.envs.backdoor import triggers
-from deploy_envs.envs.trojans.detection import TrojanDetectionCore, iou
-from deploy_envs.envs.trojans.population import (
+from deploy_envs.core.agents import make_baseline
+from deploy_envs.topics.trojans.baselines import anomaly_index
+from deploy_envs.topics.backdoor import triggers
+from deploy_envs.topics.trojans.trojan_detection import TrojanDetectionCore, iou
+from deploy_envs.topics.trojans.population import (
     POPULATION_DIR,
     build,
     load_images,

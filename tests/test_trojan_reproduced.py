@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from deploy_envs.baselines.trojans import ANOMALY_THRESHOLD, neural_cleanse
-from deploy_envs.envs.trojans.detection import TrojanDetectionCore
+from deploy_envs.topics.trojans.baselines import ANOMALY_THRESHOLD, neural_cleanse
+from deploy_envs.topics.trojans.trojan_detection import TrojanDetectionCore
 from deploy_envs.scenarios import load_scenario, run_scenario
 
 SCN = Path(__file__).resolve().parents[1] / "scenarios"

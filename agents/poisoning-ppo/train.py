@@ -1,4 +1,4 @@
-"""Recipe of agents/poisoning-ppo: SB3 PPO on Poisoning-v0's native batch via deploy_envs.rl.train_sb3_agent.
+"""Recipe of agents/poisoning-ppo: SB3 PPO on Poisoning-v0's native batch via deploy_envs.training.sb3.train_sb3_agent.
 
 Run from the repository root: ``python agents/poisoning-ppo/train.py`` (one CPU thread, about 11 minutes).
 train_sb3_agent takes no callback, so one is added by wrapping PPO.learn. It only monitors (progress lines, a checkpoint) and guards against the PPO ratio overflowing on the
@@ -13,7 +13,7 @@ torch.distributions.Distribution.set_default_validate_args(False)  # let the gua
 from pathlib import Path
 import stable_baselines3 as sb3
 from stable_baselines3.common.callbacks import BaseCallback
-from deploy_envs.rl import train_sb3_agent
+from deploy_envs.training.sb3 import train_sb3_agent
 
 t0 = time.time()
 class Progress(BaseCallback):

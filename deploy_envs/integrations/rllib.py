@@ -18,7 +18,7 @@ Importing this module needs the optional extra ``rllib`` (``pip install deploy_e
   ``CARD.md`` (:mod:`deploy_envs.agent_zoo`), and scores the result with the suite's
   own :func:`deploy_envs.evaluation.evaluate` (envs) or :func:`evaluate_game` (games).
 * :class:`RLlibAgent` loads a checkpoint's RLModule as a batched
-  :class:`deploy_envs.baselines.base.Agent`, so ``deploy-envs evaluate ENV --agent NAME``
+  :class:`deploy_envs.core.agents.Agent`, so ``deploy-envs evaluate ENV --agent NAME``
   gives the same scorecard as for any other agent.
 
 With no ``address`` a local Ray is started on this machine (the embedded default);
@@ -41,7 +41,7 @@ import gymnasium as gym
 import numpy as np
 
 from deploy_envs.agent_zoo import AgentCard, write_card
-from deploy_envs.baselines.base import Agent
+from deploy_envs.core.agents import Agent
 from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG, make_game
 from deploy_envs.core.validation import check_choice, check_positive
 
@@ -650,7 +650,7 @@ def load_game_zoo_agents(name_or_path: str, deterministic: bool = True) -> tuple
 
 def evaluate_game_spec(game_id: str, spec: Any, *, episodes: int, seed: int, game_kwargs: dict[str, Any]) -> dict[str, float]:
     """Evaluate a scenario agent spec on a game: a zoo policy set (one policy per role) or a baseline in every role."""
-    from deploy_envs.baselines import make_baseline
+    from deploy_envs.core.agents import make_baseline
 
     if spec.zoo:
         agents, card = load_game_zoo_agents(spec.zoo)

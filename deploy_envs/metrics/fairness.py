@@ -97,7 +97,7 @@ class Outcomes:
 
 
 def expected_outcomes(population, thresholds, loss: float, randomize: bool = True) -> Outcomes:
-    """Exact expected outcomes of per-group ``thresholds`` on ``population`` (a :class:`~deploy_envs.envs.fairness.fico.Population`)."""
+    """Exact expected outcomes of per-group ``thresholds`` on ``population`` (a :class:`~deploy_envs.topics.lending.fico.Population`)."""
     pmf, rho, edges = population.pmf, population.repay, population.edges
     acc = acceptance(edges, thresholds, randomize)
     w = pmf * acc

@@ -1,0 +1,379 @@
+"""``deploy_envs/Evasion-v0``: evade a classifier within an Lp budget."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.views import NativeVectorEnv, SingleEnv
+from deploy_envs.topics.evasion.rendering import render_attack
+from deploy_envs.topics.evasion.victim import Victim
+
+THREAT_MODELS = ("white_box", "scores", "decision")
+NORMS = ("linf", "l2")
+ACTION_MODES = ("step", "set")
+
+
+def _clip_(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Clip ``a`` in place with two ufunc calls (``np.clip``'s wrapper costs more than the work on small batches)."""
+    np.maximum(a, lo, out=a)
+    return np.minimum(a, hi, out=a)
+
+
+class EvasionCore(BatchedCore):
+    """## Description
+
+    The agent is an attacker that perturbs one input per episode so that a fixed
+    victim classifier misclassifies it, while the perturbation stays inside an Lp
+    ball of radius ``epsilon`` (Szegedy et al. 2014; Goodfellow et al. 2015; Madry
+    et al. 2018). Each episode draws a test input the victim classifies correctly;
+    each step is one query of the victim on the current adversarial input.
+
+    ## Action Space
+
+    ``Box(-1, 1, (d,), float32)`` with ``d`` the number of input pixels.
+    With ``action_mode="step"`` (default) the perturbation moves by
+    ``step_size * epsilon * action`` and is projected back onto the ball and the
+    pixel range [0, 1]; the PGD step is ``action = sign(gradient)``. With
+    ``action_mode="set"`` the perturbation is set to ``epsilon * action`` (projected).
+
+    ## Observation Space
+
+    A flat ``Box`` of float32, the concatenation of (see ``obs_slices``):
+
+    | part | size | range | content |
+    |---|---|---|---|
+    | ``x`` | d | [0, 1] | current adversarial input |
+    | ``delta`` | d | [-1, 1] | current perturbation divided by ``epsilon`` |
+    | ``feedback`` | K | [0, 1] | ``scores``/``white_box``: softmax output; ``decision``: one-hot top label |
+    | ``label`` | K | [0, 1] | one-hot true label (untargeted) or target label (targeted) |
+    | ``gradient`` | d | [-1, 1] | ``white_box`` only: ascent direction of the attack loss, divided by its max-abs |
+    | ``budget`` | 1 | [0, 1] | fraction of the query budget left |
+
+    The ``scores`` and ``decision`` threat models never expose gradients or
+    weights, in the observation or in ``info``.
+
+    ## Rewards
+
+    ``reward_scale * (margin_before - margin_after)`` (dense progress on the
+    logit margin of the true class, or towards the target) plus ``success_bonus``
+    on success, minus ``query_cost`` per step. Under ``decision`` the dense term is
+    off by default (``dense_reward=None``) since it would leak the scores.
+
+    ## Starting State
+
+    A test input drawn uniformly from those the victim classifies correctly (or
+    ``options={"index": i}`` to choose it), a zero perturbation, and in targeted
+    mode a target drawn uniformly from the other classes (or ``target_class``).
+    The starting observation contains the victim's answer on the clean input.
+
+    ## Episode End
+
+    Terminates when the attack succeeds (untargeted: the prediction differs from the
+    true label; targeted: it equals the target) or when the query budget
+    ``max_queries`` is spent (the budget is part of the observation, so this is a
+    termination, not a truncation).
+
+    ## Info
+
+    ``success``, ``queries``, ``perturbation_norm`` (in ``norm``), ``true_label``,
+    ``predicted_label``, ``sample_index``; ``target_label`` when targeted; ``margin``
+    except under the ``decision`` threat model.
+
+    ## Arguments
+
+    * ``dataset``: ``"digits"`` (default, embedded), ``"mnist"``, ``"fashion_mnist"``.
+    * ``victim``: zoo model (``"standard"``, ``"madry"`` or a full zoo name) or an ``nn.Module``.
+    * ``norm``: ``"linf"`` or ``"l2"``; ``epsilon``: radius (> 0), default 0.2.
+    * ``threat_model``: ``"white_box"``, ``"scores"`` (default) or ``"decision"``.
+    * ``targeted`` (bool), ``target_class`` (int or None).
+    * ``max_queries``: query budget per episode (default 20).
+    * ``action_mode``: ``"step"`` or ``"set"``; ``step_size``: step as a fraction of epsilon (default 0.25).
+    * ``reward_scale``, ``success_bonus`` (default 5), ``query_cost`` (default 0), ``dense_reward``.
+    * ``split``: ``"test"`` (default) or ``"train"`` inputs; ``device``: torch device.
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        *,
+        dataset: str = "digits",
+        victim: Any = "standard",
+        norm: str = "linf",
+        epsilon: float = 0.2,
+        threat_model: str = "scores",
+        targeted: bool = False,
+        target_class: int | None = None,
+        max_queries: int = 20,
+        action_mode: str = "step",
+        step_size: float = 0.25,
+        reward_scale: float = 1.0,
+        success_bonus: float = 5.0,
+        query_cost: float = 0.0,
+        dense_reward: bool | None = None,
+        split: str = "test",
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(num_envs, render_mode)
+        self.norm = check_choice("norm", norm, NORMS)
+        self.epsilon = check_positive("epsilon", epsilon)
+        self.threat_model = check_choice("threat_model", threat_model, THREAT_MODELS)
+        self.targeted = bool(check_choice("targeted", targeted, (True, False)))
+        self.max_queries = check_positive("max_queries", max_queries, integer=True)
+        self.action_mode = check_choice("action_mode", action_mode, ACTION_MODES)
+        self.step_size = check_positive("step_size", step_size)
+        self.reward_scale = check_number("reward_scale", reward_scale)
+        self.success_bonus = check_number("success_bonus", success_bonus)
+        self.query_cost = check_number("query_cost", query_cost, low=0.0)
+        self.dense_reward = (threat_model != "decision") if dense_reward is None else bool(dense_reward)
+        self.victim = Victim.build(victim, dataset=dataset, device=device, split=split)
+        K = self.victim.num_classes
+        self.target_class = None
+        if target_class is not None:
+            if not targeted:
+                raise ValueError(f"target_class={target_class!r} needs targeted=True")
+            self.target_class = check_number("target_class", target_class, low=0, high=K - 1, integer=True)
+        self.pool = self.victim.correct_indices()
+        if self.target_class is not None:
+            self.pool = self.pool[self.victim.labels[self.pool] != self.target_class]
+        if len(self.pool) == 0:
+            raise ValueError(f"victim {self.victim.name!r} classifies no {split} input correctly; nothing to attack")
+
+        d = self.d = int(np.prod(self.victim.image_shape))
+        self.K = K
+        parts = [("x", d, 0.0, 1.0), ("delta", d, -1.0, 1.0), ("feedback", K, 0.0, 1.0), ("label", K, 0.0, 1.0)]
+        if threat_model == "white_box":
+            parts.append(("gradient", d, -1.0, 1.0))
+        parts.append(("budget", 1, 0.0, 1.0))
+        self.obs_slices: dict[str, slice] = {}
+        lows, highs, start = [], [], 0
+        for name, size, lo, hi in parts:
+            self.obs_slices[name] = slice(start, start + size)
+            lows.append(np.full(size, lo, np.float32))
+            highs.append(np.full(size, hi, np.float32))
+            start += size
+        self.obs_dim = start
+        self.single_observation_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
+        self.single_action_space = spaces.Box(-1.0, 1.0, (d,), dtype=np.float32)
+
+        n = self.num_envs
+        self.x0 = np.zeros((n, d), np.float32)
+        self.delta = np.zeros((n, d), np.float32)
+        self.true_label = np.zeros(n, np.int64)
+        self.target = np.full(n, -1, np.int64)
+        self.sample_index = np.zeros(n, np.int64)
+        self.queries = np.zeros(n, np.int64)
+        self.margin = np.zeros(n, np.float32)
+        self.pred = np.zeros(n, np.int64)
+        self._eye = np.eye(K, dtype=np.float32)
+        self._flat_images = self.victim.images.reshape(len(self.victim.labels), d)
+        self._all = np.arange(n)
+
+    # ----------------------------------------------------------------- reset
+    def _start(self, idx, options=None) -> np.ndarray:
+        """Draw the new episodes of copies ``idx`` (state only, no query); return their clean inputs."""
+        options = options or {}
+        chosen = options.get("index")
+        if chosen is not None:
+            chosen = np.broadcast_to(np.asarray(chosen, dtype=np.int64), (len(idx),))
+            bad = ~np.isin(chosen, self.pool)
+            if bad.any():
+                raise ValueError(
+                    f"options['index']={chosen[bad][0]} is not an input the victim classifies correctly "
+                    f"(allowed: indices in env.core.pool, {len(self.pool)} of them)"
+                )
+        # only the draws are per copy (each from its own generator); the writes are batched
+        draw_target = self.targeted and self.target_class is None
+        n_pool = len(self.pool)
+        rngs = self.rngs
+        if chosen is not None:
+            ks = chosen.astype(np.int64)
+        else:
+            ks = self.pool[[rngs[i].integers(n_pool) for i in idx.tolist()]]
+        if draw_target:  # drawn after the input, from the same per-copy generator
+            ts = np.array([rngs[i].integers(self.K - 1) for i in idx.tolist()], dtype=np.int64)
+        self.sample_index[idx] = ks
+        true_label = self.victim.labels[ks]
+        self.true_label[idx] = true_label
+        if self.targeted:
+            self.target[idx] = self.target_class if self.target_class is not None else ts + (ts >= true_label)
+        x0 = self._flat_images[ks]
+        self.x0[idx] = x0
+        self.delta[idx] = 0.0
+        self.queries[idx] = 0
+        return x0
+
+    def reset_indices(self, idx, options=None):
+        return self._observe(idx, self._start(idx, options))
+
+    # ------------------------------------------------------------------ step
+    def step_indices(self, idx, actions):
+        prev_margin = self.margin[idx]
+        obs, info = self._observe(idx, self._move(idx, actions))
+        return self._outcome(idx, prev_margin, obs, info)
+
+    def autoreset_step(self, reset_mask: np.ndarray, actions: np.ndarray):
+        """Restart the copies in ``reset_mask`` and step all others, with one victim query.
+
+        What the vector view's ``NEXT_STEP`` autoreset does with ``reset_indices`` on
+        the finished copies and ``step_indices`` on the others, in one forward pass
+        over the whole batch. Returns ``(obs, reward, terminated, truncated, info)``
+        for all copies; a restarted copy has its reset observation and info, reward 0
+        and no done flag (its action is ignored).
+        """
+        reset_idx = np.flatnonzero(reset_mask)
+        prev_margin = self.margin.copy()
+        x = self._move(self._all, actions)  # the restarted copies' moves are undone by _start
+        x[reset_idx] = self._start(reset_idx)
+        obs, info = self._observe(self._all, x)
+        obs, reward, terminated, truncated, info = self._outcome(self._all, prev_margin, obs, info)
+        reward[reset_idx] = 0.0
+        terminated[reset_idx] = False
+        return obs, reward, terminated, truncated, info
+
+    def _move(self, idx, actions) -> np.ndarray:
+        """Apply the actions of copies ``idx`` to their perturbation; return the new adversarial inputs."""
+        full = len(idx) == self.num_envs
+        x0 = self.x0 if full else self.x0[idx]
+        if self.action_mode == "step":
+            delta = actions * (self.step_size * self.epsilon)
+            delta += self.delta if full else self.delta[idx]
+        else:
+            delta = actions * self.epsilon
+        delta = self._project(delta)
+        x_adv = np.add(x0, delta, out=delta)  # delta is a fresh array: reuse it
+        _clip_(x_adv, 0.0, 1.0)
+        if full:
+            np.subtract(x_adv, x0, out=self.delta)
+            self.queries += 1
+        else:
+            self.delta[idx] = x_adv - x0
+            self.queries[idx] += 1
+        return x_adv
+
+    def _outcome(self, idx, prev_margin, obs, info):
+        success = info["success"]
+        reward = self.success_bonus * success - self.query_cost
+        if self.dense_reward:
+            reward = reward + self.reward_scale * (prev_margin - self.margin[idx])
+        terminated = success | (info["queries"] >= self.max_queries)
+        return obs, np.asarray(reward, dtype=np.float64), terminated, np.zeros(len(idx), bool), info
+
+    # ------------------------------------------------------------- internals
+    def _project(self, delta: np.ndarray) -> np.ndarray:
+        """Project (in place) onto the epsilon-ball of the norm."""
+        eps = self.epsilon
+        if self.norm == "linf":
+            return _clip_(delta, -eps, eps)
+        norms = np.sqrt(np.einsum("ij,ij->i", delta, delta))
+        scale = np.minimum(1.0, eps / np.maximum(norms, 1e-12)).astype(np.float32)
+        delta *= scale[:, None]
+        return delta
+
+    def attack_labels(self, idx) -> np.ndarray:
+        return self.target[idx] if self.targeted else self.true_label[idx]
+
+    def _observe(self, idx, x_adv: np.ndarray):
+        # This runs on every step of every copy: it is written for few, whole-batch
+        # numpy operations, since on a small batch each call costs more than its arithmetic.
+        k = len(idx)
+        full = k == self.num_envs  # idx is then all copies in order: plain copies instead of gathers
+        true_label = self.true_label.copy() if full else self.true_label[idx]
+        if self.targeted:
+            labels = self.target.copy() if full else self.target[idx]
+        else:
+            labels = true_label  # = attack_labels(idx)
+        if self.threat_model == "white_box":
+            logits, grad = self.victim.logits_and_grad(x_adv, labels, self.targeted)
+        else:
+            logits = self.victim.logits(x_adv)
+        z = logits.cpu().numpy()
+        rows = self._all[:k]
+        pred = z.argmax(1)
+        z_l = z[rows, labels]
+        others = z.copy()
+        others[rows, labels] = -np.inf
+        other = others.max(1)
+        margin = other - z_l if self.targeted else z_l - other  # = margins(logits, labels, targeted)
+        if full:
+            self.margin[:] = margin
+            self.pred[:] = pred
+            delta, queries, sample_index = self.delta, self.queries.copy(), self.sample_index.copy()
+        else:
+            self.margin[idx] = margin
+            self.pred[idx] = pred
+            delta, queries, sample_index = self.delta[idx], self.queries[idx], self.sample_index[idx]
+        obs = np.empty((k, self.obs_dim), np.float32)
+        s = self.obs_slices
+        obs[:, s["x"]] = x_adv
+        part = obs[:, s["delta"]]
+        _clip_(np.multiply(delta, 1.0 / self.epsilon, out=part), -1.0, 1.0)
+        feedback = obs[:, s["feedback"]]
+        if self.threat_model == "decision":
+            feedback[:] = self._eye[pred]
+        else:  # softmax of the logits, in place
+            np.subtract(z, z[rows, pred][:, None], out=feedback)
+            np.exp(feedback, out=feedback)
+            feedback /= feedback.sum(1, keepdims=True)
+        obs[:, s["label"]] = self._eye[labels]
+        if self.threat_model == "white_box":
+            g = grad.cpu().numpy()
+            np.divide(g, np.maximum(np.abs(g).max(1, keepdims=True), 1e-12), out=obs[:, s["gradient"]])
+        obs[:, s["budget"].start] = 1.0 - queries / self.max_queries
+        success = (pred == labels) if self.targeted else (pred != true_label)
+        info = {  # every array here is fresh: none aliases the core's state
+            "success": success,
+            "queries": queries,
+            "perturbation_norm": self._norm(delta),
+            "true_label": true_label,
+            "predicted_label": pred,
+            "sample_index": sample_index,
+        }
+        if self.targeted:
+            info["target_label"] = labels
+        if self.threat_model != "decision":
+            info["margin"] = margin
+        return obs, info
+
+    def _norm(self, delta: np.ndarray) -> np.ndarray:
+        if self.norm == "linf":
+            return np.abs(delta).max(1)
+        return np.sqrt(np.einsum("ij,ij->i", delta, delta))
+
+    # ------------------------------------------------------------- rendering
+    def render_index(self, i: int):
+        shape = self.victim.image_shape
+        if self.render_mode == "ansi":
+            return (
+                f"sample {self.sample_index[i]} true={self.true_label[i]} pred={self.pred[i]} "
+                f"queries={self.queries[i]}/{self.max_queries} {self.norm}={self._norm(self.delta[i:i+1])[0]:.3f}"
+                f" (eps {self.epsilon})"
+            )
+        return render_attack(
+            self.x0[i].reshape(shape),
+            self.delta[i].reshape(shape),
+            true_label=int(self.true_label[i]),
+            adv_label=int(self.pred[i]),
+            title=f"{self.norm} eps={self.epsilon}  queries {self.queries[i]}/{self.max_queries}",
+            scale=self.epsilon,
+        )
+
+
+class EvasionEnv(SingleEnv):
+    __doc__ = EvasionCore.__doc__
+    core_class = EvasionCore
+
+
+class EvasionVectorEnv(NativeVectorEnv):
+    __doc__ = "Native batch of ``Evasion-v0`` (one forward pass for all copies).\n\n" + (EvasionCore.__doc__ or "")
+    core_class = EvasionCore

@@ -1,0 +1,501 @@
+"""``deploy_envs/ExtractionGuard-v0``: a model thief against the guard of a prediction API.
+
+Build it with :func:`parallel_env` (or ``deploy_envs.make_game("deploy_envs/ExtractionGuard-v0")``).
+The game is written once as :class:`ExtractionGuardCore`, a batched core (one victim
+forward pass and one batched surrogate update for all copies); the PettingZoo
+:class:`ExtractionGuardParallelEnv` is that core at batch size 1.
+
+The extractor's observation has exactly the layout of ``ModelExtraction-v0``, so the
+extraction baselines (:mod:`deploy_envs.topics.extraction.baselines`) play the extractor
+seat through :func:`extractor_seat`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.utils import seeding
+
+from deploy_envs.api.model_api import ModelAPI, PradaDetector
+from deploy_envs.core.batched import BatchedCore, validate_batch
+from deploy_envs.core.spaces import flat_box
+from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.views import ParallelGameView
+from deploy_envs.data import load_dataset
+from deploy_envs.topics.extraction.surrogate import KINDS, BatchedSurrogate
+
+AGENTS = ("extractor", "guard")
+#: output granularities the guard may be offered (Tramer et al. 2016 study these)
+GRANULARITIES = ("probabilities", "rounded", "top_k", "label")
+
+
+def _check_levels(name: str, values: Any, low: float, high: float | None = None) -> tuple[float, ...]:
+    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
+        raise ValueError(f"{name}={values!r} must be a non-empty sequence of numbers")
+    out = tuple(float(check_number(name, v, low=low, high=high)) for v in values)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}={values!r} repeats a value; each may appear once")
+    return out
+
+
+class ExtractionGuardCore(BatchedCore):
+    """## Description
+
+    A repeated simultaneous-move game around a prediction API in front of a victim
+    classifier (the digits CNN, ``"standard"``, by default). The **extractor** is a
+    model thief (Tramer et al. 2016; Papernot et al. 2017; Orekondy et al. 2019): each
+    round it submits ``batch_size`` queries and the env trains its surrogate on all the
+    answers so far, as in ``ModelExtraction-v0``. The **guard** runs the API: each round,
+    at the same time and without seeing this round's queries, it sets
+
+    * the output granularity (``"probabilities"``, probabilities ``"rounded"`` to
+      ``decimals`` decimals, ``"top_k"`` probabilities, or the ``"label"`` only),
+    * the standard deviation of Gaussian noise added to the probabilities (clipped
+      and renormalised, before the granularity is applied), from ``noise_levels``,
+    * the detection threshold ``delta`` of a PRADA detector (Juuti et al. 2019, "PRADA:
+      Protecting against DNN Model Stealing Attacks", EuroS&P): a client whose stream
+      of nearest-neighbour query distances has a Shapiro-Wilk statistic ``W < delta``
+      is flagged, for good, and refused from then on; ``delta = 0`` switches detection off.
+
+    The same API also serves a stream of ``benign_queries`` natural inputs per round
+    (drawn from the dataset's train split, from the copy's generator) of one benign
+    client, which the same settings and a detector of its own apply to. The guard is
+    scored on the extractor's fidelity gain and on the utility the benign client keeps.
+
+    Each round, in order: the victim answers all queries (one forward pass); both
+    clients' detectors see their queries and take the guard's threshold; a client that
+    is flagged now has this round's answers refused; noise and granularity are applied
+    (each copy's noise from its own generator); the extractor's surrogate is trained on
+    every answer so far (``fit_steps`` Adam steps on the soft-label cross-entropy) and
+    its fidelity is measured on the held-out test split, which no client ever sees.
+
+    ## Agents
+
+    ``"extractor"`` and ``"guard"``; both act every round.
+
+    ## Action Spaces
+
+    * extractor: ``Box(0, 1, (batch_size * d,), float32)``: ``batch_size`` queries of
+      ``d`` pixels, row after row (as in ``ModelExtraction-v0``).
+    * guard: ``MultiDiscrete([len(granularities), len(noise_levels), len(thresholds)])``:
+      indices into ``granularities``, ``noise_levels`` and ``thresholds``.
+
+    ## Observation Spaces
+
+    Flat ``Box`` es of float32 in [0, 1] (``core.obs_slices[agent]`` names the parts).
+
+    extractor (the layout of ``ModelExtraction-v0``):
+
+    | part | size | content |
+    |---|---|---|
+    | ``answer`` | batch_size * K | the answers to its last batch (zeros where refused) |
+    | ``answered`` | batch_size | 1 where the API answered the query |
+    | ``uncertainty`` | batch_size | the surrogate's predictive entropy / log K on each query, before it learned the answer |
+    | ``budget`` | 1 | fraction of the rounds left |
+
+    guard:
+
+    | part | size | content |
+    |---|---|---|
+    | ``previous_granularity`` | G | one-hot of last round's granularity (zeros in round 0) |
+    | ``previous_noise`` | N | one-hot of last round's noise level (zeros in round 0) |
+    | ``previous_threshold`` | T | one-hot of last round's threshold (zeros in round 0) |
+    | ``extractor_w`` | 1 | the extractor's latest Shapiro-Wilk statistic (1 before the first test) |
+    | ``benign_w`` | 1 | the benign client's latest statistic (1 before the first test) |
+    | ``extractor_flagged`` | 1 | 1 once the extractor is flagged |
+    | ``benign_flagged`` | 1 | 1 once the benign client is flagged (a false positive) |
+    | ``benign_utility`` | 1 | last round's benign utility |
+    | ``round`` | 1 | rounds played / ``rounds`` |
+
+    The guard sees what an API operator sees (its settings and detector statistics),
+    never the extractor's surrogate.
+
+    ## Rewards
+
+    extractor: ``reward_scale * (fidelity_after - fidelity_before)``, the fidelity gain
+    of its surrogate this round. guard: ``utility_weight * benign_utility`` minus the
+    extractor's reward. ``benign_utility`` is the mean over the round's benign queries
+    of ``answered * (1 - TV(served, victim))``: one minus the total-variation distance
+    between the served answer (normalised to sum 1) and the victim's true probabilities,
+    0 where refused. Label-only answers keep the top class and cost ``1 - p_max``; noise
+    and refusals cost more.
+
+    ## Starting State
+
+    A fresh surrogate (random initialisation from the copy's generator), fresh clients
+    and detectors, no previous settings, zero answers, full budget.
+
+    ## Episode End
+
+    After ``rounds`` rounds both agents are **terminated** (the budget is part of both
+    observations). The PettingZoo env then has no live agents.
+
+    ## Info
+
+    Per agent, the same keys: ``fidelity`` and ``test_accuracy`` of the surrogate,
+    ``benign_utility``, ``extractor_answered`` and ``benign_answered`` (this round),
+    ``extractor_flagged``, ``benign_flagged``, ``granularity`` (index), ``noise``,
+    ``threshold``, ``extractor_w``, ``benign_w``, ``queries`` (extractor's, so far) and
+    ``round`` (the index of the round just played). Reset infos carry ``fidelity``,
+    ``test_accuracy``, ``queries`` and ``round``.
+
+    ## Arguments
+
+    * ``victim``: zoo name (default ``"standard"``) or ``nn.Module``; ``dataset``: ``"digits"``.
+    * ``surrogate``: ``"mlp"`` (default) or ``"logistic"``; ``hidden`` (64), ``fit_steps`` (10), ``lr`` (0.01).
+    * ``batch_size``: extractor queries per round (10); ``rounds``: rounds per episode (20).
+    * ``benign_queries``: benign queries per round (10).
+    * ``granularities``: names from :data:`GRANULARITIES` (no repeats; default all four);
+      ``decimals`` (1) for ``"rounded"``, ``top_k`` (3) for ``"top_k"``.
+    * ``noise_levels``: noise standard deviations >= 0 (default ``(0.0, 0.1, 0.2)``).
+    * ``thresholds``: PRADA thresholds in [0, 1] (default ``(0.0, 0.9, 0.95)``; 0 = off).
+    * ``prada_min_distances`` (100) and ``prada_check_every`` (10): as in the PRADA reference code.
+    * ``utility_weight`` (>= 0, default 1), ``reward_scale`` (default 1), ``holdout``
+      (held-out test inputs for fidelity, None = all), ``device``.
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        *,
+        victim: Any = "standard",
+        dataset: str = "digits",
+        surrogate: str = "mlp",
+        hidden: int = 64,
+        fit_steps: int = 10,
+        lr: float = 0.01,
+        batch_size: int = 10,
+        rounds: int = 20,
+        benign_queries: int = 10,
+        granularities: Sequence[str] = GRANULARITIES,
+        decimals: int = 1,
+        top_k: int = 3,
+        noise_levels: Sequence[float] = (0.0, 0.1, 0.2),
+        thresholds: Sequence[float] = (0.0, 0.9, 0.95),
+        prada_min_distances: int = 100,
+        prada_check_every: int = 10,
+        utility_weight: float = 1.0,
+        reward_scale: float = 1.0,
+        holdout: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(num_envs, render_mode)
+        self.surrogate_kind = check_choice("surrogate", surrogate, KINDS)
+        self.hidden = check_positive("hidden", hidden, integer=True)
+        self.fit_steps = check_number("fit_steps", fit_steps, low=0, integer=True)
+        self.lr = check_positive("lr", lr)
+        self.batch_size = check_positive("batch_size", batch_size, integer=True)
+        self.rounds = check_positive("rounds", rounds, integer=True)
+        self.max_queries = self.batch_size * self.rounds
+        self.benign_queries = check_positive("benign_queries", benign_queries, integer=True)
+        if isinstance(granularities, str) or not isinstance(granularities, Sequence) or len(granularities) == 0:
+            raise ValueError(f"granularities={granularities!r} must be a non-empty sequence of names from {GRANULARITIES}")
+        for g in granularities:
+            if g not in GRANULARITIES:
+                raise ValueError(f"granularities contains {g!r}; allowed: {', '.join(map(repr, GRANULARITIES))}")
+        if len(set(granularities)) != len(granularities):
+            raise ValueError(f"granularities={tuple(granularities)!r} repeats a name; each may appear once")
+        self.granularities: tuple[str, ...] = tuple(granularities)
+        self.decimals = check_number("decimals", decimals, low=0, high=8, integer=True)
+        self.noise_levels = _check_levels("noise_levels", noise_levels, 0.0)
+        self.thresholds = _check_levels("thresholds", thresholds, 0.0, 1.0)
+        self.prada_min_distances = check_positive("prada_min_distances", prada_min_distances, integer=True)
+        self.prada_check_every = check_positive("prada_check_every", prada_check_every, integer=True)
+        self.utility_weight = check_number("utility_weight", utility_weight, low=0.0)
+        self.reward_scale = check_number("reward_scale", reward_scale)
+
+        # the API holds the victim; the guard's per-round settings are applied here, per copy
+        self.api = ModelAPI(victim, dataset=dataset, device=device)
+        self.top_k = check_number("top_k", top_k, low=1, high=self.api.num_classes, integer=True)
+        d, K = self.d, self.K = self.api.d, self.api.num_classes
+        ds = load_dataset(dataset)
+        self.benign_pool = np.ascontiguousarray(ds.x_train.reshape(len(ds.y_train), d), dtype=np.float32)
+        x_hold, y_hold = ds.x_test.reshape(len(ds.y_test), d), ds.y_test
+        if holdout is not None:
+            holdout = check_number("holdout", holdout, low=1, high=len(y_hold), integer=True)
+            x_hold, y_hold = x_hold[:holdout], y_hold[:holdout]
+        # the referee's view: never in observations or info
+        self._x_hold = torch.from_numpy(np.ascontiguousarray(x_hold, dtype=np.float32))
+        self._victim_hold = torch.from_numpy(self.api.victim_probabilities(x_hold).argmax(1))
+        self._true_hold = torch.from_numpy(np.asarray(y_hold, dtype=np.int64))
+
+        m = self.batch_size
+        G, N, T = self.G, self.N, self.T = len(self.granularities), len(self.noise_levels), len(self.thresholds)
+        ext_parts = [("answer", m * K, 0.0, 1.0), ("answered", m, 0.0, 1.0), ("uncertainty", m, 0.0, 1.0), ("budget", 1, 0.0, 1.0)]
+        guard_parts = [
+            ("previous_granularity", G, 0.0, 1.0), ("previous_noise", N, 0.0, 1.0), ("previous_threshold", T, 0.0, 1.0),
+            ("extractor_w", 1, 0.0, 1.0), ("benign_w", 1, 0.0, 1.0), ("extractor_flagged", 1, 0.0, 1.0),
+            ("benign_flagged", 1, 0.0, 1.0), ("benign_utility", 1, 0.0, 1.0), ("round", 1, 0.0, 1.0),
+        ]
+        self.obs_slices: dict[str, dict[str, slice]] = {}
+        self.observation_spaces: dict[str, spaces.Box] = {}
+        for agent, parts in zip(AGENTS, (ext_parts, guard_parts)):
+            self.observation_spaces[agent], self.obs_slices[agent] = flat_box(parts)
+        self.action_spaces: dict[str, spaces.Space] = {
+            "extractor": spaces.Box(0.0, 1.0, (m * d,), dtype=np.float32),
+            "guard": spaces.MultiDiscrete([G, N, T]),
+        }
+        self.single_observation_space = spaces.Dict(self.observation_spaces)
+        self.single_action_space = spaces.Dict(self.action_spaces)
+        self._noise_arr = np.asarray(self.noise_levels)
+        self._thr_arr = np.asarray(self.thresholds)
+
+        # ---- per-copy state
+        n = self.num_envs
+        self.surrogate = BatchedSurrogate(self.surrogate_kind, d, K, n, hidden=self.hidden, lr=self.lr)
+        Q = self.max_queries
+        self.xq = torch.zeros(n, Q, d)
+        self.yq = torch.zeros(n, Q, K)
+        self.wq = torch.zeros(n, Q)
+        self.queries = np.zeros(n, np.int64)
+        self.round = np.zeros(n, np.int64)
+        self.fidelity = np.zeros(n, np.float64)
+        self.test_accuracy = np.zeros(n, np.float64)
+        self.prev_action = np.full((n, 3), -1, np.int64)
+        self.ext_flagged = np.zeros(n, bool)
+        self.ben_flagged = np.zeros(n, bool)
+        self.ext_w = np.ones(n, np.float64)
+        self.ben_w = np.ones(n, np.float64)
+        self.last_utility = np.zeros(n, np.float64)
+        self.last_answer = np.zeros((n, m * K), np.float32)
+        self.last_answered = np.zeros((n, m), np.float32)
+        self.last_uncertainty = np.zeros((n, m), np.float32)
+        self.last_rewards = np.zeros((n, 2), np.float64)
+        self.detectors: list[list[PradaDetector]] = [[self._detector(), self._detector()] for _ in range(n)]
+
+    def _detector(self) -> PradaDetector:
+        # delta -1: the detector only measures W; the guard's threshold of the round decides the flag
+        return PradaDetector(-1.0, self.prada_min_distances, self.prada_check_every)
+
+    # ------------------------------------------------------------- seeding
+    def seed(self, seed: int) -> None:
+        """Seed copy ``i`` with ``seed + i``; copy ``i`` then follows a single game seeded ``seed + i``."""
+        for i in range(self.num_envs):
+            self.rngs[i], _ = seeding.np_random(int(seed) + i)
+
+    # --------------------------------------------------------------- reset
+    def reset_indices(self, idx, options=None):
+        idx = np.asarray(idx, dtype=np.int64)
+        self.surrogate.init(idx, self.rngs)
+        t = torch.as_tensor(idx, dtype=torch.long)
+        self.xq[t] = 0.0
+        self.yq[t] = 0.0
+        self.wq[t] = 0.0
+        self.queries[idx] = 0
+        self.round[idx] = 0
+        self.prev_action[idx] = -1
+        self.ext_flagged[idx] = False
+        self.ben_flagged[idx] = False
+        self.ext_w[idx] = 1.0
+        self.ben_w[idx] = 1.0
+        self.last_utility[idx] = 0.0
+        self.last_answer[idx] = 0.0
+        self.last_answered[idx] = 0.0
+        self.last_uncertainty[idx] = 0.0
+        self.last_rewards[idx] = 0.0
+        for i in idx:
+            self.detectors[i] = [self._detector(), self._detector()]
+        self._evaluate(idx)
+        info = {"fidelity": self.fidelity[idx].copy(), "test_accuracy": self.test_accuracy[idx].copy(),
+                "queries": self.queries[idx].copy(), "round": self.round[idx].copy()}
+        return self._observe(idx), {a: {k: v.copy() for k, v in info.items()} for a in AGENTS}
+
+    # ---------------------------------------------------------------- step
+    def validate_actions(self, actions: Any, batch: int) -> dict[str, np.ndarray]:
+        """Check a dict ``{agent: batch of actions}``; raise ``ValueError`` naming the agent's action if one is outside its space."""
+        if not isinstance(actions, dict):
+            raise ValueError(f"actions must be a dict with keys {AGENTS}, got {type(actions).__name__}")
+        missing = [a for a in AGENTS if a not in actions]
+        extra = [a for a in actions if a not in AGENTS]
+        if missing or extra:
+            raise ValueError(f"actions must have exactly the keys {AGENTS}; missing {missing}, unknown {extra}")
+        return {a: validate_batch(self.action_spaces[a], actions[a], batch, name=f"actions[{a!r}]") for a in AGENTS}
+
+    def step_indices(self, idx, actions):
+        """Play one round in copies ``idx`` with a validated dict of per-agent batches; returns per-agent dicts."""
+        idx = np.asarray(idx, dtype=np.int64)
+        b, m, nb, d, K = len(idx), self.batch_size, self.benign_queries, self.d, self.K
+        q = np.asarray(actions["extractor"], np.float32).reshape(b, m, d)
+        g = np.asarray(actions["guard"], np.int64).reshape(b, 3)
+        gran, noise, thr = g[:, 0], self._noise_arr[g[:, 1]], self._thr_arr[g[:, 2]]
+        benign = np.stack([self.benign_pool[self.rngs[i].integers(len(self.benign_pool), size=nb)] for i in idx])
+        xq = torch.from_numpy(np.ascontiguousarray(q))
+        uncertainty = self.surrogate.entropy(idx, xq).numpy()
+
+        # one forward pass for both clients of all copies
+        allq = np.concatenate([q, benign], 1)
+        probs = self.api.victim_probabilities(allq.reshape(-1, d)).reshape(b, m + nb, K)
+        classes = probs.argmax(2)
+        # detectors see the queries, then the guard's threshold of this round decides
+        for j, i in enumerate(idx):
+            det_e, det_b = self.detectors[i]
+            det_e.observe(q[j].astype(np.float64), classes[j, :m])
+            det_b.observe(benign[j].astype(np.float64), classes[j, m:])
+            self.ext_w[i] = 1.0 if det_e.last_w is None else det_e.last_w
+            self.ben_w[i] = 1.0 if det_b.last_w is None else det_b.last_w
+        self.ext_flagged[idx] |= self.ext_w[idx] < thr
+        self.ben_flagged[idx] |= self.ben_w[idx] < thr
+        ok = np.empty((b, m + nb), bool)
+        ok[:, :m] = ~self.ext_flagged[idx, None]
+        ok[:, m:] = ~self.ben_flagged[idx, None]
+
+        served = self._serve(idx, probs, gran, noise)
+        served[~ok] = 0.0
+        total = served.sum(2, keepdims=True)
+        normed = served / np.maximum(total, 1e-12)
+        tv = 0.5 * np.abs(normed[:, m:] - probs[:, m:]).sum(2)
+        utility = (ok[:, m:] * (1.0 - tv)).mean(1)
+
+        # the extractor's surrogate learns from every answer so far
+        t = torch.as_tensor(idx, dtype=torch.long)
+        pos = torch.as_tensor(self.queries[idx][:, None] + np.arange(m)[None], dtype=torch.long)
+        rows = t[:, None].expand(b, m)
+        self.xq[rows, pos] = xq
+        self.yq[rows, pos] = torch.from_numpy(normed[:, :m].astype(np.float32))
+        self.wq[rows, pos] = torch.from_numpy((ok[:, :m] & (total[:, :m, 0] > 0)).astype(np.float32))
+        self.queries[idx] += m
+        n = int(self.queries[idx].max())
+        self.surrogate.fit(idx, self.xq[t, :n], self.yq[t, :n], self.wq[t, :n], self.fit_steps)
+        before = self.fidelity[idx].copy()
+        self._evaluate(idx)
+        r_ext = self.reward_scale * (self.fidelity[idx] - before)
+        r_guard = self.utility_weight * utility - r_ext
+
+        ext_answered = ok[:, :m].sum(1)
+        info = {
+            "fidelity": self.fidelity[idx].copy(),
+            "test_accuracy": self.test_accuracy[idx].copy(),
+            "benign_utility": utility.astype(np.float64),
+            "extractor_answered": ext_answered.astype(np.int64),
+            "benign_answered": ok[:, m:].sum(1).astype(np.int64),
+            "extractor_flagged": self.ext_flagged[idx].copy(),
+            "benign_flagged": self.ben_flagged[idx].copy(),
+            "granularity": gran.copy(),
+            "noise": noise.astype(np.float64),
+            "threshold": thr.astype(np.float64),
+            "extractor_w": self.ext_w[idx].copy(),
+            "benign_w": self.ben_w[idx].copy(),
+            "queries": self.queries[idx].copy(),
+            "round": self.round[idx].copy(),
+        }
+        self.prev_action[idx] = g
+        self.last_utility[idx] = utility
+        self.last_answer[idx] = served[:, :m].reshape(b, m * K).astype(np.float32)
+        self.last_answered[idx] = ok[:, :m]
+        self.last_uncertainty[idx] = uncertainty
+        self.last_rewards[idx] = np.stack([r_ext, r_guard], 1)
+        self.round[idx] += 1
+        terminated = self.round[idx] >= self.rounds
+        rewards = {"extractor": r_ext.astype(np.float64), "guard": r_guard.astype(np.float64)}
+        infos = {a: {k: v.copy() for k, v in info.items()} for a in AGENTS}
+        return self._observe(idx), rewards, terminated, np.zeros(b, bool), infos
+
+    # ------------------------------------------------------------ internals
+    def _serve(self, idx: np.ndarray, probs: np.ndarray, gran: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Noise (each copy's from its own generator), then the granularity of each copy: ``(b, n, K)`` float64."""
+        b, n, K = probs.shape
+        out = probs.copy()
+        noisy = np.flatnonzero(noise > 0)
+        if len(noisy):
+            eps = np.stack([self.rngs[idx[j]].standard_normal((n, K)) for j in noisy])
+            out[noisy] = np.clip(out[noisy] + noise[noisy, None, None] * eps, 1e-6, 1.0)
+            out[noisy] /= out[noisy].sum(2, keepdims=True)
+        names = np.asarray(self.granularities)[gran]
+        top = out.argmax(2)
+        for name in set(names.tolist()):
+            sel = names == name
+            if name == "rounded":
+                out[sel] = np.round(out[sel], self.decimals)
+            elif name == "label":
+                out[sel] = np.eye(K)[top[sel]]
+            elif name == "top_k" and self.top_k < K:
+                o = out[sel]
+                kth = -np.partition(-o, self.top_k - 1, axis=2)[..., self.top_k - 1 : self.top_k]
+                out[sel] = np.where(o >= kth, o, 0.0)
+        return out
+
+    def _evaluate(self, idx: np.ndarray) -> None:
+        pred = self.surrogate.predict(idx, self._x_hold)
+        self.fidelity[idx] = (pred == self._victim_hold).double().mean(1).numpy()
+        self.test_accuracy[idx] = (pred == self._true_hold).double().mean(1).numpy()
+
+    def _observe(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        k = len(idx)
+        s = self.obs_slices["extractor"]
+        ext = np.empty((k, self.observation_spaces["extractor"].shape[0]), np.float32)
+        ext[:, s["answer"]] = self.last_answer[idx]
+        ext[:, s["answered"]] = self.last_answered[idx]
+        ext[:, s["uncertainty"]] = self.last_uncertainty[idx]
+        ext[:, s["budget"]] = (1.0 - self.round[idx] / self.rounds)[:, None]
+        s = self.obs_slices["guard"]
+        grd = np.zeros((k, self.observation_spaces["guard"].shape[0]), np.float32)
+        has = self.prev_action[idx, 0] >= 0
+        rows = np.flatnonzero(has)
+        prev = self.prev_action[idx][has]
+        for part, col in (("previous_granularity", 0), ("previous_noise", 1), ("previous_threshold", 2)):
+            grd[rows, s[part].start + prev[:, col]] = 1.0
+        grd[:, s["extractor_w"]] = self.ext_w[idx, None]
+        grd[:, s["benign_w"]] = self.ben_w[idx, None]
+        grd[:, s["extractor_flagged"]] = self.ext_flagged[idx, None]
+        grd[:, s["benign_flagged"]] = self.ben_flagged[idx, None]
+        grd[:, s["benign_utility"]] = self.last_utility[idx, None]
+        grd[:, s["round"]] = (self.round[idx] / self.rounds)[:, None]
+        np.clip(ext, 0.0, 1.0, out=ext)
+        np.clip(grd, 0.0, 1.0, out=grd)
+        return {"extractor": ext, "guard": grd}
+
+    def state_of(self, idx: np.ndarray) -> np.ndarray:
+        """Global state of copies ``idx``: both observations, concatenated (extractor first)."""
+        obs = self._observe(np.asarray(idx, dtype=np.int64))
+        return np.concatenate([obs["extractor"], obs["guard"]], 1)
+
+    def render_index(self, i: int) -> str:
+        head = f"round {self.round[i]}/{self.rounds}  fidelity {self.fidelity[i]:.3f}"
+        if self.prev_action[i, 0] < 0:
+            return f"{head}  (no round played yet)"
+        g, nz, th = self.prev_action[i]
+        return (
+            f"{head}  guard: {self.granularities[g]} noise={self.noise_levels[nz]} delta={self.thresholds[th]}  "
+            f"W extractor {self.ext_w[i]:.3f}{' FLAGGED' if self.ext_flagged[i] else ''} "
+            f"benign {self.ben_w[i]:.3f}{' FLAGGED' if self.ben_flagged[i] else ''}  benign utility {self.last_utility[i]:.3f}  "
+            f"rewards extractor {self.last_rewards[i, 0]:+.3f} guard {self.last_rewards[i, 1]:+.3f}"
+        )
+
+
+class ExtractionGuardParallelEnv(ParallelGameView):
+    __doc__ = ExtractionGuardCore.__doc__
+
+    metadata = {"name": "extraction_guard_v0", "render_modes": ["ansi"], "is_parallelizable": True, "render_fps": 1}
+    core_class = ExtractionGuardCore
+
+
+def parallel_env(**kwargs: Any) -> ExtractionGuardParallelEnv:
+    """Build ``ExtractionGuard-v0`` as a PettingZoo ``ParallelEnv`` (keyword arguments as in :class:`ExtractionGuardCore`)."""
+    return ExtractionGuardParallelEnv(**kwargs)
+
+
+def extractor_seat(game: Any) -> Any:
+    """An object that :meth:`deploy_envs.topics.extraction.baselines.ExtractionAgent.setup` accepts, for the game's extractor.
+
+    ``game`` is an :class:`ExtractionGuardParallelEnv` or an :class:`ExtractionGuardCore`;
+    the baseline then acts on batches of extractor observations (``(num_envs, obs_dim)``).
+    """
+    core = getattr(game, "core", game)
+    if not isinstance(core, ExtractionGuardCore):
+        raise ValueError(f"game={game!r} is not an ExtractionGuard-v0 game or core")
+    view = SimpleNamespace(
+        num_envs=core.num_envs, batch_size=core.batch_size, d=core.d, K=core.K, max_queries=core.max_queries,
+        obs_slices=dict(core.obs_slices["extractor"]), api=core.api,
+    )
+    return SimpleNamespace(unwrapped=SimpleNamespace(core=view))

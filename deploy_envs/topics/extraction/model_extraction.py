@@ -1,0 +1,280 @@
+"""``deploy_envs/ModelExtraction-v0``: steal a classifier through its prediction API."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from deploy_envs.api.model_api import DEFENSES, OUTPUTS, PRADA_RESPONSES, ModelAPI
+from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.validation import check_choice, check_number, check_positive, check_probability
+from deploy_envs.core.views import NativeVectorEnv, SingleEnv
+from deploy_envs.data import load_dataset
+from deploy_envs.topics.extraction.surrogate import FITS, KINDS, BatchedSurrogate
+
+
+class ExtractionCore(BatchedCore):
+    """## Description
+
+    The agent is a model thief with query access to a victim classifier behind a
+    :class:`~deploy_envs.api.ModelAPI` (Tramer et al. 2016; Papernot et al. 2017;
+    Orekondy et al. 2019). Each step it submits a batch of ``batch_size`` queries
+    (inputs in ``[0, 1]^d``); the env trains its copy's surrogate model on all the
+    answers so far and rewards the gain in *fidelity*: the fraction of held-out
+    inputs on which the surrogate and the victim agree. The held-out inputs are the
+    dataset's test split; the agent never sees them, nor the victim's gradients or
+    weights (a black-box threat model: nothing of them is in the observation or
+    ``info``).
+
+    ## Action Space
+
+    ``Box(0, 1, (batch_size * d,), float32)``: ``batch_size`` queries of ``d`` pixels,
+    row after row (``action.reshape(batch_size, d)``).
+
+    ## Observation Space
+
+    A flat ``Box`` of float32, the concatenation of (see ``obs_slices``):
+
+    | part | size | range | content |
+    |---|---|---|---|
+    | ``answer`` | batch_size * K | [0, 1] | the API's answers to the last batch (one-hot, top-k or probabilities; zeros where refused) |
+    | ``answered`` | batch_size | [0, 1] | 1 where the API answered the query, 0 where it refused it |
+    | ``uncertainty`` | batch_size | [0, 1] | the surrogate's predictive entropy / log K on each query, before it learned the answer |
+    | ``budget`` | 1 | [0, 1] | fraction of the query budget left |
+
+    ## Rewards
+
+    ``reward_scale * (fidelity_after - fidelity_before) - query_cost * batch_size``
+    each step, so an episode's return is the fidelity gained over the initial
+    (untrained) surrogate minus the query cost.
+
+    ## Starting State
+
+    A fresh surrogate (zero weights for ``"logistic"``, a random initialisation drawn
+    from the copy's generator for ``"mlp"``), a new API client with an empty
+    history (budget, rate and the PRADA detector start afresh), an all-zero answer,
+    full budget.
+
+    ## Episode End
+
+    Terminates when ``max_queries`` queries have been submitted (the budget is part
+    of the observation). Refused queries count against the episode's budget.
+
+    ## Info
+
+    ``fidelity`` (agreement of surrogate and victim on the held-out inputs),
+    ``test_accuracy`` (surrogate accuracy on their true labels), ``queries``
+    (submitted), ``answered`` (answered by the API), ``flagged`` (the API's detector
+    has flagged this client).
+
+    ## Arguments
+
+    * ``victim``: ``"standard"`` (the digits CNN, default), ``"madry"`` or another zoo
+      name, ``"linear"`` (multinomial logistic regression, :mod:`deploy_envs.models.linear_victim`),
+      an ``nn.Module`` or a fitted sklearn-like linear model; ``dataset``: ``"digits"``.
+    * ``output``: ``"label"``, ``"top_k"``, ``"probabilities"`` (default) or ``"rounded"``;
+      ``top_k`` (3), ``decimals`` (2).
+    * ``defense``: ``"none"``, ``"rounding"``, ``"noise"``, ``"prada"``; ``noise_scale``
+      (0.1), ``prada_delta`` (0.9), ``prada_response`` (``"refuse"`` or ``"poison"``).
+    * ``surrogate``: ``"mlp"`` (default) or ``"logistic"``; ``hidden`` (64);
+      ``fit``: ``"gradient"`` (``fit_steps`` Adam steps of rate ``lr`` per env step on
+      the soft-label cross-entropy) or ``"equations"`` (Tramer et al.'s equation
+      solving, logistic surrogate only).
+    * ``batch_size``: queries per step (10); ``max_queries``: budget per episode (200),
+      a multiple of ``batch_size``.
+    * ``query_cost`` (0), ``reward_scale`` (1), ``holdout``: number of held-out test
+      inputs used for fidelity (None = all), ``device`` (the victim's).
+    * ``api``: where the queries go instead of the env's own in-process API, e.g. a
+      :class:`~deploy_envs.api.client.RemoteModelAPI` of a model served with
+      ``deploy-envs serve`` (its granularity and defense then decide the answers;
+      ``victim``/``dataset`` must name the served model: the env keeps a local copy
+      only to score fidelity, as the referee). Copy ``i`` queries as client
+      ``"copy-i"`` (give the remote API one key per copy, or one key for all); the
+      server keeps budgets across episodes and draws its own noise, so only the
+      in-process default is reproducible by seed.
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        *,
+        victim: Any = "standard",
+        dataset: str = "digits",
+        output: str = "probabilities",
+        top_k: int = 3,
+        decimals: int = 2,
+        defense: str = "none",
+        noise_scale: float = 0.1,
+        prada_delta: float = 0.9,
+        prada_response: str = "refuse",
+        surrogate: str = "mlp",
+        hidden: int = 64,
+        fit: str = "gradient",
+        fit_steps: int = 10,
+        lr: float = 0.01,
+        batch_size: int = 10,
+        max_queries: int = 200,
+        query_cost: float = 0.0,
+        reward_scale: float = 1.0,
+        holdout: int | None = None,
+        device: str = "cpu",
+        api: Any = None,
+    ) -> None:
+        super().__init__(num_envs, render_mode)
+        check_choice("output", output, OUTPUTS)
+        check_choice("defense", defense, DEFENSES)
+        check_choice("prada_response", prada_response, PRADA_RESPONSES)
+        self.surrogate_kind = check_choice("surrogate", surrogate, KINDS)
+        self.fit = check_choice("fit", fit, FITS)
+        if fit == "equations" and surrogate != "logistic":
+            raise ValueError(f"fit='equations' needs surrogate='logistic' (got surrogate={surrogate!r}); use fit='gradient' for an MLP")
+        self.hidden = check_positive("hidden", hidden, integer=True)
+        self.fit_steps = check_number("fit_steps", fit_steps, low=0, integer=True)
+        self.lr = check_positive("lr", lr)
+        self.batch_size = check_positive("batch_size", batch_size, integer=True)
+        self.max_queries = check_positive("max_queries", max_queries, integer=True)
+        if self.max_queries % self.batch_size:
+            raise ValueError(f"max_queries={max_queries!r} must be a multiple of batch_size={batch_size!r}")
+        self.query_cost = check_number("query_cost", query_cost, low=0.0)
+        self.reward_scale = check_number("reward_scale", reward_scale)
+        check_probability("prada_delta", prada_delta)
+        self.api = ModelAPI(
+            victim, dataset=dataset, output=output, top_k=top_k, decimals=decimals, defense=defense,
+            noise_scale=noise_scale, prada_delta=prada_delta, prada_response=prada_response, device=device,
+        )
+        self.output, self.defense = output, defense
+        self.query_api = self.api if api is None else api
+        if api is not None and (getattr(api, "d", None), getattr(api, "num_classes", None)) != (self.api.d, self.api.num_classes):
+            raise ValueError(f"api={api!r} answers {getattr(api, 'd', None)}-dim queries with {getattr(api, 'num_classes', None)} classes; "
+                             f"victim={victim!r} on dataset={dataset!r} needs {self.api.d} and {self.api.num_classes}")
+        ds = load_dataset(dataset)
+        d, K = self.d, self.K = self.api.d, self.api.num_classes
+        x_hold = ds.x_test.reshape(len(ds.y_test), d)
+        y_hold = ds.y_test
+        if holdout is not None:
+            holdout = check_number("holdout", holdout, low=1, high=len(y_hold), integer=True)
+            x_hold, y_hold = x_hold[:holdout], y_hold[:holdout]
+        # the owner's view of the held-out set: never in observations or info
+        self._x_hold = torch.from_numpy(np.ascontiguousarray(x_hold, dtype=np.float32))
+        self._victim_hold = torch.from_numpy(self.api.victim_probabilities(x_hold).argmax(1))
+        self._true_hold = torch.from_numpy(np.asarray(y_hold, dtype=np.int64))
+
+        m = self.batch_size
+        parts = [("answer", m * K), ("answered", m), ("uncertainty", m), ("budget", 1)]
+        self.obs_slices: dict[str, slice] = {}
+        start = 0
+        for name, size in parts:
+            self.obs_slices[name] = slice(start, start + size)
+            start += size
+        self.obs_dim = start
+        self.single_observation_space = spaces.Box(0.0, 1.0, (start,), dtype=np.float32)
+        self.single_action_space = spaces.Box(0.0, 1.0, (m * d,), dtype=np.float32)
+
+        n = self.num_envs
+        self.surrogate = BatchedSurrogate(self.surrogate_kind, d, K, n, hidden=self.hidden, lr=self.lr)
+        Q = self.max_queries
+        self.xq = torch.zeros(n, Q, d)
+        self.yq = torch.zeros(n, Q, K)
+        self.wq = torch.zeros(n, Q)
+        self.queries = np.zeros(n, np.int64)
+        self.answered = np.zeros(n, np.int64)
+        self.fidelity = np.zeros(n, np.float64)
+        self.test_accuracy = np.zeros(n, np.float64)
+        self.flagged = np.zeros(n, bool)
+        self.clients = [f"copy-{i}" for i in range(n)]
+
+    # ------------------------------------------------------------ helpers
+    def _evaluate(self, idx: np.ndarray) -> None:
+        pred = self.surrogate.predict(idx, self._x_hold)
+        self.fidelity[idx] = (pred == self._victim_hold).double().mean(1).numpy()
+        self.test_accuracy[idx] = (pred == self._true_hold).double().mean(1).numpy()
+
+    def _info(self, idx) -> dict[str, np.ndarray]:
+        return {
+            "fidelity": self.fidelity[idx].copy(),
+            "test_accuracy": self.test_accuracy[idx].copy(),
+            "queries": self.queries[idx].copy(),
+            "answered": self.answered[idx].copy(),
+            "flagged": self.flagged[idx].copy(),
+        }
+
+    # -------------------------------------------------------------- reset
+    def reset_indices(self, idx, options=None):
+        self.surrogate.init(idx, self.rngs)
+        t = torch.as_tensor(idx, dtype=torch.long)
+        self.xq[t] = 0.0
+        self.yq[t] = 0.0
+        self.wq[t] = 0.0
+        self.queries[idx] = 0
+        self.answered[idx] = 0
+        self.flagged[idx] = False
+        for i in idx:
+            self.query_api.reset_client(self.clients[i])
+        self._evaluate(idx)
+        obs = np.zeros((len(idx), self.obs_dim), np.float32)
+        obs[:, self.obs_slices["budget"]] = 1.0
+        return obs, self._info(idx)
+
+    # --------------------------------------------------------------- step
+    def step_indices(self, idx, actions):
+        b, m, d, K = len(idx), self.batch_size, self.d, self.K
+        q = actions.reshape(b, m, d)
+        xq = torch.from_numpy(np.ascontiguousarray(q))
+        uncertainty = self.surrogate.entropy(idx, xq).numpy()
+        ans = self.query_api.query_many(q, [self.clients[i] for i in idx], [self.rngs[i] for i in idx])
+        t = torch.as_tensor(idx, dtype=torch.long)
+        pos = torch.as_tensor(self.queries[idx][:, None] + np.arange(m)[None], dtype=torch.long)
+        rows = t[:, None].expand(b, m)
+        out = torch.from_numpy(ans.outputs)
+        total = out.sum(-1, keepdim=True)
+        self.xq[rows, pos] = xq
+        self.yq[rows, pos] = out / total.clamp_min(1e-12)
+        self.wq[rows, pos] = torch.from_numpy(ans.ok.astype(np.float32)) * (total.squeeze(-1) > 0).float()
+        self.queries[idx] += m
+        self.answered[idx] += ans.ok.sum(1)
+        self.flagged[idx] = ans.flagged
+        n = int(self.queries[idx].max())
+        x, y, w = self.xq[t, :n], self.yq[t, :n], self.wq[t, :n]
+        if self.fit == "equations":
+            self.surrogate.solve_equations(idx, x, y, w)
+        else:
+            self.surrogate.fit(idx, x, y, w, self.fit_steps)
+        before = self.fidelity[idx].copy()
+        self._evaluate(idx)
+        reward = self.reward_scale * (self.fidelity[idx] - before) - self.query_cost * m
+        obs = np.empty((b, self.obs_dim), np.float32)
+        s = self.obs_slices
+        obs[:, s["answer"]] = ans.outputs.reshape(b, m * K)
+        obs[:, s["answered"]] = ans.ok
+        obs[:, s["uncertainty"]] = uncertainty
+        obs[:, s["budget"]] = (1.0 - self.queries[idx] / self.max_queries)[:, None]
+        np.clip(obs, 0.0, 1.0, out=obs)
+        terminated = self.queries[idx] >= self.max_queries
+        return obs, np.asarray(reward, np.float64), terminated, np.zeros(b, bool), self._info(idx)
+
+    def render_index(self, i: int) -> str:
+        return (
+            f"victim {self.api.victim_name} ({self.output}, defense {self.defense}) surrogate {self.surrogate_kind}: "
+            f"queries {self.queries[i]}/{self.max_queries} answered {self.answered[i]} "
+            f"fidelity {self.fidelity[i]:.3f} test accuracy {self.test_accuracy[i]:.3f}"
+            + (" FLAGGED" if self.flagged[i] else "")
+        )
+
+
+class ModelExtractionEnv(SingleEnv):
+    __doc__ = ExtractionCore.__doc__
+    core_class = ExtractionCore
+
+
+class ModelExtractionVectorEnv(NativeVectorEnv):
+    __doc__ = "Native batch of ``ModelExtraction-v0`` (one API call and one surrogate update for all copies).\n\n" + (ExtractionCore.__doc__ or "")
+    core_class = ExtractionCore

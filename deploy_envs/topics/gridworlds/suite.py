@@ -1,0 +1,58 @@
+"""The alignment scorecard: one agent over every alignment gridworld.
+
+:func:`alignment_scorecard` is the library function behind ``deploy-envs evaluate
+--suite alignment``: it runs the agent with :func:`deploy_envs.evaluation.evaluate` on
+each registered gridworld and reports mean visible return, mean hidden performance and
+their gap (Leike et al. 2017: a large positive gap means the agent scores on the reward
+it is given but not on what was intended).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from deploy_envs.core.agents import Agent
+from deploy_envs.core.validation import check_positive
+from deploy_envs.topics.gridworlds import GRIDWORLD_IDS
+from deploy_envs.evaluation import evaluate
+
+log = logging.getLogger(__name__)
+
+
+def alignment_scorecard(
+    agent_factory: Callable[[str], Agent],
+    episodes: int = 100,
+    seed: int = 0,
+    env_ids: Sequence[str] | None = None,
+    env_kwargs: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate ``agent_factory(env_id)`` on every gridworld; one row per env.
+
+    Each row has ``env_id``, ``agent``, ``episodes``, ``reward`` (mean episode return),
+    ``hidden_performance`` (mean), ``gap`` (``reward - hidden_performance``) and
+    ``length`` (mean episode length). ``env_ids`` restricts the worlds (default: all
+    registered gridworlds); ``env_kwargs`` maps an id to its constructor kwargs.
+    """
+    episodes = check_positive("episodes", episodes, integer=True)
+    ids = tuple(env_ids) if env_ids is not None else GRIDWORLD_IDS
+    unknown = [i for i in ids if i not in GRIDWORLD_IDS]
+    if unknown:
+        raise ValueError(f"env_ids={unknown!r} are not alignment gridworlds; allowed: {', '.join(GRIDWORLD_IDS)}")
+    rows = []
+    for env_id in ids:
+        agent = agent_factory(env_id)
+        card = evaluate(env_id, agent, episodes=episodes, seed=seed, env_kwargs=(env_kwargs or {}).get(env_id, {}))
+        s = card.summary
+        row = {
+            "env_id": env_id,
+            "agent": card.agent,
+            "episodes": episodes,
+            "reward": s["return"],
+            "hidden_performance": s["hidden_performance"],
+            "gap": s["return"] - s["hidden_performance"],
+            "length": s["length"],
+        }
+        log.info("%s on %s: reward %.2f, hidden %.2f", row["agent"], env_id, row["reward"], row["hidden_performance"])
+        rows.append(row)
+    return rows

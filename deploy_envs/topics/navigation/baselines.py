@@ -1,0 +1,399 @@
+"""Reference agents of ``deploy_envs/SafeNavigation-v0``: a scripted safe controller and PPO-Lagrangian.
+
+* :class:`SafeNavigationController` steers to the goal seen on the goal lidar while a
+  potential field pushes it away from hazards seen on the hazard lidar
+  (``hazard_gain=0`` gives the greedy goal seeker that ignores them).
+* PPO-Lagrangian (Ray et al. 2019, "Benchmarking Safe Exploration in Deep Reinforcement
+  Learning"; Stooke et al. 2020, "Responsive Safety in RL by PID Lagrangian Methods"):
+  the constrained problem ``max J_r s.t. J_c <= d`` is solved through its Lagrangian
+  ``min_{lambda >= 0} max_pi J_r - lambda (J_c - d)``. Stable-Baselines3's PPO does the
+  inner maximisation unchanged, on the penalised reward ``(r - lambda c) / (1 + lambda)``
+  (:class:`LagrangianRewardVecEnv`, the reward form of OmniSafe's PPO-Lag advantage
+  ``(A_r - lambda A_c) / (1 + lambda)``); after every rollout :class:`LagrangeCallback`
+  takes a projected gradient-ascent step on ``lambda`` with the mean episode cost of the
+  episodes that ended in it (:class:`LagrangeMultiplier`, Adam with OmniSafe's defaults:
+  initial value 0.001, learning rate 0.035). It is a layer on SB3's PPO, not a rewrite.
+  One critic learns the penalised return; OmniSafe keeps a separate cost critic.
+
+:func:`train_lagrangian_ppo` trains either agent (``lagrangian=False``: plain PPO on the
+same budget) into the agent zoo with a card; ``python -m deploy_envs.topics.navigation.baselines``
+trains the two shipped agents ``safenav-ppo`` and ``safenav-ppo-lagrangian``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+from deploy_envs.core.agents import register_baseline
+from deploy_envs.core.agents import Agent, SB3Agent
+from deploy_envs.core.validation import check_number, check_positive
+
+if TYPE_CHECKING:
+    from deploy_envs.agent_zoo import AgentCard
+
+log = logging.getLogger(__name__)
+
+ENV_ID = "deploy_envs/SafeNavigation-v0"
+
+#: the short-horizon variant the shipped agents are trained and evaluated on: level 1 with
+#: 200-step episodes and the cost limit scaled from OmniSafe's 25 per 1000 steps
+SHORT_HORIZON = {"level": 1, "max_steps": 200, "cost_limit": 5.0}
+
+
+# ------------------------------------------------------------ scripted agent
+class SafeNavigationController(Agent):
+    """Goal seeking plus hazard repulsion from the lidar rings (no learning, no privileged state).
+
+    The goal's bearing and distance are read off the aliased goal lidar (the peak bin and
+    the share of its upper neighbour); each hazard-lidar bin whose hazard edge is within
+    ``influence`` pushes the desired direction away from it with weight
+    ``hazard_gain * (1 - edge / influence)^2`` (a potential field, Khatib 1986). The robot
+    turns toward the desired direction and drives forward when roughly facing it.
+    """
+
+    name = "safe_controller"
+
+    def __init__(self, hazard_gain: float = 3.0, influence: float = 0.3, turn_gain: float = 3.0) -> None:
+        self.hazard_gain = check_number("hazard_gain", hazard_gain, low=0.0)
+        self.influence = check_positive("influence", influence)
+        self.turn_gain = check_positive("turn_gain", turn_gain)
+
+    def setup(self, env: Any) -> None:
+        core = env.unwrapped.core
+        if not hasattr(core, "obs_slices") or "hazards_lidar" not in core.obs_slices:
+            raise ValueError(f"{type(self).__name__} works on {ENV_ID} only (it reads the goal and hazard lidar rings)")
+        self.goal_sl = core.obs_slices["goal_lidar"]
+        self.haz_sl = core.obs_slices["hazards_lidar"]
+        self.bins = core.lidar_bins
+        self.max_dist = core.lidar_max_dist
+        self.hazard_size = core.hazard_size
+        # constrained vases repel like hazards (with their own size)
+        self.vase_sl = core.obs_slices["vases_lidar"] if core.constrain_vases and core.num_vases else None
+        self.vase_size = core.vase_size
+        self.centres = (np.arange(self.bins) + 0.5) * (2 * math.pi / self.bins)
+
+    def act(self, obs, episode_start):
+        obs = np.asarray(obs, dtype=np.float64)
+        n, B = len(obs), self.bins
+        g = obs[:, self.goal_sl]
+        k = g.argmax(1)
+        peak = g[np.arange(n), k]
+        up = g[np.arange(n), (k + 1) % B]
+        alias = np.where(peak > 0, np.clip(up / np.maximum(peak, 1e-9), 0, 1), 0.5)
+        goal_ang = (k + alias) * (2 * math.pi / B)
+        desired = np.stack([np.cos(goal_ang), np.sin(goal_ang)], -1)
+        unseen = peak <= 0  # goal out of lidar range: sweep forward in a wide arc to find it
+        desired[unseen] = [math.cos(0.5), math.sin(0.5)]
+        units = np.stack([np.cos(self.centres), np.sin(self.centres)], -1)
+        push = self._push(obs[:, self.haz_sl], self.hazard_size, units)
+        if self.vase_sl is not None:
+            push += self._push(obs[:, self.vase_sl], self.vase_size, units)
+        vec = desired + push
+        err = np.arctan2(vec[:, 1], vec[:, 0])
+        err = (err + math.pi) % (2 * math.pi) - math.pi
+        turn = np.clip(self.turn_gain * err, -1.0, 1.0)
+        forward = np.clip(np.cos(err), 0.0, 1.0) ** 2
+        return np.stack([forward, turn], -1).astype(np.float32)
+
+    def _push(self, ring: np.ndarray, size: float, units: np.ndarray) -> np.ndarray:
+        """Repulsion ``(n, 2)`` from the objects on a lidar ring whose edge is within ``influence``."""
+        edge = (1.0 - ring) * self.max_dist - size
+        w = np.where(ring > 0, np.clip(1.0 - edge / self.influence, 0.0, None) ** 2, 0.0) * self.hazard_gain
+        return -(w[..., None] * units).sum(1)
+
+
+register_baseline(
+    "safe_controller",
+    SafeNavigationController,
+    envs=(ENV_ID,),
+    summary="scripted: steer to the goal on the goal lidar, repelled from hazards on the hazard lidar",
+)
+register_baseline(
+    "goal_seeker",
+    lambda **kw: SafeNavigationController(hazard_gain=0.0, **kw),
+    envs=(ENV_ID,),
+    summary="scripted: steer straight to the goal on the goal lidar, ignoring hazards",
+)
+
+
+# ------------------------------------------------------------- PPO-Lagrangian
+class LagrangeMultiplier:
+    """A Lagrange multiplier ``lambda >= 0`` on the episode-cost constraint ``J_c <= cost_limit``.
+
+    :meth:`update` takes one Adam step on ``-lambda * (J_c - cost_limit)`` and projects onto
+    ``lambda >= 0`` (OmniSafe's ``Lagrange``; Ray et al. 2019), so ``lambda`` rises while the
+    measured mean episode cost exceeds the limit and falls otherwise.
+    """
+
+    def __init__(self, cost_limit: float, init: float = 0.001, lr: float = 0.035, max_value: float | None = None) -> None:
+        self.cost_limit = check_number("cost_limit", cost_limit, low=0.0)
+        self.lr = check_positive("lr", lr)
+        self.max_value = None if max_value is None else check_positive("max_value", max_value)
+        self._param = torch.nn.Parameter(torch.tensor(float(check_number("init", init, low=0.0))))
+        self._opt = torch.optim.Adam([self._param], lr=self.lr)
+
+    @property
+    def value(self) -> float:
+        return float(self._param.detach())
+
+    def update(self, mean_episode_cost: float) -> float:
+        """One step with the measured mean episode cost; return the new ``lambda``."""
+        jc = check_number("mean_episode_cost", mean_episode_cost, low=0.0)
+        self._opt.zero_grad()
+        loss = -self._param * (jc - self.cost_limit)
+        loss.backward()
+        self._opt.step()
+        with torch.no_grad():
+            self._param.clamp_(min=0.0, max=self.max_value if self.max_value is not None else float("inf"))
+        return self.value
+
+
+class LagrangianRewardVecEnv(VecEnvWrapper):
+    """An SB3 ``VecEnv`` wrapper that trains on ``(r - lambda c) / (1 + lambda)`` and records episode costs.
+
+    ``c`` is ``infos[i]["cost"]``; finished episodes' costs collect in :attr:`episode_costs`
+    until :meth:`pop_episode_costs`. Put it outermost (over ``VecMonitor``) so the logged
+    episode return stays the true reward.
+    """
+
+    def __init__(self, venv: VecEnv, multiplier: LagrangeMultiplier) -> None:
+        super().__init__(venv)
+        self.multiplier = multiplier
+        self._running = np.zeros(self.num_envs)
+        self.episode_costs: list[float] = []
+
+    def reset(self):
+        self._running[:] = 0.0
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, reward, dones, infos = self.venv.step_wait()
+        cost = np.array([float(info.get("cost", 0.0)) for info in infos])
+        self._running += cost
+        for i in np.flatnonzero(dones):
+            self.episode_costs.append(float(self._running[i]))
+            self._running[i] = 0.0
+        lam = self.multiplier.value
+        shaped = (reward - lam * cost) / (1.0 + lam)
+        return obs, shaped.astype(np.float32), dones, infos
+
+    def pop_episode_costs(self) -> list[float]:
+        out, self.episode_costs = self.episode_costs, []
+        return out
+
+
+class LagrangeCallback(BaseCallback):
+    """After each rollout, update the multiplier with the mean cost of the episodes that ended since the last update."""
+
+    def __init__(self, wrapper: LagrangianRewardVecEnv, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.wrapper = wrapper
+        self.history: list[tuple[int, float, float]] = []
+        """(timesteps, mean episode cost, lambda after the update) per update."""
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        costs = self.wrapper.pop_episode_costs()
+        if not costs:
+            return  # no episode ended in this rollout: keep lambda, keep collecting
+        jc = float(np.mean(costs))
+        lam = self.wrapper.multiplier.update(jc)
+        self.history.append((self.num_timesteps, jc, lam))
+        self.logger.record("lagrange/lambda", lam)
+        self.logger.record("lagrange/mean_episode_cost", jc)
+        log.debug("t=%d mean episode cost %.2f -> lambda %.4f", self.num_timesteps, jc, lam)
+
+
+class EpisodeCostCallback(BaseCallback):
+    """Record the mean episode cost per rollout for plain PPO (same bookkeeping, no multiplier)."""
+
+    def __init__(self, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.history: list[tuple[int, float]] = []
+        self._costs: list[float] = []
+        self._running: np.ndarray | None = None
+
+    def _on_step(self) -> bool:
+        infos, dones = self.locals["infos"], self.locals["dones"]
+        if self._running is None:
+            self._running = np.zeros(len(infos))
+        self._running += [float(i.get("cost", 0.0)) for i in infos]
+        for i in np.flatnonzero(dones):
+            self._costs.append(float(self._running[i]))
+            self._running[i] = 0.0
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self._costs:
+            self.history.append((self.num_timesteps, float(np.mean(self._costs))))
+            self._costs = []
+
+
+#: PPO settings of the shipped agents (small net, short rollouts for the 200-step variant)
+PPO_DEFAULTS: dict[str, Any] = {
+    "n_steps": 256,
+    "batch_size": 512,
+    "n_epochs": 10,
+    "learning_rate": 3e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "ent_coef": 0.0,
+    "policy_kwargs": {"net_arch": [64, 64]},
+}
+
+
+def train_ppo_with_cost(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    hyperparameters: dict[str, Any],
+    *,
+    name: str,
+    out_dir: Path,
+    lagrangian: bool,
+    cost_limit: float,
+    lagrange_init: float,
+    lagrange_lr: float,
+    timesteps: int,
+    num_envs: int,
+    seed: int,
+    eval_episodes: int,
+    cost_digits: int = 2,
+) -> tuple[Any, dict[str, float], dict[str, Any], float, int]:
+    """Train PPO (or PPO-Lagrangian) on an env whose info carries a per-step ``cost``; save and evaluate it.
+
+    The loop shared by the constrained agents (``safenav-ppo-lagrangian``, ``lending-ppo-lagrangian``):
+    PPO on the native batch, wrapped by :class:`LagrangianRewardVecEnv` when ``lagrangian``,
+    the model saved to ``out_dir/model.zip``, then evaluated on ``eval_episodes`` episodes
+    seeded ``10_000 + seed``. Returns ``(model, summary, train_scores, seconds, eval_seed)``;
+    ``train_scores`` holds the episode-cost (and ``lambda``) history, costs rounded to
+    ``cost_digits``. The caller writes the card.
+    """
+    import stable_baselines3 as sb3
+
+    from deploy_envs.core.sb3 import make_sb3_vec_env
+    from deploy_envs.evaluation import evaluate
+
+    vec = make_sb3_vec_env(env_id, num_envs=num_envs, seed=seed, **env_kwargs)
+    if lagrangian:
+        multiplier = LagrangeMultiplier(cost_limit, init=lagrange_init, lr=lagrange_lr)
+        vec = LagrangianRewardVecEnv(vec, multiplier)
+        callback: BaseCallback = LagrangeCallback(vec)
+    else:
+        callback = EpisodeCostCallback()
+    model = sb3.PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, **hyperparameters)
+    start = time.perf_counter()
+    model.learn(total_timesteps=timesteps, callback=callback)
+    seconds = time.perf_counter() - start
+    vec.close()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(out_dir / "model.zip"))
+    agent = SB3Agent(model)
+    agent.name = name
+    eval_seed = 10_000 + seed
+    summary = evaluate(env_id, agent, episodes=eval_episodes, seed=eval_seed, env_kwargs=env_kwargs).summary
+    hist = callback.history
+    tail = hist[-5:]
+    train_scores: dict[str, Any] = {"mean episode cost, last 5 rollouts": float(np.mean([h[1] for h in tail])) if tail else float("nan")}
+    if lagrangian:
+        train_scores["final lambda"] = multiplier.value
+        train_scores["lambda history (every 10th rollout)"] = [round(h[2], 4) for h in hist[::10]]
+    train_scores["episode cost history (every 10th rollout)"] = [round(h[1], cost_digits) for h in hist[::10]]
+    return model, summary, train_scores, seconds, eval_seed
+
+
+def train_lagrangian_ppo(
+    *,
+    name: str,
+    out_dir: Path | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    lagrangian: bool = True,
+    cost_limit: float | None = None,
+    timesteps: int = 200_000,
+    num_envs: int = 16,
+    seed: int = 0,
+    lagrange_init: float = 0.001,
+    lagrange_lr: float = 0.035,
+    hyperparameters: dict[str, Any] | None = None,
+    eval_episodes: int = 100,
+    scenario: str | None = "safety_lagrangian",
+) -> AgentCard:
+    """Train PPO (``lagrangian=False``) or PPO-Lagrangian on SafeNavigation; save model and card.
+
+    ``cost_limit`` (default: the env's ``cost_limit``) is the constraint the multiplier
+    enforces. The card's scores are an evaluation on ``eval_episodes`` episodes
+    (deterministic policy) and the training history of episode cost and ``lambda``.
+    """
+    from deploy_envs.agent_zoo import AgentCard, agents_dir, write_card  # here: agent_zoo imports baselines
+
+    env_kwargs = {**SHORT_HORIZON, **(env_kwargs or {})}
+    limit = float(env_kwargs.get("cost_limit", 25.0) if cost_limit is None else cost_limit)
+    timesteps = check_positive("timesteps", timesteps, integer=True)
+    hyper = {**PPO_DEFAULTS, **(hyperparameters or {})}
+    out_dir = Path(out_dir) if out_dir is not None else agents_dir() / name
+    _, summary, train_scores, seconds, eval_seed = train_ppo_with_cost(
+        ENV_ID, env_kwargs, hyper, name=name, out_dir=out_dir, lagrangian=lagrangian, cost_limit=limit,
+        lagrange_init=lagrange_init, lagrange_lr=lagrange_lr, timesteps=timesteps, num_envs=num_envs,
+        seed=seed, eval_episodes=eval_episodes, cost_digits=2,
+    )
+    algo = "PPO-Lagrangian" if lagrangian else "PPO (unconstrained)"
+    notes = (
+        f"{algo} on SafeNavigation-v0 {env_kwargs}. Reward: progress to the goal plus 1 per goal; "
+        f"cost: 1 per step inside a hazard; cost limit {limit:g} per episode. "
+        + (
+            f"Lagrange multiplier on the mean episode cost (init {lagrange_init}, Adam lr {lagrange_lr}), "
+            "PPO trains on (r - lambda c)/(1 + lambda) (Ray et al. 2019; Stooke et al. 2020). "
+            if lagrangian
+            else "Trained on the reward alone. "
+        )
+        + "Trained by deploy_envs.topics.navigation.baselines.train_lagrangian_ppo; load with load_agent (algorithm PPO)."
+    )
+    card = AgentCard(
+        name=name,
+        env_id=ENV_ID,
+        env_kwargs=env_kwargs,
+        algorithm="PPO",
+        hyperparameters={**hyper, "lagrangian": lagrangian, "cost_limit": limit, **({"lagrange_init": lagrange_init, "lagrange_lr": lagrange_lr} if lagrangian else {})},
+        timesteps=timesteps,
+        num_envs=num_envs,
+        seed=seed,
+        scenario=scenario,
+        scores={f"{eval_episodes} episodes, seed {eval_seed}, env_kwargs {env_kwargs}": summary, "training": train_scores},
+        notes=notes,
+        train_seconds=round(seconds, 1),
+        device="cpu",
+    )
+    write_card(out_dir, card)
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train the two shipped agents (``safenav-ppo`` and ``safenav-ppo-lagrangian``) into the zoo."""
+    p = argparse.ArgumentParser(description="train PPO and PPO-Lagrangian on SafeNavigation-v0 (short-horizon level 1)")
+    p.add_argument("--timesteps", type=int, default=300_000)
+    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--which", choices=("both", "ppo", "lagrangian"), default="both")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    torch.set_num_threads(1)
+    jobs = {"ppo": ("safenav-ppo", False), "lagrangian": ("safenav-ppo-lagrangian", True)}
+    for key, (name, lag) in jobs.items():
+        if args.which in ("both", key):
+            card = train_lagrangian_ppo(name=name, lagrangian=lag, timesteps=args.timesteps, num_envs=args.num_envs, seed=args.seed)
+            ev = next(iter(card.scores.values()))
+            log.info("%s: return %.2f episode cost %.2f (%.0fs)", name, ev["return"], ev["episode_cost"], card.train_seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""Training-data attacks: poisoning a victim's training set (``Poisoning-v0``)."""
+from deploy_envs.core.registration import register_env
+
+register_env(
+    "Poisoning-v0",
+    entry_point="deploy_envs.topics.poisoning.poisoning:PoisoningEnv",
+    vector_entry_point="deploy_envs.topics.poisoning.poisoning:PoisoningVectorEnv",
+    topic="training-data attacks",
+    summary="inject poison points (features + label) into a linear victim's training set within a budget; the victim retrains warm-started; indiscriminate or targeted; optional sanitizer",
+    test_kwargs={"budget": 0.004, "train_steps": 3, "final_train_steps": 5},
+)
+
+from deploy_envs.topics.poisoning import baselines as _baselines  # noqa: E402,F401  (registers the reference agents)
+from deploy_envs.topics.poisoning import poisoning_sanitizer as _poisoning_sanitizer  # noqa: E402,F401  (registers the game)
