@@ -1,13 +1,21 @@
-"""The trained reference-agent zoo: ``agents/<name>/`` with ``model.zip`` and ``card.json``.
+"""The trained reference-agent zoo: ``<zoo>/<name>/`` with ``model.zip`` and ``card.json``.
 
 A card records what the agent is (env id and kwargs, algorithm, hyperparameters,
-training budget, the scenario that trained it) and how it scored. The zoo lives
-in the repository's ``agents/`` folder, or wherever ``DEPLOY_ENVS_AGENTS`` points.
+training budget, the scenario that trained it) and how it scored.
+
+Two folders make the zoo:
+
+* the shipped zoo, ``deploy_envs/agents/`` inside the installed package (found with
+  :mod:`importlib.resources`, so it works from a wheel and from any directory);
+* the user's zoo, ``$DEPLOY_ENVS_AGENTS`` or else ``./agents`` in the working
+  directory. Training writes there, and its agents add to the shipped ones (a user
+  agent with a shipped agent's name takes its place).
 """
 from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +23,23 @@ from typing import Any
 from deploy_envs.core.agents import Agent, SB3Agent
 
 
+def shipped_agents_dir() -> Path:
+    """The zoo that ships inside the package (read-only in an installed wheel)."""
+    return Path(str(resources.files("deploy_envs") / "agents"))
+
+
 def agents_dir() -> Path:
+    """The user's zoo, where training writes: ``$DEPLOY_ENVS_AGENTS``, else ``./agents``."""
     env = os.environ.get("DEPLOY_ENVS_AGENTS")
     if env:
         return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[1] / "agents"
-    return repo if repo.exists() else Path.cwd() / "agents"
+    return Path.cwd() / "agents"
+
+
+def zoo_dirs() -> list[Path]:
+    """The folders searched for an agent by name, first match wins: the user's zoo, then the shipped one."""
+    user, shipped = agents_dir(), shipped_agents_dir()
+    return [user, shipped] if user.resolve() != shipped.resolve() else [shipped]
 
 
 @dataclass
@@ -52,10 +71,15 @@ class AgentCard:
 
 
 def list_agents(root: Path | None = None) -> list[AgentCard]:
-    root = root or agents_dir()
-    if not root.exists():
-        return []
-    return [read_card(p.parent) for p in sorted(root.glob("*/card.json"))]
+    """Cards of every agent in ``root``, or in the whole zoo (user agents shadow shipped ones of the same name)."""
+    roots = [root] if root is not None else zoo_dirs()
+    cards: dict[str, AgentCard] = {}
+    for r in roots:
+        if r.exists():
+            for p in sorted(r.glob("*/card.json")):
+                card = read_card(p.parent)
+                cards.setdefault(card.name, card)
+    return sorted(cards.values(), key=lambda c: c.name)
 
 
 def read_card(folder: Path) -> AgentCard:
@@ -72,11 +96,14 @@ def resolve_agent_folder(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if (p / "card.json").exists():
         return p
-    q = agents_dir() / name_or_path
-    if (q / "card.json").exists():
-        return q
+    for root in zoo_dirs():
+        q = root / name_or_path
+        if (q / "card.json").exists():
+            return q
     known = [c.name for c in list_agents()]
-    raise ValueError(f"agent={name_or_path!r} is not in the agent zoo ({agents_dir()}); known agents: {', '.join(known) or 'none'}")
+    raise ValueError(
+        f"agent={name_or_path!r} is not in the agent zoo (shipped, or {agents_dir()}); known agents: {', '.join(known) or 'none'}"
+    )
 
 
 def load_agent(name_or_path: str, deterministic: bool = True) -> tuple[Agent, AgentCard]:
@@ -90,3 +117,36 @@ def load_agent(name_or_path: str, deterministic: bool = True) -> tuple[Agent, Ag
     agent = SB3Agent.load(str(folder / "model.zip"), card.algorithm, deterministic)
     agent.name = card.name
     return agent, card
+
+
+def strip_optimizer_state(zip_path: str | Path) -> int:
+    """Drop the optimizer's moment estimates from an SB3 ``model.zip``; returns the bytes saved.
+
+    Prediction does not use them, and SB3 still loads the file: the optimizer entry keeps its
+    parameter groups with an empty state, as a fresh optimizer has (training resumed from the
+    file restarts Adam's moments). Shipped agents are stored this way to keep the wheel small.
+    """
+    import io
+    import zipfile
+
+    import torch
+
+    zip_path = Path(zip_path)
+    before = zip_path.stat().st_size
+    with zipfile.ZipFile(zip_path) as zf:
+        members = {info.filename: zf.read(info.filename) for info in zf.infolist()}
+    if "policy.optimizer.pth" not in members:
+        return 0
+    state = torch.load(io.BytesIO(members["policy.optimizer.pth"]), map_location="cpu", weights_only=True)
+    if not state.get("state"):
+        return 0
+    state["state"] = {}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    members["policy.optimizer.pth"] = buf.getvalue()
+    tmp = zip_path.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    tmp.replace(zip_path)
+    return before - zip_path.stat().st_size

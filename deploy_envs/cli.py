@@ -17,6 +17,10 @@ app.add_typer(zoo_app, name="zoo")
 console = Console()
 
 
+#: what a bad configuration or a missing extra raises: reported in one line, no traceback
+USER_ERRORS = (ValueError, ImportError)
+
+
 def _fail(msg: str) -> None:
     # no markup (messages quote ranges like [0, 1]) and no wrapping (paths stay whole)
     console.print("[bold red]error:[/]", end=" ")
@@ -24,11 +28,11 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _parse_kwargs(pairs: list[str]) -> dict[str, Any]:
+def _parse_kwargs(pairs: list[str], option: str = "--env-kwarg") -> dict[str, Any]:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            _fail(f"--env-kwarg {pair!r} must look like key=value (e.g. epsilon=0.3)")
+            _fail(f"{option} {pair!r} must look like key=value (e.g. epsilon=0.3)")
         k, v = pair.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
     return out
@@ -63,21 +67,33 @@ def list_cmd() -> None:
     for e in sorted(entries, key=lambda e: (e.topic, e.kind, e.id)):
         t.add_row(e.id, e.kind, e.topic, e.summary)
     console.print(t)
+    from deploy_envs.core.extras import available
+
+    def needs(extra: str | None) -> str:
+        return "" if extra is None else extra + ("" if available(extra) else " (not installed)")
+
     b = Table(title="baselines (deploy-envs evaluate ENV --baseline NAME)")
-    b.add_column("name")
-    b.add_column("envs")
-    b.add_column("summary")
+    for col in ("name", "envs", "summary", "extra"):
+        b.add_column(col)
     for e in sorted(BASELINES.values(), key=lambda e: e.name):
-        b.add_row(e.name, ", ".join(x.split("/")[-1] for x in e.envs) or "any", e.summary)
+        b.add_row(e.name, ", ".join(x.split("/")[-1] for x in e.envs) or "any", e.summary, needs(e.extra))
     console.print(b)
-    cards = list_agents()
-    if cards:
-        a = Table(title="trained agents (deploy-envs evaluate ENV --agent NAME)")
-        for col in ("name", "env", "algorithm", "timesteps"):
-            a.add_column(col)
-        for c in cards:
-            a.add_row(c.name, c.env_id, c.algorithm, str(c.timesteps))
-        console.print(a)
+    from deploy_envs.agent_zoo import resolve_agent_folder
+
+    a = Table(title="trained agents (deploy-envs evaluate ENV --agent NAME)")
+    for col in ("name", "env", "algorithm", "timesteps", "extra"):
+        a.add_column(col)
+    for c in list_agents():
+        rllib = (resolve_agent_folder(c.name) / "rllib_checkpoint").exists()
+        a.add_row(c.name, c.env_id, c.algorithm, str(c.timesteps), needs("rllib" if rllib else None))
+    console.print(a)
+    from deploy_envs.scenarios import shipped_scenarios
+
+    console.print("scenarios (deploy-envs run NAME): " + ", ".join(shipped_scenarios()), markup=False, highlight=False)
+    console.print(
+        "commands that need an extra: serve (" + needs("serve") + "), train --engine rllib (" + needs("rllib") + ")",
+        markup=False, highlight=False,
+    )
 
 
 SUITES = ("alignment",)
@@ -130,7 +146,7 @@ def evaluate(
     seed: int = typer.Option(0),
     env_kwarg: list[str] = typer.Option([], "--env-kwarg", "-k", help="env argument key=value (repeatable)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the scorecard as JSON here"),
-    plot: Optional[Path] = typer.Option(None, help="suite runs: save a plot of the scorecard (PNG)"),
+    plot: Optional[Path] = typer.Option(None, help="save a plot of the scorecard (PNG): metric means on an env, or the suite's profile"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Evaluate an agent, a baseline, a saved SB3 policy or a callable on an env (or a suite) and print a scorecard."""
@@ -155,6 +171,8 @@ def evaluate(
     from deploy_envs.core.registration import GAME_CATALOG
 
     if env_id in GAME_CATALOG:
+        if plot is not None:
+            _fail("--plot is not available for games; use --json and plot the summary yourself")
         _evaluate_game(env_id, agent, baseline, rllib_checkpoint, _parse_kwargs(env_kwarg), episodes, seed, json_out)
         return
     if env_id not in ENV_CATALOG:
@@ -171,13 +189,13 @@ def evaluate(
         elif rllib_checkpoint is not None:
             from deploy_envs.integrations.rllib import RLlibAgent
 
-            a = RLlibAgent.load(rllib_checkpoint, module_id)
+            a = RLlibAgent.load(rllib_checkpoint.expanduser().resolve(), module_id)
         else:
             if not policy.exists():
                 _fail(f"policy={str(policy)!r} does not exist")
             a = SB3Agent.load(str(policy), algorithm)
         card_ = run_eval(env_id, a, episodes=episodes, seed=seed, env_kwargs=kwargs, progress=progress)
-    except ValueError as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     t = Table(title=f"{card_.agent} on {env_id} ({episodes} episodes, seed {seed})")
     t.add_column("metric", no_wrap=True)
@@ -188,6 +206,14 @@ def evaluate(
     if json_out:
         json_out.write_text(json.dumps(card_.to_dict(), indent=2) + "\n")
         console.print(f"wrote {json_out}")
+    if plot:
+        from deploy_envs.plots import plot_scorecard
+
+        try:
+            plot_scorecard(card_.summary, plot, title=f"{card_.agent} on {env_id.split('/')[-1]} ({episodes} episodes)")
+        except ValueError as e:
+            _fail(str(e))
+        console.print(f"wrote {plot}")
 
 
 def _evaluate_game(game_id: str, agent, baseline, checkpoint, kwargs, episodes: int, seed: int, json_out) -> None:
@@ -203,7 +229,7 @@ def _evaluate_game(game_id: str, agent, baseline, checkpoint, kwargs, episodes: 
             label = card.name
         elif checkpoint is not None:
             roles = R.game_roles(game_id, kwargs)
-            agents = R.load_game_agents(checkpoint, R.game_policies(roles, None))
+            agents = R.load_game_agents(checkpoint.expanduser().resolve(), R.game_policies(roles, None))
             label = str(checkpoint)
         elif baseline is not None:
             from deploy_envs.core.agents import make_baseline
@@ -214,7 +240,7 @@ def _evaluate_game(game_id: str, agent, baseline, checkpoint, kwargs, episodes: 
             _fail(f"{game_id} is a game: give --agent (an RLlib policy set), --rllib-checkpoint or --baseline")
         with console.status(f"playing {episodes} episodes of {game_id}"):
             summary = R.evaluate_game(game_id, agents, episodes=episodes, seed=seed, game_kwargs=kwargs)
-    except ValueError as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     t = Table(title=f"{label} on {game_id} ({episodes} episodes, seed {seed})")
     t.add_column("metric", no_wrap=True)
@@ -233,7 +259,7 @@ def _evaluate_suite(suite: str, factory, episodes: int, seed: int, json_out: Opt
     try:
         with console.status(f"evaluating on the {suite} suite"):
             rows = run_suite(suite, factory, episodes=episodes, seed=seed)
-    except ValueError as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     skipped = [r for r in rows if "note" in r]
     rows = [r for r in rows if "note" not in r]
@@ -261,8 +287,10 @@ def _evaluate_suite(suite: str, factory, episodes: int, seed: int, json_out: Opt
 
 @app.command()
 def run(
-    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    scenario: str = typer.Argument(..., help="a shipped scenario by name (e.g. quickstart; see `deploy-envs list`) or a scenario YAML file"),
     episodes: Optional[int] = typer.Option(None, min=1, help="override the protocol's episode count"),
+    seed: Optional[int] = typer.Option(None, min=0, help="override the protocol's seed"),
+    env_kwarg: list[str] = typer.Option([], "--env-kwarg", "-k", help="env argument key=value, added to the scenario's env_kwargs (repeatable)"),
     train: str = typer.Option("auto", help="auto: train missing agents; always: retrain; never: evaluate only"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write results as JSON here"),
     plot: Optional[Path] = typer.Option(None, help="save a bar plot of the results (PNG)"),
@@ -274,12 +302,20 @@ def run(
 
     if train not in ("auto", "always", "never"):
         _fail(f"--train={train!r} is not allowed; choose auto, always or never")
+    overrides = _parse_kwargs(env_kwarg)
     try:
         scn = load_scenario(scenario)
+        if seed is not None:
+            scn.protocol.seed = seed
+        if overrides:
+            from deploy_envs.core.registration import check_env_kwargs
+
+            check_env_kwargs(scn.env, overrides)
+            scn.env_kwargs = {**scn.env_kwargs, **overrides}
         console.print(f"[bold]{scn.name}[/]: {scn.description}")
         figures = plot_dir or Path("runs") / scn.name
         result = run_scenario(scn, episodes=episodes, train=train, progress=progress, plot_dir=figures)  # type: ignore[arg-type]
-    except (ScenarioError, ValueError) as e:
+    except (ScenarioError, *USER_ERRORS) as e:
         _fail(str(e))
     cols = list(dict.fromkeys(k for r in result.rows for k in r))
     t = Table(title=f"scenario {scn.name}")
@@ -300,7 +336,10 @@ def run(
     if plot:
         from deploy_envs.plots import plot_scenario
 
-        plot_scenario(result, plot)
+        try:
+            plot_scenario(result, plot)
+        except ValueError as e:
+            _fail(str(e))
         console.print(f"wrote {plot}")
     if not result.passed:
         raise typer.Exit(1)
@@ -311,7 +350,7 @@ ENGINES = ("rllib", "sb3")
 
 @app.command("train")
 def train_cmd(
-    scenario: Path = typer.Argument(..., help="scenario YAML file with a 'train' section"),
+    scenario: str = typer.Argument(..., help="a shipped scenario by name or a scenario YAML file, with a 'train' section"),
     engine: Optional[str] = typer.Option(None, help="rllib or sb3 (default: the scenario's train.engine)"),
     address: Optional[str] = typer.Option(None, help="RLlib: join the Ray cluster at this address (host:port, ray://host:10001 or auto); default: start a local Ray"),
     num_env_runners: Optional[int] = typer.Option(None, min=0, help="RLlib: env runners (default: the scenario's train.num_env_runners)"),
@@ -352,7 +391,7 @@ def train_cmd(
                 card = train_scenario_agent(scn, engine=eng, address=address, num_env_runners=num_env_runners, rllib_progress=report)
         else:
             card = train_scenario_agent(scn, engine=eng, progress=True)
-    except (ScenarioError, ValueError) as e:
+    except (ScenarioError, *USER_ERRORS) as e:
         _fail(str(e))
     from deploy_envs.agent_zoo import agents_dir
 
@@ -367,7 +406,7 @@ def train_cmd(
     if evaluate_after and scn.agents:
         try:
             result = run_scenario(scn, train="never")
-        except (ScenarioError, ValueError) as e:
+        except (ScenarioError, *USER_ERRORS) as e:
             _fail(str(e))
         for c in result.checks:
             mark = "[green]PASS[/]" if c.passed else "[red]FAIL[/]"
@@ -388,11 +427,11 @@ def selfplay(
     """Train attacker and defender of AttackDefense-v0 with PPO, alternating against frozen copies."""
     from deploy_envs.training.selfplay import train_alternating
 
-    kwargs = _parse_kwargs(game_kwarg)
+    kwargs = _parse_kwargs(game_kwarg, "--game-kwarg")
     try:
         with console.status(f"self-play: {iterations} iterations x 2 roles x {timesteps} steps"):
             result = train_alternating(kwargs, iterations, timesteps, seed, out)
-    except ValueError as e:
+    except USER_ERRORS as e:
         _fail(str(e))
     t = Table(title="AttackDefense-v0 alternating self-play")
     for col in ("iteration", "fool rate", "FGSM vs defender", "defense frequencies"):

@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from deploy_envs.core.agents import Agent
+from deploy_envs.core.batched import select_info
 from deploy_envs.core.validation import check_positive
 
 
@@ -106,7 +107,7 @@ def evaluate(
             done = terminated | truncated
             for i in np.flatnonzero(done):
                 if done_count[i] < quota[i]:
-                    rec = {k: v for k, v in _numeric(info["final_info"][i]).items() if k not in skip_info_keys}
+                    rec = {k: v for k, v in _numeric(select_info(info["final_info"], i)).items() if k not in skip_info_keys}
                     rec["return"] = float(ep_return[i])
                     rec["length"] = float(ep_len[i])
                     card.records.append(rec)

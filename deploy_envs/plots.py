@@ -6,8 +6,31 @@ from pathlib import Path
 import numpy as np
 
 
-def plot_scenario(result, path: str | Path, metric: str = "success_rate") -> Path:
-    """Grouped bars of ``metric`` per agent across the scenario's sweep points."""
+def _metric_to_plot(result, metric: str | None) -> str:
+    """``metric`` if the rows carry it; by default success_rate, else the first metric the checks compare."""
+    import re
+
+    have = [k for k in dict.fromkeys(k for r in result.rows for k in r) if isinstance(result.rows[0].get(k), (int, float))]
+    if metric is not None:
+        if not any(metric in r for r in result.rows):
+            raise ValueError(f"metric={metric!r}: no result row of scenario {result.scenario.name!r} has it; available: {', '.join(have)}")
+        return metric
+    if any("success_rate" in r for r in result.rows):
+        return "success_rate"
+    for c in result.checks:
+        for name in re.findall(r"\]\.(\w+)", c.expression):
+            if any(name in r for r in result.rows):
+                return name
+    raise ValueError(f"scenario {result.scenario.name!r} has no success_rate to plot; name a metric (available: {', '.join(have)})")
+
+
+def plot_scenario(result, path: str | Path, metric: str | None = None) -> Path:
+    """Grouped bars of ``metric`` per agent across the scenario's sweep points.
+
+    By default the success rate, or else the first metric the scenario's checks
+    compare; a metric that no row carries raises ``ValueError`` naming what is there.
+    """
+    metric = _metric_to_plot(result, metric)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,6 +77,31 @@ def plot_suite(rows: list[dict], path: str | Path, title: str = "") -> Path:
     ax.set_xticks(x + width * (len(keys) - 1) / 2, names, rotation=30, ha="right", fontsize=8)
     ax.set_title(title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_scorecard(summary: dict[str, float], path: str | Path, title: str = "") -> Path:
+    """Horizontal bars of an evaluation's metric means (``deploy-envs evaluate ENV --plot``)."""
+    items = [(k, float(v)) for k, v in sorted(summary.items()) if isinstance(v, (int, float)) and np.isfinite(v)]
+    if not items:
+        raise ValueError("the scorecard has no finite metric to plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(items) + 1.2))
+    names, values = zip(*items)
+    ax.barh(np.arange(len(items)), values, color="tab:blue")
+    ax.set_yticks(np.arange(len(items)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_xlabel("mean over episodes")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import data_equivalence
+from gymnasium.vector import AutoresetMode
 
 from deploy_envs.core.views import NativeVectorEnv
 
@@ -92,6 +93,90 @@ def check_single_vector_match(env_id: str, kwargs: dict | None = None, *, num_en
     venv.close()
     for env in singles:
         env.close()
+
+
+def _info_structure_equal(ours: dict, sync: dict, atol: float, where: str) -> None:
+    """Key by key, dtype by dtype, mask by mask (recursing into dicts such as ``final_info``)."""
+    if set(ours) != set(sync):
+        raise AssertionError(f"{where}: info keys differ: only native {sorted(set(ours) - set(sync))}, only SyncVectorEnv {sorted(set(sync) - set(ours))}")
+    for key in sync:
+        a, b = ours[key], sync[key]
+        here = f"{where} info[{key!r}]"
+        if isinstance(b, dict):
+            if not isinstance(a, dict):
+                raise AssertionError(f"{here}: native gives {type(a).__name__}, SyncVectorEnv a dict of batched arrays")
+            _info_structure_equal(a, b, atol, here)
+            continue
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype != b.dtype or a.shape != b.shape:
+            raise AssertionError(f"{here}: native {a.dtype}{a.shape} vs SyncVectorEnv {b.dtype}{b.shape}")
+        if key.startswith("_"):
+            if not np.array_equal(a, b):
+                raise AssertionError(f"{here}: masks differ: {a} vs {b}")
+            continue
+        mask = np.asarray(sync.get("_" + key, np.ones(len(b), dtype=bool)), dtype=bool)
+        for i in np.flatnonzero(mask):
+            x, y = a[i], b[i]
+            if isinstance(y, np.ndarray) or np.asarray(y).dtype.kind in "fiub":
+                if not np.allclose(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), rtol=1e-4, atol=atol, equal_nan=True):
+                    raise AssertionError(f"{here} copy {i}: {x} vs {y}")
+            elif isinstance(y, dict):
+                _info_equal(y, x, f"{here} copy {i}")
+            elif x != y:
+                raise AssertionError(f"{here} copy {i}: {x!r} vs {y!r}")
+
+
+def check_vector_info_matches_sync(
+    env_id: str,
+    kwargs: dict | None = None,
+    *,
+    num_envs: int = 3,
+    seed: int = 5,
+    steps: int = 30,
+    autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+    atol: float = 1e-4,
+) -> int:
+    """The native batch's ``info`` has exactly the structure gymnasium's ``SyncVectorEnv`` gives.
+
+    Steps ``make_vec(env_id, num_envs)`` (the native batch) beside a ``SyncVectorEnv`` of
+    ``num_envs`` single envs, same seeds and actions, in ``autoreset_mode``; after every reset
+    and step the two infos must have the same keys, dtypes, shapes and ``_k`` masks (recursively
+    for ``final_info``), equal values where the masks are set, and ``final_obs`` must agree.
+    Returns the number of steps at which some copy's episode ended (so a caller can make
+    sure ``final_info`` was compared at all).
+    """
+    kwargs = kwargs or {}
+    mode = AutoresetMode(autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
+    native = gym.make_vec(env_id, num_envs=num_envs, autoreset_mode=mode, **kwargs)
+    if not isinstance(native.unwrapped, NativeVectorEnv):
+        raise AssertionError(f"make_vec({env_id!r}) returned {type(native).__name__}, not the native batch")
+    sync = gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)], autoreset_mode=mode)
+    try:
+        _, n_info = native.reset(seed=seed)
+        _, s_info = sync.reset(seed=seed)
+        _info_structure_equal(n_info, s_info, atol, f"{env_id} ({mode.value}) reset")
+        native.action_space.seed(seed)
+        ended = 0
+        for t in range(steps):
+            actions = native.action_space.sample()
+            _, _, n_term, n_trunc, n_info = native.step(actions)
+            _, _, s_term, s_trunc, s_info = sync.step(actions)
+            if not (np.array_equal(n_term, s_term) and np.array_equal(n_trunc, s_trunc)):
+                raise AssertionError(f"{env_id} ({mode.value}) step {t}: done flags differ")
+            final_n, final_s = n_info.pop("final_obs", None), s_info.pop("final_obs", None)
+            if (final_n is None) != (final_s is None):
+                raise AssertionError(f"{env_id} ({mode.value}) step {t}: final_obs in only one of the two infos")
+            if final_s is not None:
+                if final_n.dtype != final_s.dtype or final_n.shape != final_s.shape:
+                    raise AssertionError(f"{env_id} step {t}: final_obs is {final_n.dtype}{final_n.shape}, SyncVectorEnv {final_s.dtype}{final_s.shape}")
+                for i in np.flatnonzero(s_info["_final_obs"]):
+                    _compare(final_s[i], final_n[i], f"{env_id} step {t} final_obs of copy {i}")
+                ended += 1
+            _info_structure_equal(n_info, s_info, atol, f"{env_id} ({mode.value}) step {t}")
+    finally:
+        native.close()
+        sync.close()
+    return ended
 
 
 def check_bad_action_is_refused(env_id: str, kwargs: dict | None = None, seed: int = 3) -> None:
@@ -415,3 +500,40 @@ def check_game_batch_matches_single(
     for env in singles:
         env.close()
     return ended
+
+
+def smoke_catalog(num_envs: int = 2, seed: int = 0) -> list[str]:
+    """Build, reset and step every registered env (single and native batch) and game once.
+
+    Uses each entry's small ``test_kwargs``. Returns the ids checked; raises the first
+    error with the id that raised it. CI runs this in a bare install (no extras) to show
+    that every registered id works there.
+    """
+    from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG, make_game
+
+    checked = []
+    for env_id, entry in sorted(ENV_CATALOG.items()):
+        try:
+            env = gym.make(env_id, **entry.test_kwargs)
+            env.reset(seed=seed)
+            env.action_space.seed(seed)
+            env.step(env.action_space.sample())
+            env.close()
+            venv = gym.make_vec(env_id, num_envs=num_envs, **entry.test_kwargs)
+            venv.reset(seed=seed)
+            venv.action_space.seed(seed)
+            venv.step(venv.action_space.sample())
+            venv.close()
+        except Exception as exc:
+            raise AssertionError(f"{env_id}: {type(exc).__name__}: {exc}") from exc
+        checked.append(env_id)
+    for game_id, entry in sorted(GAME_CATALOG.items()):
+        try:
+            game = make_game(game_id, **entry.test_kwargs)
+            game.reset(seed=seed)
+            game.step(next(random_joint_actions(game, seed)))
+            game.close()
+        except Exception as exc:
+            raise AssertionError(f"{game_id}: {type(exc).__name__}: {exc}") from exc
+        checked.append(game_id)
+    return checked

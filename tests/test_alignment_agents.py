@@ -29,8 +29,10 @@ from deploy_envs.topics.gridworlds.baselines import (
     hyperparameters,
 )
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
+from deploy_envs.agent_zoo import shipped_agents_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 #: world -> (least excess of the agent's gap over the intended policy's, least hidden-performance
 #: shortfall below the intended policy's); both hold for PPO and DQN at the full protocol
@@ -76,7 +78,7 @@ def test_shipped_cards_state_reward_and_hidden_performance(world, algorithm):
     # the extra evaluations (lava world's test maps, friend or foe per placer) are on the card too
     extra = [k for k in card.scores if k not in [k2 for k2, v in card.scores.items() if v is scores]]
     assert [k.split("env_kwargs ")[1] for k in extra] == [str(kw) for kw in EXTRA_EVAL_ENV_KWARGS.get(world, [])]
-    folder = Path(__file__).resolve().parents[1] / "agents" / card.name
+    folder = shipped_agents_dir() / card.name
     limit = 400_000 if world in ROBUSTNESS_WORLDS else 700_000  # 32-32 (robustness worlds) or 64-64 MlpPolicy zips
     assert (folder / "model.zip").stat().st_size < limit
 

@@ -12,11 +12,12 @@ from deploy_envs.topics.backdoor import triggers
 from deploy_envs.topics.backdoor.detectors import detect, spectral_scores
 from deploy_envs.topics.backdoor.mlp import BatchedMLP
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 ENV_ID = "deploy_envs/Backdoor-v0"
 FAST = {"hidden_sizes": [16], "train_steps": 5}
-SCN = Path(__file__).resolve().parents[1] / "scenarios" / "backdoor_badnets.yaml"
-SCN_AC = Path(__file__).resolve().parents[1] / "scenarios" / "backdoor_activation_clustering.yaml"
+SCN = shipped_scenarios_dir() / "backdoor_badnets.yaml"
+SCN_AC = shipped_scenarios_dir() / "backdoor_activation_clustering.yaml"
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,11 @@ from deploy_envs.topics.bandits.bandit import DEFAULT_MEANS
 from deploy_envs.topics.bandits.curves import regret_curves, run_regret_scenario
 from deploy_envs.metrics.regret import bernoulli_kl, gaussian_kl, growth_summary, lai_robbins_constant, pseudo_regret
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 BANDIT = "deploy_envs/Bandit-v0"
 CONTEXTUAL = "deploy_envs/ContextualBandit-v0"
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 # ------------------------------------------------------------------ bad input

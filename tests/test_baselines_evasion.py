@@ -60,9 +60,9 @@ def first_episodes(agent, env_kwargs: dict, indices: np.ndarray, check_every_ste
             live = ~start & info["_perturbation_norm"]
             assert (info["perturbation_norm"][live] <= eps + 1e-5).all()
         for i in np.flatnonzero(start & ~finished):
-            success[i] = info["final_info"][i]["success"]
+            success[i] = info["final_info"]["success"][i]
             final_delta[i] = info["final_obs"][i][venv.unwrapped.core.obs_slices["delta"]] * eps
-            assert info["final_info"][i]["perturbation_norm"] <= eps + 1e-5
+            assert info["final_info"]["perturbation_norm"][i] <= eps + 1e-5
             finished[i] = True
     venv.close()
     return success, final_delta

@@ -113,3 +113,83 @@ def test_zoo_trojans_passes_its_options_to_the_population_builder(monkeypatch, t
     bad = CliRunner().invoke(app, ["zoo", "trojans", "--seed", "-1"])
     assert bad.exit_code != 0 and "--seed=-1" in bad.output
     assert len(seen) == 1  # the bad seed never reached the builder
+
+
+# ---- error paths: one line naming the bad value and what is allowed, no traceback
+def _one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    for needle in needles:
+        assert needle in text, result.output
+    return text
+
+
+def test_unknown_env_kwarg_is_one_line_listing_the_valid_ones():
+    r = runner.invoke(app, ["evaluate", "deploy_envs/Evasion-v0", "--baseline", "noise", "--episodes", "2", "-k", "epsln=0.3", "--no-progress"], terminal_width=400)
+    _one_line_error(r, "'epsln'", "did you mean 'epsilon'", "allowed:", "max_queries")
+
+
+def test_run_refuses_an_unknown_kwarg_and_takes_seed_and_kwargs(tmp_path):
+    r = runner.invoke(app, ["run", "quickstart", "-k", "epsln=0.3", "--episodes", "2"], terminal_width=400)
+    _one_line_error(r, "'epsln'", "allowed:")
+    out = tmp_path / "q.json"
+    r = runner.invoke(app, ["run", "quickstart", "--episodes", "4", "--seed", "3", "-k", "max_queries=10", "--json", str(out), "--no-progress", "--plot-dir", str(tmp_path)], terminal_width=400)
+    assert r.exit_code in (0, 1), r.output  # the checks may not hold on 4 episodes; the run must complete
+    result = json.loads(out.read_text())
+    assert result["protocol"]["seed"] == 3
+    assert result["env_kwargs"]["max_queries"] == 10
+
+
+def test_scenario_with_a_kwarg_typo_is_refused_on_load(tmp_path):
+    from deploy_envs.scenarios import ScenarioError, load_scenario, shipped_scenarios_dir
+
+    text = (shipped_scenarios_dir() / "quickstart.yaml").read_text().replace("env_kwargs:", "env_kwargs:\n  epsln: 0.3", 1)
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(text)
+    import pytest
+
+    with pytest.raises(ScenarioError, match="epsln"):
+        load_scenario(bad)
+
+
+def test_selfplay_kwarg_error_names_its_own_option():
+    r = runner.invoke(app, ["selfplay", "-k", "foo"], terminal_width=400)
+    _one_line_error(r, "--game-kwarg 'foo'", "key=value")
+
+
+def test_scenario_by_name_and_unknown_name():
+    r = runner.invoke(app, ["run", "no_such_scenario"], terminal_width=400)
+    _one_line_error(r, "no_such_scenario", "shipped:", "quickstart")
+
+
+def test_run_plot_without_the_metric_is_refused(tmp_path):
+    """A scenario without success_rate plots the first metric its checks compare, or refuses; never an empty chart."""
+    from deploy_envs.plots import plot_scenario
+    from deploy_envs.scenarios import ScenarioResult, load_scenario
+
+    scn = load_scenario("bandits_regret")
+    result = ScenarioResult(scn, rows=[{"agent": "ucb1", **{k: v[0] for k, v in scn.sweep.items()}, "regret": 1.0}])
+    import pytest
+
+    with pytest.raises(ValueError, match="no success_rate"):
+        plot_scenario(result, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="available: .*regret"):
+        plot_scenario(result, tmp_path / "x.png", metric="nope")
+    assert plot_scenario(result, tmp_path / "y.png", metric="regret").stat().st_size > 0
+
+
+def test_evaluate_plot_on_an_env(tmp_path):
+    out = tmp_path / "card.png"
+    r = runner.invoke(app, ["evaluate", "deploy_envs/Bandit-v0", "--baseline", "ucb1", "--episodes", "2", "-k", "horizon=50", "--plot", str(out), "--no-progress"], terminal_width=400)
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_extra_is_one_line_naming_the_install_command(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "captum", None)  # as if the interpret extra were not installed
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    r = runner.invoke(app, ["evaluate", "deploy_envs/Explanation-v0", "--baseline", "saliency", "--episodes", "2", "--no-progress"], terminal_width=400)
+    _one_line_error(r, "'interpret' extra", 'pip install "deploy-envs[interpret]"')

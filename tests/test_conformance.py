@@ -11,6 +11,7 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from deploy_envs.core.registration import ENV_CATALOG
+from deploy_envs import testing
 from deploy_envs.core.views import NativeVectorEnv
 from deploy_envs.testing import check_bad_action_is_refused, check_determinism, check_single_vector_match
 
@@ -96,3 +97,27 @@ def test_render_modes(env_id):
             assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3 and frame.std() > 0
         elif mode == "ansi":
             assert isinstance(frame, str) and frame
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP], ids=["next_step", "same_step"])
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_vector_info_matches_sync_vector_env(env_id, mode):
+    """Our vector info has SyncVectorEnv's structure: keys, dtypes, `_k` masks, final_obs and final_info."""
+    kwargs = dict(ENV_CATALOG[env_id].test_kwargs)
+    if mode is AutoresetMode.SAME_STEP:
+        kwargs["max_episode_steps"] = 15  # episodes must end within the test (truncation or termination)
+    ended = testing.check_vector_info_matches_sync(env_id, kwargs, autoreset_mode=mode, steps=40)
+    if mode is AutoresetMode.SAME_STEP:
+        assert ended > 0, f"{env_id}: no episode ended in 40 random steps, so final_info was never compared"
+
+
+def test_info_structure_check_can_fail():
+    """The comparison catches the old layout (final_info as an object array of per-copy dicts)."""
+    good = {"final_info": {"success": np.array([True, False]), "_success": np.array([True, False])}, "_final_info": np.array([True, False])}
+    old = {"final_info": np.array([{"success": True}, None], dtype=object), "_final_info": np.array([True, False])}
+    with pytest.raises(AssertionError, match="dict of batched arrays"):
+        testing._info_structure_equal(old, good, 1e-4, "x")
+    f32 = {"cost": np.zeros(2, np.float32), "_cost": np.ones(2, bool)}
+    f64 = {"cost": np.zeros(2, np.float64), "_cost": np.ones(2, bool)}
+    with pytest.raises(AssertionError, match="float32"):
+        testing._info_structure_equal(f32, f64, 1e-4, "x")

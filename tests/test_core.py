@@ -20,7 +20,7 @@ def test_same_step_autoreset_reports_final_obs_and_info():
     assert term.all()  # budget of 2 queries spent by everyone
     assert info["_final_obs"].all() and info["_final_info"].all()
     for i in range(4):
-        assert info["final_info"][i]["queries"] == 2
+        assert info["final_info"]["_queries"][i] and info["final_info"]["queries"][i] == 2
         assert info["final_obs"][i].shape == obs.shape[1:]
     # the returned observation is the first of the next episode: full budget again
     budget = venv.unwrapped.core.obs_slices["budget"]

@@ -13,9 +13,10 @@ from deploy_envs.topics.distribution_shift.bbse import bbse_weights, joint_confu
 from deploy_envs.topics.distribution_shift.corruptions import CORRUPTIONS, SHIFT_KINDS, corrupt, draw_label_prior
 from deploy_envs.topics.distribution_shift.tables import compare_models, corruption_table
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 ENV = "deploy_envs/DistributionShift-v0"
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 SMALL = {"batch_size": 16, "horizon": 12, "change_range": (4, 8)}
 
 

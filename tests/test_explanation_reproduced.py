@@ -12,8 +12,9 @@ from deploy_envs.topics.explanation.sanity import (
     randomization_test,
 )
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 def run(name, episodes, agents=None):

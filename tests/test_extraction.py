@@ -11,9 +11,10 @@ import torch
 from deploy_envs.core.agents import make_baseline
 from deploy_envs.topics.extraction.surrogate import BatchedSurrogate
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 ENV = "deploy_envs/ModelExtraction-v0"
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 def run(name, episodes=None):

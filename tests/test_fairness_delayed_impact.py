@@ -12,9 +12,10 @@ from deploy_envs.core.agents import make_baseline
 from deploy_envs.topics.lending.delayed_impact_baselines import di_curves, di_thresholds
 from deploy_envs.topics.lending.delayed_impact import CLUSTER_PROBS, SUCCESS_PROBS, cluster_acceptance
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 ENV_ID = "deploy_envs/DelayedImpactLending-v0"
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 def _clusters(env, obs):

@@ -12,8 +12,9 @@ from deploy_envs.topics.lending.baselines import (
     train_lending_ppo,
 )
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios" / "fairness_ppo.yaml"
+SCN = shipped_scenarios_dir() / "fairness_ppo.yaml"
 
 
 def test_shipped_agents_load_with_their_training_configuration():

@@ -9,8 +9,9 @@ from deploy_envs.topics.lending.baselines import policy_table, profit_fractions
 from deploy_envs.topics.lending.dynamics import mean_score_trajectories, plot_mean_scores
 from deploy_envs.topics.lending.fico import fico_population
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 def run(name, episodes):

@@ -12,9 +12,10 @@ from deploy_envs.core.agents import make_baseline
 from deploy_envs.topics.gridworlds import GRIDWORLD_IDS, SPECIFICATION_IDS
 from deploy_envs.topics.gridworlds.suite import alignment_scorecard
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 def play(env_id, actions, seed=0, **kwargs):
@@ -46,7 +47,8 @@ def test_hidden_performance_only_at_episode_end(env_id):
     venv = gym.make_vec(env_id, num_envs=4)
     venv.reset(seed=0)
     _, _, term, trunc, info = venv.step(np.zeros(4, np.int64))
-    np.testing.assert_array_equal(info["_hidden_performance"], term | trunc)
+    # gymnasium's vector info: the key and its mask appear only once some copy's episode ended
+    np.testing.assert_array_equal(info.get("_hidden_performance", np.zeros(4, bool)), term | trunc)
 
 
 @pytest.mark.parametrize("env_id", GRIDWORLD_IDS)

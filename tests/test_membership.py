@@ -15,9 +15,10 @@ from deploy_envs.topics.membership.membership_inference import (
 )
 from deploy_envs.models import membership_victims as mv
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 ENV = "deploy_envs/MembershipInference-v0"
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 @pytest.fixture(scope="module")

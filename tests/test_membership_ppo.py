@@ -9,8 +9,9 @@ import numpy as np
 from deploy_envs.agent_zoo import load_agent
 from deploy_envs.topics.membership.membership_inference import collect_scores, membership_metrics
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios" / "membership_ppo.yaml"
+SCN = shipped_scenarios_dir() / "membership_ppo.yaml"
 
 
 def test_shipped_agent_loads_and_matches_its_card():

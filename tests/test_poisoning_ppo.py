@@ -17,8 +17,9 @@ from deploy_envs.agent_zoo import load_agent
 from deploy_envs.core.agents import make_baseline
 from deploy_envs.evaluation import evaluate
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios" / "poisoning_ppo.yaml"
+SCN = shipped_scenarios_dir() / "poisoning_ppo.yaml"
 
 
 def test_shipped_agent_matches_its_card():

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios" / "poisoning_budget.yaml"
+SCN = shipped_scenarios_dir() / "poisoning_budget.yaml"
 
 
 def test_max_loss_poison_beats_label_flips_and_the_sanitizer_stops_it():

@@ -10,8 +10,9 @@ from gymnasium.utils.env_checker import data_equivalence
 
 from deploy_envs.topics.navigation.robust_navigation import RoleVecEnv
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 NAV = {"level": 1, "max_steps": 60}
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 def run(name, episodes, agents=None):

@@ -18,6 +18,7 @@ from deploy_envs.cli import app
 from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG
 from deploy_envs.evaluation import evaluate
 from deploy_envs.integrations import rllib as R
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 EVASION = "deploy_envs/Evasion-v0"
 GAME = "deploy_envs/AttackDefense-v0"
@@ -25,6 +26,7 @@ EV_KWARGS = dict(ENV_CATALOG[EVASION].test_kwargs)
 GAME_KWARGS = dict(GAME_CATALOG[GAME].test_kwargs)
 TINY = {"train_batch_size_per_learner": 160, "minibatch_size": 80, "num_epochs": 2, "lr": 0.001, "model": {"fcnet_hiddens": [32]}}
 runner = CliRunner()
+pytestmark = pytest.mark.rllib
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +174,7 @@ def test_shipped_rllib_evasion_attacker_reproduces():
 
     from deploy_envs.scenarios import load_scenario, run_scenario
 
-    scn = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "rllib_evasion_ppo.yaml")
+    scn = load_scenario(shipped_scenarios_dir() / "rllib_evasion_ppo.yaml")
     result = run_scenario(scn, episodes=64, train="never")
     assert result.checks and result.passed, [c.__dict__ for c in result.checks]
     ppo = result.lookup("ppo", {}, "success_rate")
@@ -187,7 +189,54 @@ def test_shipped_rllib_attack_defense_pair_reproduces():
 
     from deploy_envs.scenarios import load_scenario, run_scenario
 
-    scn = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "rllib_attack_defense.yaml")
+    scn = load_scenario(shipped_scenarios_dir() / "rllib_attack_defense.yaml")
     result = run_scenario(scn, episodes=8, train="never")
     assert len(result.checks) == 2 and result.passed, [c.__dict__ for c in result.checks]
     assert result.lookup("rllib", {}, "return_defender") >= 9.0
+
+
+def test_readme_rllib_commands_run_as_written(ray_local, tmp_path, monkeypatch):
+    """Every command of the README's RLlib block, copied exactly, runs.
+
+    Evaluation commands run in full (the shipped checkpoint path included, from the checkout
+    root). Training commands run as written except for their budget: the scenario's
+    ``train.timesteps`` is cut to one small PPO iteration here (the full runs take
+    minutes to hours), and the cluster address ``head-node:6379`` must fail in one line.
+    """
+    import os
+    import shlex
+    from pathlib import Path
+
+    import deploy_envs.scenarios as S
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## Scale-out on Ray RLlib", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip().startswith("deploy-envs ")]
+    assert len(commands) == 6
+    monkeypatch.setenv("DEPLOY_ENVS_AGENTS", str(tmp_path / "agents"))
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the README's checkpoint path is relative to the checkout
+    real_load = S.load_scenario
+
+    def small_budget(path):
+        scn = real_load(path)
+        if scn.train is not None:
+            scn.train.timesteps = 256
+            scn.train.hyperparameters = {**scn.train.hyperparameters, "train_batch_size_per_learner": 128, "minibatch_size": 64, "num_epochs": 1}
+            scn.protocol.episodes = 8
+        return scn
+
+    monkeypatch.setattr(S, "load_scenario", small_budget)
+    for cmd in commands:
+        args = shlex.split(cmd)[1:]
+        r = runner.invoke(app, args, terminal_width=300)
+        text = " ".join(r.output.split())
+        if "head-node:6379" in cmd:
+            assert r.exit_code == 2 and "head-node" in text and "Traceback" not in r.output, r.output
+        elif args[0] == "train":
+            assert r.exit_code in (0, 1), r.output  # 1: the tiny run does not meet the scenario's checks
+            name = real_load(args[1]).train.agent
+            assert (tmp_path / "agents" / name / "card.json").exists(), r.output
+        else:
+            assert r.exit_code == 0, f"{cmd}\n{r.output}"
+            assert "episodes" in text
+    assert os.environ["DEPLOY_ENVS_AGENTS"] == str(tmp_path / "agents")

@@ -11,10 +11,11 @@ import pytest
 from deploy_envs.core.agents import make_baseline
 from deploy_envs.topics.gridworlds import GRIDWORLD_IDS, SPECIFICATION_IDS
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
 ENV = "deploy_envs/RocksDiamonds-v0"
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 def play(actions, seed=0, **kwargs):

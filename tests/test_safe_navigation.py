@@ -15,9 +15,10 @@ from deploy_envs.topics.navigation.baselines import SHORT_HORIZON, LagrangeMulti
 from deploy_envs.evaluation import evaluate
 from deploy_envs.integrations.safety_gymnasium import SafetyGymnasiumVectorWrapper, make, make_vec
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 ENV_ID = "deploy_envs/SafeNavigation-v0"
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 
 
 def fresh(**kw):
@@ -204,7 +205,7 @@ def test_safety_gymnasium_vector_wrapper_costs_sum_to_episode_cost(mode):
         assert cost.shape == (4,)
         running += cost
         for i in np.flatnonzero(term | trunc):
-            ep = info["final_info"][i]["episode_cost"] if mode is AutoresetMode.SAME_STEP else info["episode_cost"][i]
+            ep = info["final_info"]["episode_cost"][i] if mode is AutoresetMode.SAME_STEP else info["episode_cost"][i]
             assert running[i] == ep
             finished.append(running[i])
             running[i] = 0.0

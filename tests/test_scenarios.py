@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from deploy_envs.scenarios import ScenarioError, load_scenario, parse_expectation, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted(shipped_scenarios_dir().glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)

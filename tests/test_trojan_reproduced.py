@@ -26,8 +26,9 @@ from sklearn.metrics import roc_auc_score
 from deploy_envs.topics.trojans.baselines import ANOMALY_THRESHOLD, neural_cleanse
 from deploy_envs.topics.trojans.trojan_detection import TrojanDetectionCore
 from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.scenarios import shipped_scenarios_dir
 
-SCN = Path(__file__).resolve().parents[1] / "scenarios"
+SCN = shipped_scenarios_dir()
 SUBSET_SEED = 0
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy_envs.api.model_api import REASONS, Answer, BatchAnswer
-from deploy_envs.api.server import KEY_HEADER
+from deploy_envs.api.model_api import KEY_HEADER, REASONS, Answer, BatchAnswer
+from deploy_envs.core.extras import require
 
 logger = logging.getLogger(__name__)
 _ANSWER_STATUSES = (200, 402, 403, 422, 429)
@@ -61,7 +61,7 @@ class RemoteModelAPI:
         retries: int = 3,
         http_client: Any = None,
     ) -> None:
-        import httpx
+        httpx = require("httpx", extra="serve", feature="the HTTP model API client")
 
         if api_key is None and not keys:
             raise ValueError("api_key=None and keys=None: give an API key (api_key=...) or keys={client: key}")
@@ -103,7 +103,7 @@ class RemoteModelAPI:
         return key
 
     def _request(self, method: str, path: str, key: str, content: bytes | None = None):
-        import httpx
+        httpx = require("httpx", extra="serve", feature="the HTTP model API client")
 
         headers = {KEY_HEADER: key}
         if content is not None:

@@ -41,6 +41,9 @@ from torch import nn
 
 from deploy_envs.core.validation import check_choice, check_number, check_positive, check_probability
 
+#: the HTTP header that carries a client's API key (server and client)
+KEY_HEADER = "X-API-Key"
+
 logger = logging.getLogger(__name__)
 
 OUTPUTS = ("label", "top_k", "probabilities", "rounded")

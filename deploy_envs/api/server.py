@@ -52,16 +52,17 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import anyio
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-
-from deploy_envs.api.model_api import REASONS, Answer, ModelAPI
+from deploy_envs.api.model_api import KEY_HEADER, REASONS, Answer, ModelAPI
+from deploy_envs.core.extras import require
 from deploy_envs.core.validation import check_positive
+
+_fastapi = require("fastapi", extra="serve", feature="the HTTP model API")
+import anyio  # noqa: E402  (comes with fastapi)
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import JSONResponse  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-KEY_HEADER = "X-API-Key"
 # status of a request none of whose rows was answered, by the (first) refusal reason
 _STATUS_BY_REASON = {REASONS[5]: 403, REASONS[3]: 402, REASONS[4]: 429, REASONS[1]: 422, REASONS[2]: 422}
 _PRIORITY = (403, 402, 429, 422)
@@ -254,7 +255,7 @@ def new_keys(clients: list[str] | tuple[str, ...] = ("client",)) -> dict[str, st
 
 
 def _config(app: FastAPI, host: str, port: int, log_level: str, max_concurrency: int):
-    import uvicorn
+    uvicorn = require("uvicorn", extra="serve", feature="the HTTP model API server")
 
     # uvicorn's own cap (503 past it) backs up the app's; keep-alive bounded so idle sockets are freed
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, limit_concurrency=max_concurrency + 16,
@@ -265,7 +266,7 @@ def _config(app: FastAPI, host: str, port: int, log_level: str, max_concurrency:
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, allow_remote: bool = False,
                     log_level: str = "warning", start_timeout: float = 20.0) -> Iterator[str]:
     """Run ``app`` under uvicorn in a background thread; yields its base URL (``port=0``: a free port)."""
-    import uvicorn
+    uvicorn = require("uvicorn", extra="serve", feature="the HTTP model API server")
 
     check_host(host, allow_remote)
     limit = getattr(app.state, "limits", {}).get("max_concurrency", 32)
@@ -309,7 +310,7 @@ def serve(
     one random key for client ``"client"`` and logs it at WARNING level. Loopback
     only unless ``allow_remote=True``.
     """
-    import uvicorn
+    uvicorn = require("uvicorn", extra="serve", feature="the HTTP model API server")
 
     check_host(host, allow_remote)
     api = ModelAPI(victim, output=granularity, defense=defense, **api_kwargs)

@@ -81,13 +81,18 @@ class BaselineEntry:
     envs: tuple[str, ...]
     """Env ids the agent works on (empty: any env)."""
     summary: str
+    extra: str | None = None
+    """The optional extra whose package the agent needs (``None``: the base install runs it)."""
 
 
 BASELINES: dict[str, BaselineEntry] = {}
 
 
-def register_baseline(name: str, factory: Callable[..., Agent], *, envs: tuple[str, ...] = (), summary: str = "") -> None:
-    BASELINES[name] = BaselineEntry(name, factory, tuple(envs), summary)
+def register_baseline(
+    name: str, factory: Callable[..., Agent], *, envs: tuple[str, ...] = (), summary: str = "", extra: str | None = None
+) -> None:
+    """Record a reference agent under ``name``; ``extra`` names the optional extra it needs, if any."""
+    BASELINES[name] = BaselineEntry(name, factory, tuple(envs), summary, extra)
 
 
 def make_baseline(name: str, env_id: str | None = None, **kwargs: Any) -> Agent:
@@ -95,6 +100,11 @@ def make_baseline(name: str, env_id: str | None = None, **kwargs: Any) -> Agent:
     if name not in BASELINES:
         raise ValueError(f"baseline={name!r} is unknown; allowed: {', '.join(sorted(BASELINES))}")
     entry = BASELINES[name]
+    if entry.extra is not None:
+        from deploy_envs.core.extras import EXTRAS, require
+
+        for package in EXTRAS[entry.extra]:
+            require(package, extra=entry.extra, feature=f"the {name!r} baseline")
     if env_id is not None and entry.envs and env_id not in entry.envs:
         raise ValueError(f"baseline={name!r} does not apply to {env_id}; it works on {', '.join(entry.envs)}")
     agent = entry.factory(**kwargs)

@@ -144,6 +144,9 @@ def select_info(info: Info, i: int) -> dict[str, Any]:
         mask = info.get("_" + key)
         if mask is not None and not mask[i]:
             continue
+        if isinstance(value, dict):  # e.g. final_info: a dict of batched arrays with its own masks
+            out[key] = select_info(value, i)
+            continue
         item = value[i]
         out[key] = item.item() if isinstance(item, np.generic) else item
     return out

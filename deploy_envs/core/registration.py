@@ -52,7 +52,6 @@ def register_env(
             entry_point=entry_point,
             vector_entry_point=vector_entry_point,
             kwargs=kwargs or {},
-            disable_env_checker=True,
         )
     ENV_CATALOG[env_id] = CatalogEntry(env_id, topic, summary, "env", entry_point, dict(test_kwargs or {}))
     return env_id
@@ -83,3 +82,29 @@ def make_game(game_id: str, **kwargs: Any):
 
         factory = getattr(importlib.import_module(module), attr)
     return factory(**kwargs)
+
+
+def env_arguments(env_id: str) -> dict[str, Any] | None:
+    """The keyword arguments a registered env takes, with their defaults (``None`` if it takes any)."""
+    import importlib
+
+    from deploy_envs.core.validation import constructor_arguments
+
+    if env_id not in gym.registry:
+        raise ValueError(f"env_id={env_id!r} is not registered; registered: {', '.join(sorted(ENV_CATALOG)) or 'none'}")
+    entry = gym.registry[env_id].entry_point
+    if not isinstance(entry, str):
+        return None
+    module, _, attr = entry.partition(":")
+    view = getattr(importlib.import_module(module), attr)
+    core = getattr(view, "core_class", None)
+    return None if core is None else constructor_arguments(core)
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Refuse keyword arguments that ``env_id`` does not take, listing those it does."""
+    from deploy_envs.core.validation import check_known_kwargs
+
+    allowed = env_arguments(env_id)
+    if allowed is not None:
+        check_known_kwargs(env_id, kwargs, allowed)

@@ -66,7 +66,7 @@ class SB3VecEnv(VecEnv):
         dones = terminated | truncated
         infos: list[dict[str, Any]] = [select_info(info, i) for i in range(self.num_envs)]
         for i in np.flatnonzero(dones):
-            final = info["final_info"][i]
+            final = select_info(info["final_info"], i)
             reset_info = infos[i]
             infos[i] = dict(final)
             infos[i]["terminal_observation"] = info["final_obs"][i]

@@ -68,3 +68,36 @@ def _range_text(low, high, low_inclusive, high_inclusive) -> str:
     lo = "[" if low_inclusive else "("
     hi = "]" if high_inclusive else ")"
     return f" in {lo}{low}, {high}{hi}"
+
+
+class UnknownArgumentError(TypeError, ValueError):
+    """A keyword argument that a constructor does not take (a ``TypeError`` as Python raises,
+    and a ``ValueError`` so callers that report bad configuration catch it too)."""
+
+
+def check_known_kwargs(owner: str, kwargs: dict[str, Any], allowed: Iterable[str]) -> None:
+    """Refuse keyword arguments not in ``allowed``, naming them and listing what is allowed."""
+    allowed = list(allowed)
+    unknown = [k for k in kwargs if k not in allowed]
+    if unknown:
+        import difflib
+
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, allowed, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise UnknownArgumentError(f"{owner} got unknown argument(s) {', '.join(hints)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def constructor_arguments(cls: type, skip: Iterable[str] = ("self", "num_envs", "render_mode")) -> dict[str, Any] | None:
+    """Keyword arguments of ``cls.__init__`` with their defaults; ``None`` if it takes ``**kwargs``."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {
+        name: (None if p.default is inspect.Parameter.empty else p.default)
+        for name, p in params.items()
+        if name not in skip and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }

@@ -25,7 +25,15 @@ from gymnasium.vector.utils import batch_space
 from pettingzoo.utils.env import ParallelEnv
 
 from deploy_envs.core.batched import BatchedCore, select_info
-from deploy_envs.core.validation import check_positive
+from deploy_envs.core.validation import check_known_kwargs, check_positive, constructor_arguments
+
+
+def build_core(core_class: type[BatchedCore], num_envs: int, render_mode: str | None, kwargs: dict[str, Any]) -> BatchedCore:
+    """Construct a core, refusing keyword arguments it does not take (listing those it does)."""
+    allowed = constructor_arguments(core_class)
+    if allowed is not None:
+        check_known_kwargs(core_class.__name__.removesuffix("Core"), kwargs, allowed)
+    return core_class(num_envs=num_envs, render_mode=render_mode, **kwargs)
 
 
 class SingleEnv(gym.Env):
@@ -39,7 +47,7 @@ class SingleEnv(gym.Env):
             cls.metadata = dict(cls.core_class.metadata)
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        self.core = self.core_class(num_envs=1, render_mode=render_mode, **kwargs)
+        self.core = build_core(self.core_class, 1, render_mode, kwargs)
         self.metadata = dict(self.core.metadata)
         self.render_mode = render_mode
         self.observation_space = self.core.single_observation_space
@@ -93,7 +101,7 @@ class NativeVectorEnv(gym.vector.VectorEnv):
         max_episode_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
-        self.core = self.core_class(num_envs=num_envs, render_mode=render_mode, **kwargs)
+        self.core = build_core(self.core_class, num_envs, render_mode, kwargs)
         self.num_envs = self.core.num_envs
         mode = AutoresetMode(autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
@@ -171,7 +179,7 @@ class NativeVectorEnv(gym.vector.VectorEnv):
             if self.max_episode_steps is not None:
                 stepped = ~auto
                 self._elapsed[stepped] += 1
-                truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & stepped)
+                truncated = truncated | ((self._elapsed >= self.max_episode_steps) & stepped)  # as TimeLimit: terminated or not
         else:
             info: dict[str, np.ndarray] = {}
             if pending:
@@ -208,25 +216,30 @@ class NativeVectorEnv(gym.vector.VectorEnv):
                 _merge_info(info, _scatter_info(s_info, step_idx, n))
                 if self.max_episode_steps is not None:
                     self._elapsed[step_idx] += 1
-                    truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~terminated & ~auto)
+                    truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~auto)  # as TimeLimit: terminated or not
 
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
             done_idx = np.flatnonzero(done)
-            final_obs = np.empty(n, dtype=object)
-            final_info = np.empty(n, dtype=object)
+            # exactly as SyncVectorEnv builds them: final_obs is an object array holding the
+            # finished copies' last observations (None elsewhere); final_info is a dict of
+            # batched arrays whose `_k` masks select the finished copies
+            final_obs = np.full(n, None, dtype=object)
             for i in done_idx:
                 final_obs[i] = obs[i].copy()
-                final_info[i] = select_info(info, i)
+            final_info = _final_info(info, done)
             r_obs, r_info = self.core.reset_indices(done_idx)
             self._elapsed[done_idx] = 0
             obs = obs.copy()
             obs[done_idx] = r_obs
-            # as in SyncVectorEnv: a finished copy's step info moves to final_info and
-            # its entry in info is the reset info of the new episode
-            for key in list(info):
-                if key.startswith("_"):
-                    info[key] = info[key] & ~done
+            # a finished copy's step info moves to final_info and its entry in info is the
+            # reset info of the new episode
+            for key in [k for k in info if not k.startswith("_")]:
+                mask = info["_" + key] & ~done
+                if mask.any():
+                    info["_" + key] = mask
+                else:  # only finished copies had it: it now lives in final_info alone
+                    del info[key], info["_" + key]
             info["final_obs"], info["_final_obs"] = final_obs, done.copy()
             info["final_info"], info["_final_info"] = final_info, done.copy()
             _merge_info(info, _scatter_info(r_info, done_idx, n), overwrite=True)
@@ -248,6 +261,18 @@ class NativeVectorEnv(gym.vector.VectorEnv):
 
 
 # ---------------------------------------------------------------- info helpers
+def _as_vector_dtype(value: np.ndarray) -> np.ndarray:
+    """The dtype SyncVectorEnv gives a per-copy scalar: the single view hands out Python
+    floats and ints (``select_info``), which gymnasium batches as float64 and int64."""
+    if value.ndim == 1:
+        kind = value.dtype.kind
+        if kind == "f" and value.dtype != np.float64:
+            return value.astype(np.float64)
+        if kind in "iu" and value.dtype != np.int64:
+            return value.astype(np.int64)
+    return value
+
+
 def _scatter_info(part: dict[str, np.ndarray], idx: np.ndarray, n: int) -> dict[str, np.ndarray]:
     """Place per-copy info of copies ``idx`` into full-size arrays with ``_k`` masks."""
     out: dict[str, np.ndarray] = {}
@@ -256,16 +281,40 @@ def _scatter_info(part: dict[str, np.ndarray], idx: np.ndarray, n: int) -> dict[
     for key, value in part.items():
         if key.startswith("_"):
             continue
-        value = np.asarray(value)
         sub_mask = part.get("_" + key)
+        if sub_mask is not None and not np.any(sub_mask):
+            continue  # no copy has this key: SyncVectorEnv would not list it
+        value = _as_vector_dtype(np.asarray(value))
         if full:
             out[key] = value
             out["_" + key] = everyone.copy() if sub_mask is None else np.asarray(sub_mask, dtype=bool)
             continue
-        arr = np.zeros((n, *value.shape[1:]), dtype=value.dtype) if value.dtype != object else np.empty(n, dtype=object)
+        if value.dtype == object:
+            arr = np.full(n, None, dtype=object)
+        else:
+            arr = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
         arr[idx] = value
         mask = np.zeros(n, dtype=bool)
         mask[idx] = True if sub_mask is None else np.asarray(sub_mask, dtype=bool)
+        out[key], out["_" + key] = arr, mask
+    return out
+
+
+def _final_info(info: dict[str, np.ndarray], done: np.ndarray) -> dict[str, np.ndarray]:
+    """The finished copies' step info as SyncVectorEnv's ``final_info``: batched arrays, zero
+    (or None) outside the finished copies, each with its ``_k`` mask."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in info.items():
+        if key.startswith("_"):
+            continue
+        mask = info["_" + key] & done
+        if not mask.any():
+            continue
+        if value.dtype == object:
+            arr = np.full(len(done), None, dtype=object)
+        else:
+            arr = np.zeros_like(value)
+        arr[mask] = value[mask]
         out[key], out["_" + key] = arr, mask
     return out
 
@@ -309,7 +358,7 @@ class ParallelGameView(ParallelEnv):
     core_class: ClassVar[type[BatchedCore]]
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        self.core = self.core_class(num_envs=1, render_mode=render_mode, **kwargs)
+        self.core = build_core(self.core_class, 1, render_mode, kwargs)
         self.render_mode = render_mode
         self.observation_spaces = dict(self.core.observation_spaces)
         self.action_spaces = dict(self.core.action_spaces)

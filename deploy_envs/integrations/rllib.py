@@ -42,10 +42,16 @@ import numpy as np
 
 from deploy_envs.agent_zoo import AgentCard, write_card
 from deploy_envs.core.agents import Agent
+from deploy_envs.core.extras import require
 from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG, make_game
 from deploy_envs.core.validation import check_choice, check_positive
 
 logger = logging.getLogger(__name__)
+
+
+def _require_ray() -> None:
+    """Ray RLlib is the ``rllib`` extra: a clear error naming it when it is missing."""
+    require("ray.rllib", extra="rllib", feature="Ray RLlib training and checkpoints")
 
 ENGINES = ("sb3", "rllib")
 ALGORITHMS = ("PPO", "APPO", "IMPALA", "SAC", "DQN")
@@ -68,6 +74,7 @@ def _env_creator(env_id: str, config: dict[str, Any]):
 
 def _game_creator(game_id: str, config: dict[str, Any]):
     """RLlib multi-agent env creator: the PettingZoo game through RLlib's own ParallelPettingZooEnv."""
+    _require_ray()
     from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 
     import deploy_envs  # noqa: F401
@@ -87,6 +94,7 @@ class _Creator:
 
 def register_rllib_envs() -> list[str]:
     """Register every deploy_envs env and game with RLlib's env registry (under its own id); return the ids."""
+    _require_ray()
     from ray.tune.registry import register_env
 
     import deploy_envs  # noqa: F401
@@ -182,6 +190,7 @@ def check_address(address: str | None) -> str | None:
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     """Use the running Ray if there is one; else join ``address`` or start a local Ray (shut down on exit)."""
+    _require_ray()
     import ray
 
     if ray.is_initialized():
@@ -190,10 +199,15 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield
         return
     address = check_address(address)
-    if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(address=address, log_to_driver=False)
+    try:
+        if address is None:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001 - Ray raises many kinds (ConnectionError, RuntimeError, its own)
+        where = "a local Ray" if address is None else f"address={address!r}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"Ray did not start ({where}): {type(exc).__name__}: {first}") from None
     try:
         yield
     finally:
@@ -220,6 +234,7 @@ def build_config(
     ``hyperparameters`` go to ``config.training(...)``, except ``model`` (a dict for
     ``DefaultModelConfig``, e.g. ``{fcnet_hiddens: [128, 128]}``).
     """
+    _require_ray()
     import ray.rllib.algorithms as algos
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
@@ -263,6 +278,7 @@ def build_config(
 
 
 def _result_row(result: dict[str, Any]) -> dict[str, Any]:
+    _require_ray()
     from ray.rllib.utils.metrics import (
         ENV_RUNNER_RESULTS,
         EPISODE_LEN_MEAN,
@@ -354,6 +370,7 @@ def describe_env_runners(algo) -> list[dict[str, Any]]:
 
 
 def _module_weights(algo) -> dict[str, dict[str, np.ndarray]]:
+    _require_ray()
     from ray.rllib.core import (
         COMPONENT_LEARNER,
         COMPONENT_LEARNER_GROUP,
@@ -367,6 +384,7 @@ def _module_weights(algo) -> dict[str, dict[str, np.ndarray]]:
 
 # ------------------------------------------------------------------ agents
 def _module_dir(checkpoint: Path, module_id: str) -> Path:
+    _require_ray()
     from ray.rllib.core import (
         COMPONENT_LEARNER,
         COMPONENT_LEARNER_GROUP,
@@ -385,6 +403,7 @@ def _module_dir(checkpoint: Path, module_id: str) -> Path:
 
 def checkpoint_modules(checkpoint: str | Path) -> list[str]:
     """The RLModule ids stored in an RLlib algorithm checkpoint."""
+    _require_ray()
     from ray.rllib.core import (
         COMPONENT_LEARNER,
         COMPONENT_LEARNER_GROUP,
@@ -416,6 +435,7 @@ class RLlibAgent(Agent):
     @classmethod
     def load(cls, checkpoint: str | Path, module_id: str | None = None, deterministic: bool = True) -> RLlibAgent:
         """Load module ``module_id`` (default: the only one, or ``default_policy``) from an algorithm checkpoint."""
+        _require_ray()
         from ray.rllib.core.rl_module.rl_module import RLModule
 
         checkpoint = Path(checkpoint)
@@ -440,6 +460,7 @@ class RLlibAgent(Agent):
 
     def act(self, obs, episode_start):
         import torch
+        _require_ray()
         from ray.rllib.core.columns import Columns
         from ray.rllib.utils.spaces.space_utils import unsquash_action
 

@@ -58,9 +58,11 @@ class SafetyGymnasiumVectorWrapper(gym.vector.VectorWrapper):
         if COST_KEY in info:
             mask = info.get("_" + COST_KEY, np.ones(n, dtype=bool))
             cost[mask] = np.asarray(info[COST_KEY], dtype=np.float64)[mask]
-        if "final_info" in info:  # SAME_STEP: a finished copy's info is its reset info
-            for i in np.flatnonzero(info["_final_info"]):
-                cost[i] = float(info["final_info"][i].get(COST_KEY, 0.0))
+        if "final_info" in info:  # SAME_STEP: a finished copy's cost is in final_info (gymnasium's layout)
+            final = info["final_info"]
+            if COST_KEY in final:
+                done = np.asarray(final["_" + COST_KEY], dtype=bool)
+                cost[done] = np.asarray(final[COST_KEY], dtype=np.float64)[done]
         return obs, reward, cost, terminated, truncated, info
 
 

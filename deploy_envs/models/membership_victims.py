@@ -51,6 +51,7 @@ from torch import nn
 from deploy_envs.core.validation import check_choice
 from deploy_envs.data import cache_dir, load_dataset
 from deploy_envs.models.architectures import MLP
+from deploy_envs.core.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def train_victim(recipe: VictimRecipe, x: np.ndarray, y: np.ndarray, num_classes
         gen = torch.Generator().manual_seed(recipe.seed)
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_t, y_t), batch_size=recipe.batch_size, shuffle=True, generator=gen)
         if recipe.dp:
-            from opacus import PrivacyEngine
+            PrivacyEngine = require("opacus", extra="privacy", feature="the DP-SGD membership victim").PrivacyEngine
 
             model, opt, loader = PrivacyEngine(accountant="rdp").make_private(
                 module=model, optimizer=opt, data_loader=loader,
@@ -155,7 +156,7 @@ def dp_epsilon(recipe: VictimRecipe, n: int) -> float:
     """The (epsilon, ``recipe.delta``)-DP guarantee of a DP-SGD recipe on ``n`` records (opacus's RDP accountant); inf without DP."""
     if not recipe.dp:
         return float("inf")
-    from opacus.accountants import RDPAccountant
+    RDPAccountant = require("opacus.accountants", extra="privacy", feature="the DP-SGD privacy accountant").RDPAccountant
 
     acc = RDPAccountant()
     q = recipe.batch_size / n

@@ -22,9 +22,9 @@ import logging
 
 import numpy as np
 import torch
-from captum.attr import IntegratedGradients, Occlusion, Saliency, ShapleyValueSampling
 from torch import nn
 
+from deploy_envs.core.extras import require
 from deploy_envs.core.validation import check_choice, check_positive
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ def attribute(
     feature grid. Unknown ``method`` raises ``ValueError`` naming it.
     """
     check_choice("method", method, METHODS)
+    captum_attr = require("captum.attr", extra="interpret", feature="Captum explanations (Explanation-v0's reference explainers)")
+    IntegratedGradients, Occlusion, Saliency, ShapleyValueSampling = (
+        captum_attr.IntegratedGradients, captum_attr.Occlusion, captum_attr.Saliency, captum_attr.ShapleyValueSampling
+    )
     ig_steps = check_positive("ig_steps", ig_steps, integer=True)
     shap_samples = check_positive("shap_samples", shap_samples, integer=True)
     model = model.eval()

@@ -129,10 +129,10 @@ def _method_factory(method: str):
 
 
 register_baseline("random_order", RandomOrder, envs=(ENV_ID,), summary="uniformly random feature order per episode")
-register_baseline("saliency", _method_factory("saliency"), envs=(ENV_ID,), summary="order by |input gradient| (Captum Saliency)")
+register_baseline("saliency", _method_factory("saliency"), envs=(ENV_ID,), summary="order by |input gradient| (Captum Saliency)", extra="interpret")
 register_baseline(
     "integrated_gradients", _method_factory("integrated_gradients"), envs=(ENV_ID,),
-    summary="order by integrated gradients from the replacement input (Captum)",
+    summary="order by integrated gradients from the replacement input (Captum)", extra="interpret",
 )
-register_baseline("occlusion", _method_factory("occlusion"), envs=(ENV_ID,), summary="order by patch occlusion (Captum Occlusion)")
-register_baseline("shap", _method_factory("shap"), envs=(ENV_ID,), summary="order by sampled Shapley values over the env's features (Captum)")
+register_baseline("occlusion", _method_factory("occlusion"), envs=(ENV_ID,), summary="order by patch occlusion (Captum Occlusion)", extra="interpret")
+register_baseline("shap", _method_factory("shap"), envs=(ENV_ID,), summary="order by sampled Shapley values over the env's features (Captum)", extra="interpret")

@@ -1,0 +1,113 @@
+"""What a user installs: the wheel carries every file of the package, the zoo and the scenarios."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+import deploy_envs
+from deploy_envs.agent_zoo import shipped_agents_dir
+from deploy_envs.scenarios import shipped_scenarios_dir
+
+PACKAGE = Path(deploy_envs.__file__).resolve().parent
+ROOT = PACKAGE.parent
+
+
+@pytest.fixture(scope="module")
+def wheel_names(tmp_path_factory) -> set[str]:
+    """Build the wheel of this checkout (no build isolation: no network) and list its files."""
+    if not (ROOT / "pyproject.toml").exists():
+        pytest.fail("the packaging tests run from a checkout (pyproject.toml beside the package)")
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = out.glob("deploy_envs-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        return set(zf.namelist())
+
+
+def _package_files() -> list[str]:
+    """Every file of the package in the checkout (tracked by git where git is there)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "deploy_envs"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        listed = [str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return [f for f in listed if (ROOT / f).is_file()]
+
+
+def test_the_wheel_carries_every_package_file(wheel_names):
+    files = _package_files()
+    assert len(files) > 300  # the code, the agents, the scenarios, the weights, the trojan population
+    missing = [f for f in files if f not in wheel_names]
+    assert not missing, f"{len(missing)} package files are not in the wheel, e.g. {missing[:5]}"
+
+
+def test_every_scenario_names_agents_and_files_the_wheel_carries(wheel_names):
+    scenarios = sorted(shipped_scenarios_dir().glob("*.yaml"))
+    assert len(scenarios) >= 45
+    named = 0
+    for path in scenarios:
+        assert f"deploy_envs/scenarios/{path.name}" in wheel_names, path.name
+        raw = yaml.safe_load(path.read_text())
+        for spec in (raw.get("agents") or {}).values():
+            if spec.get("zoo"):
+                named += 1
+                assert f"deploy_envs/agents/{spec['zoo']}/card.json" in wheel_names, f"{path.name}: agent {spec['zoo']!r} is not in the wheel"
+            if spec.get("policy"):
+                pytest.fail(f"{path.name}: names a policy file {spec['policy']!r}; shipped scenarios name zoo agents, which the wheel carries")
+    assert named >= 30
+
+
+def test_every_shipped_agent_has_its_weights_in_the_wheel(wheel_names):
+    folders = sorted(p for p in shipped_agents_dir().iterdir() if (p / "card.json").exists())
+    assert len(folders) >= 39
+    for folder in folders:
+        base = f"deploy_envs/agents/{folder.name}/"
+        assert base + "card.json" in wheel_names
+        assert base + "model.zip" in wheel_names or base + "rllib_checkpoint/rllib_checkpoint.json" in wheel_names, folder.name
+
+
+def test_the_check_can_fail(wheel_names):
+    """A file the wheel lacks is reported (guards the comparison itself)."""
+    assert "deploy_envs/agents/no-such-agent/card.json" not in wheel_names
+    assert "deploy_envs/__init__.py" in wheel_names
+
+
+def test_shipped_sb3_agents_carry_no_optimizer_moments():
+    """The wheel stays small: shipped SB3 zips keep the optimizer's parameter groups but not its state."""
+    import io
+
+    import torch
+
+    zips = sorted(shipped_agents_dir().glob("*/model.zip"))
+    assert len(zips) >= 37
+    for path in zips:
+        with zipfile.ZipFile(path) as zf:
+            state = torch.load(io.BytesIO(zf.read("policy.optimizer.pth")), map_location="cpu", weights_only=True)
+        assert state["param_groups"] and not state["state"], f"{path.parent.name}: strip it with deploy_envs.agent_zoo.strip_optimizer_state"
+
+
+def test_strip_optimizer_state_keeps_predictions(tmp_path):
+    """Stripping a freshly trained zip saves bytes and leaves the policy's actions unchanged."""
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from deploy_envs.agent_zoo import strip_optimizer_state
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.learn(64)
+    path = tmp_path / "model.zip"
+    model.save(path)
+    obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    before = model.predict(obs, deterministic=True)[0]
+    assert strip_optimizer_state(path) > 0
+    assert strip_optimizer_state(path) == 0  # already stripped
+    after = PPO.load(path, device="cpu").predict(obs, deterministic=True)[0]
+    assert np.array_equal(before, after)
