@@ -1,10 +1,19 @@
 """Registration of environments and games, and the catalog ``deploy-envs list`` prints.
 
-:func:`register_env` registers an id with Gymnasium with both an ``entry_point``
-(the single view) and a ``vector_entry_point`` (the native batch), and records
-it in :data:`ENV_CATALOG`; the generic conformance tests iterate over that
-catalog, so a new environment is tested the moment it is registered.
-:func:`register_game` does the same for PettingZoo parallel games.
+An environment is written once, as a batched core; :func:`register_env` turns it into
+a Gymnasium id::
+
+    register_env("Evasion-v0", core="deploy_envs.topics.evasion.evasion:EvasionCore",
+                 topic="adversarial examples", summary="...", test_kwargs={"max_queries": 5})
+
+Registration generates the two views of the core (no view class is written by hand):
+``EvasionEnv`` (a :class:`~deploy_envs.core.views.SingleEnv`, the ``entry_point`` of
+``gymnasium.make``) and ``EvasionVectorEnv`` (a :class:`~deploy_envs.core.views.NativeVectorEnv`,
+the ``vector_entry_point`` of ``gymnasium.make_vec``). Both are attributes of this module,
+built on first use, so the core's module is imported only when the env is made. The id is
+recorded in :data:`ENV_CATALOG`; the generic conformance tests iterate over that catalog, so
+a new environment is tested the moment it is registered. :func:`register_game` does the same
+for PettingZoo parallel games.
 """
 from __future__ import annotations
 
@@ -28,33 +37,85 @@ class CatalogEntry:
     factory: Callable[..., Any] | str | None = None
     test_kwargs: dict[str, Any] = field(default_factory=dict)
     """Small, fast settings used by the generic conformance tests (same code paths, smaller data)."""
+    core: str | None = None
+    """``"module:CoreClass"`` of an env's batched core."""
 
 
 ENV_CATALOG: dict[str, CatalogEntry] = {}
 GAME_CATALOG: dict[str, CatalogEntry] = {}
 
 
+#: generated view class name ("EvasionEnv", "EvasionVectorEnv") -> (env id, "module:CoreClass")
+_VIEW_CORES: dict[str, tuple[str, str]] = {}
+_VIEWS: dict[str, type] = {}
+
+
+def _load(path: str) -> Any:
+    import importlib
+
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def view_class(class_name: str) -> type:
+    """The generated view ``class_name`` (e.g. ``"EvasionVectorEnv"``), built from its core on first use."""
+    if class_name not in _VIEWS:
+        if class_name not in _VIEW_CORES:
+            raise AttributeError(f"module {__name__!r} has no attribute {class_name!r}")
+        from deploy_envs.core.views import NativeVectorEnv, SingleEnv
+
+        env_id, core_path = _VIEW_CORES[class_name]
+        core = _load(core_path)
+        vector = class_name.endswith("VectorEnv")
+        doc = core.__doc__ or ""
+        if vector:
+            doc = f"Native batch of ``{env_id}``: all copies of :class:`{core.__module__}.{core.__name__}` stepped in one call.\n\n{doc}"
+        namespace = {"core_class": core, "__doc__": doc, "__module__": __name__, "__qualname__": class_name}
+        _VIEWS[class_name] = type(class_name, (NativeVectorEnv if vector else SingleEnv,), namespace)
+    return _VIEWS[class_name]
+
+
+def __getattr__(name: str) -> type:  # PEP 562: the generated views are attributes of this module
+    return view_class(name)
+
+
 def register_env(
     name: str,
     *,
-    entry_point: str,
-    vector_entry_point: str,
+    core: str,
     topic: str,
     summary: str,
     kwargs: dict[str, Any] | None = None,
     test_kwargs: dict[str, Any] | None = None,
 ) -> str:
-    """Register ``deploy_envs/<name>`` with Gymnasium (single and vector entry points)."""
+    """Register ``deploy_envs/<name>`` with Gymnasium from its batched core (``"package.module:CoreClass"``).
+
+    Generates the single view ``<Name>Env`` and the native batch ``<Name>VectorEnv`` (``Name`` is
+    ``name`` without its version) as the id's ``entry_point`` and ``vector_entry_point``.
+    ``test_kwargs`` are small settings the catalog's conformance tests use.
+    """
+    if ":" not in core:
+        raise ValueError(f"core={core!r} must look like 'package.module:CoreClass'")
     env_id = f"{NAMESPACE}/{name}"
+    base = name.rsplit("-v", 1)[0]
+    single, vector = f"{base}Env", f"{base}VectorEnv"
+    for cls_name in (single, vector):
+        known = _VIEW_CORES.get(cls_name)
+        if known is not None and known != (env_id, core):
+            raise ValueError(f"name={name!r}: view {cls_name} already generated for {known[0]} ({known[1]})")
+        _VIEW_CORES[cls_name] = (env_id, core)
+    entry_point, vector_entry_point = f"{__name__}:{single}", f"{__name__}:{vector}"
     if env_id not in gym.registry:
-        gym.register(
-            id=env_id,
-            entry_point=entry_point,
-            vector_entry_point=vector_entry_point,
-            kwargs=kwargs or {},
-        )
-    ENV_CATALOG[env_id] = CatalogEntry(env_id, topic, summary, "env", entry_point, dict(test_kwargs or {}))
+        gym.register(id=env_id, entry_point=entry_point, vector_entry_point=vector_entry_point, kwargs=kwargs or {})
+    ENV_CATALOG[env_id] = CatalogEntry(env_id, topic, summary, "env", entry_point, dict(test_kwargs or {}), core)
     return env_id
+
+
+def core_of(env_id: str) -> type:
+    """The batched core class of a registered env."""
+    if env_id not in ENV_CATALOG:
+        raise ValueError(f"env_id={env_id!r} is not registered; registered: {', '.join(sorted(ENV_CATALOG)) or 'none'}")
+    return _load(ENV_CATALOG[env_id].core)
 
 
 def register_game(
@@ -86,19 +147,9 @@ def make_game(game_id: str, **kwargs: Any):
 
 def env_arguments(env_id: str) -> dict[str, Any] | None:
     """The keyword arguments a registered env takes, with their defaults (``None`` if it takes any)."""
-    import importlib
-
     from deploy_envs.core.validation import constructor_arguments
 
-    if env_id not in gym.registry:
-        raise ValueError(f"env_id={env_id!r} is not registered; registered: {', '.join(sorted(ENV_CATALOG)) or 'none'}")
-    entry = gym.registry[env_id].entry_point
-    if not isinstance(entry, str):
-        return None
-    module, _, attr = entry.partition(":")
-    view = getattr(importlib.import_module(module), attr)
-    core = getattr(view, "core_class", None)
-    return None if core is None else constructor_arguments(core)
+    return constructor_arguments(core_of(env_id))
 
 
 def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:

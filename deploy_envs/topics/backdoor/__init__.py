@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env
 
 register_env(
     "Backdoor-v0",
-    entry_point="deploy_envs.topics.backdoor.backdoor:BackdoorEnv",
-    vector_entry_point="deploy_envs.topics.backdoor.backdoor:BackdoorVectorEnv",
+    core="deploy_envs.topics.backdoor.backdoor:BackdoorCore",
     topic="training-data attacks",
     summary="design a backdoor trigger (patch pattern + mask + position, or a blend) and poison a fraction of the training set with it; a batched MLP victim trains; reward: attack success - clean-accuracy drop - spectral-signature detection",
     test_kwargs={"hidden_sizes": [16], "train_steps": 5},

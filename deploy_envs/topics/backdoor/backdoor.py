@@ -10,7 +10,6 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.backdoor import triggers
 from deploy_envs.topics.backdoor.detectors import DETECTORS, detect
@@ -349,13 +348,3 @@ class BackdoorCore(BatchedCore):
                 f"flagged {last['flagged_fraction']:.2f} of the poison"
             )
         return text
-
-
-class BackdoorEnv(SingleEnv):
-    __doc__ = BackdoorCore.__doc__
-    core_class = BackdoorCore
-
-
-class BackdoorVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``Backdoor-v0`` (all copies' victims trained in one set of tensor ops).\n\n" + (BackdoorCore.__doc__ or "")
-    core_class = BackdoorCore

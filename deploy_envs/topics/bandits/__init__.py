@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env
 
 register_env(
     "Bandit-v0",
-    entry_point="deploy_envs.topics.bandits.bandit:BanditEnv",
-    vector_entry_point="deploy_envs.topics.bandits.bandit:BanditVectorEnv",
+    core="deploy_envs.topics.bandits.bandit:BanditCore",
     topic="optimization, exploration, reliability",
     summary="pull one of K Bernoulli or Gaussian arms (fixed, random or drifting means) for `horizon` pulls; info: pseudo-regret, optimal arm, Lai-Robbins bound",
     test_kwargs={"horizon": 20},
@@ -12,8 +11,7 @@ register_env(
 
 register_env(
     "ContextualBandit-v0",
-    entry_point="deploy_envs.topics.bandits.contextual_bandit:ContextualBanditEnv",
-    vector_entry_point="deploy_envs.topics.bandits.contextual_bandit:ContextualBanditVectorEnv",
+    core="deploy_envs.topics.bandits.contextual_bandit:ContextualBanditCore",
     topic="optimization, exploration, reliability",
     summary="see a digit, predict its class, get reward 1 only when right (bandit feedback from a labelled dataset); info: pseudo-regret against the label-knowing policy",
     test_kwargs={"horizon": 20},

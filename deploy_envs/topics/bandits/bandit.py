@@ -9,7 +9,6 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.metrics.regret import DISTRIBUTIONS, lai_robbins_constant
 
@@ -289,13 +288,3 @@ class BanditCore(BatchedCore):
             f"t={self.t[i]}/{self.horizon} last arm={self.last_arm[i]} reward={self.last_reward[i]:.3g} "
             f"pseudo-regret={self.regret[i]:.2f} | pulls [{counts}] | means [{means}]"
         )
-
-
-class BanditEnv(SingleEnv):
-    __doc__ = BanditCore.__doc__
-    core_class = BanditCore
-
-
-class BanditVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``Bandit-v0`` (all copies pulled in one numpy step).\n\n" + (BanditCore.__doc__ or "")
-    core_class = BanditCore

@@ -6,7 +6,6 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.data import DATASETS, load_dataset
 
 SPLITS = ("train", "test", "all")
@@ -181,13 +180,3 @@ class ContextualBanditCore(BatchedCore):
             f"last arm={self.last_arm[i]} reward={self.last_reward[i]:.0f} accuracy so far="
             f"{self.correct[i] / max(1, self.t[i]):.3f} pseudo-regret={self.regret[i]:.0f}"
         )
-
-
-class ContextualBanditEnv(SingleEnv):
-    __doc__ = ContextualBanditCore.__doc__
-    core_class = ContextualBanditCore
-
-
-class ContextualBanditVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``ContextualBandit-v0``.\n\n" + (ContextualBanditCore.__doc__ or "")
-    core_class = ContextualBanditCore

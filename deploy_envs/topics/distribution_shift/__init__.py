@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env
 
 register_env(
     "DistributionShift-v0",
-    entry_point="deploy_envs.topics.distribution_shift.distribution_shift:DistributionShiftEnv",
-    vector_entry_point="deploy_envs.topics.distribution_shift.distribution_shift:DistributionShiftVectorEnv",
+    core="deploy_envs.topics.distribution_shift.distribution_shift:DistributionShiftCore",
     topic="optimization, exploration, reliability",
     summary="operate a deployed classifier on a stream of batches that shifts (corruption or label prior) at a hidden change point: serve, defer the least confident inputs, raise an alarm, or adapt (BBSE, last-layer fine-tuning)",
     test_kwargs={"batch_size": 8, "horizon": 8, "change_range": (2, 5), "finetune_samples": 8, "finetune_steps": 3},

@@ -13,7 +13,6 @@ from torch import nn
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_number, check_positive, check_probability
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.topics.evasion.victim import Victim
 from deploy_envs.topics.distribution_shift.bbse import bbse_weights, joint_confusion
 from deploy_envs.topics.distribution_shift.corruptions import (
@@ -616,15 +615,3 @@ class DistributionShiftCore(BatchedCore):
             f"adapt: bbse={bool(self.bbse_active[i])} finetuned={bool(self.finetuned[i])}; "
             f"(hidden: {kind} severity {self.severity[i]} from step {self.change_point[i]})"
         )
-
-
-class DistributionShiftEnv(SingleEnv):
-    __doc__ = DistributionShiftCore.__doc__
-    core_class = DistributionShiftCore
-
-
-class DistributionShiftVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``DistributionShift-v0`` (one forward pass for all copies' batches).\n\n" + (
-        DistributionShiftCore.__doc__ or ""
-    )
-    core_class = DistributionShiftCore

@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env, register_game
 
 register_env(
     "Evasion-v0",
-    entry_point="deploy_envs.topics.evasion.evasion:EvasionEnv",
-    vector_entry_point="deploy_envs.topics.evasion.evasion:EvasionVectorEnv",
+    core="deploy_envs.topics.evasion.evasion:EvasionCore",
     topic="adversarial examples",
     summary="perturb a correctly classified input within an Lp ball until the victim errs (white-box, scores or decision threat)",
     test_kwargs={"max_queries": 5},
@@ -12,8 +11,7 @@ register_env(
 
 register_env(
     "SpatialEvasion-v0",
-    entry_point="deploy_envs.topics.evasion.spatial_evasion:SpatialEvasionEnv",
-    vector_entry_point="deploy_envs.topics.evasion.spatial_evasion:SpatialEvasionVectorEnv",
+    core="deploy_envs.topics.evasion.spatial_evasion:SpatialEvasionCore",
     topic="adversarial examples",
     summary="rotate (+-30 deg) and translate (+-3 px per 28) a correctly classified input until the victim errs (scores or decision threat; continuous or Engstrom grid actions)",
     test_kwargs={"max_queries": 5},

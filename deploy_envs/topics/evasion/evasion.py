@@ -8,7 +8,6 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.topics.evasion.rendering import render_attack
 from deploy_envs.topics.evasion.victim import Victim
 
@@ -367,13 +366,3 @@ class EvasionCore(BatchedCore):
             title=f"{self.norm} eps={self.epsilon}  queries {self.queries[i]}/{self.max_queries}",
             scale=self.epsilon,
         )
-
-
-class EvasionEnv(SingleEnv):
-    __doc__ = EvasionCore.__doc__
-    core_class = EvasionCore
-
-
-class EvasionVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``Evasion-v0`` (one forward pass for all copies).\n\n" + (EvasionCore.__doc__ or "")
-    core_class = EvasionCore

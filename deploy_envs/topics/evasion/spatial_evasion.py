@@ -11,7 +11,6 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.topics.evasion.rendering import render_attack
 from deploy_envs.topics.evasion.victim import Victim, margins
@@ -392,15 +391,3 @@ class SpatialEvasionCore(BatchedCore):
             title=f"{text}  queries {self.queries[i]}/{self.max_queries}",
             scale=1.0,
         )
-
-
-class SpatialEvasionEnv(SingleEnv):
-    __doc__ = SpatialEvasionCore.__doc__
-    core_class = SpatialEvasionCore
-
-
-class SpatialEvasionVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``SpatialEvasion-v0`` (one transform and one forward pass for all copies).\n\n" + (
-        SpatialEvasionCore.__doc__ or ""
-    )
-    core_class = SpatialEvasionCore

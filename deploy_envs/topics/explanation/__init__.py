@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env
 
 register_env(
     "Explanation-v0",
-    entry_point="deploy_envs.topics.explanation.explanation:ExplanationEnv",
-    vector_entry_point="deploy_envs.topics.explanation.explanation:ExplanationVectorEnv",
+    core="deploy_envs.topics.explanation.explanation:ExplanationCore",
     topic="interpretability",
     summary="rank the pixels/patches of an input; scored by how fast the victim's confidence falls as they are deleted (Petsiuk et al. 2018) or how few restore it (sufficiency)",
     test_kwargs={"features_per_step": 16},

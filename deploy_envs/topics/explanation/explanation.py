@@ -10,7 +10,6 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.topics.evasion.victim import Victim
 from deploy_envs.topics.explanation.features import (
     REPLACEMENTS,
@@ -357,13 +356,3 @@ class ExplanationCore(BatchedCore):
 
         gap = np.full((h * scale, 2, 3), (255, 0, 0), np.uint8)
         return np.concatenate([tile(self.x0[i]), gap, tile(self.x[i])], axis=1)
-
-
-class ExplanationEnv(SingleEnv):
-    __doc__ = ExplanationCore.__doc__
-    core_class = ExplanationCore
-
-
-class ExplanationVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``Explanation-v0`` (one forward pass for all copies).\n\n" + (ExplanationCore.__doc__ or "")
-    core_class = ExplanationCore

@@ -10,7 +10,6 @@ from gymnasium import spaces
 from deploy_envs.api.model_api import DEFENSES, OUTPUTS, PRADA_RESPONSES, ModelAPI
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive, check_probability
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.extraction.surrogate import FITS, KINDS, BatchedSurrogate
 
@@ -268,13 +267,3 @@ class ExtractionCore(BatchedCore):
             f"fidelity {self.fidelity[i]:.3f} test accuracy {self.test_accuracy[i]:.3f}"
             + (" FLAGGED" if self.flagged[i] else "")
         )
-
-
-class ModelExtractionEnv(SingleEnv):
-    __doc__ = ExtractionCore.__doc__
-    core_class = ExtractionCore
-
-
-class ModelExtractionVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``ModelExtraction-v0`` (one API call and one surrogate update for all copies).\n\n" + (ExtractionCore.__doc__ or "")
-    core_class = ExtractionCore

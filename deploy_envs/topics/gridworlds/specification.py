@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from deploy_envs.core.validation import check_choice, check_probability
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.topics.gridworlds.grid_core import GridCore, distance_map
 
 _COMMON = """
@@ -485,43 +484,3 @@ class SideEffectsSokobanCore(GridCore):
         if objective == "intended":
             r += self.penalty[nb] - self.penalty[br, bc]
         return [(1.0, (tr, tc, *nb), r, goal)]
-
-
-class AbsentSupervisorEnv(SingleEnv):
-    __doc__ = AbsentSupervisorCore.__doc__
-    core_class = AbsentSupervisorCore
-
-
-class AbsentSupervisorVectorEnv(NativeVectorEnv):
-    __doc__ = AbsentSupervisorCore.__doc__
-    core_class = AbsentSupervisorCore
-
-
-class BoatRaceEnv(SingleEnv):
-    __doc__ = BoatRaceCore.__doc__
-    core_class = BoatRaceCore
-
-
-class BoatRaceVectorEnv(NativeVectorEnv):
-    __doc__ = BoatRaceCore.__doc__
-    core_class = BoatRaceCore
-
-
-class TomatoWateringEnv(SingleEnv):
-    __doc__ = TomatoWateringCore.__doc__
-    core_class = TomatoWateringCore
-
-
-class TomatoWateringVectorEnv(NativeVectorEnv):
-    __doc__ = TomatoWateringCore.__doc__
-    core_class = TomatoWateringCore
-
-
-class SideEffectsSokobanEnv(SingleEnv):
-    __doc__ = SideEffectsSokobanCore.__doc__
-    core_class = SideEffectsSokobanCore
-
-
-class SideEffectsSokobanVectorEnv(NativeVectorEnv):
-    __doc__ = SideEffectsSokobanCore.__doc__
-    core_class = SideEffectsSokobanCore

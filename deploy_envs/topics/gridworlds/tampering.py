@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from deploy_envs.core.validation import check_choice
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.topics.gridworlds.grid_core import DELTAS, GridCore
 
 #: levels of DeepMind's ``rocks_diamonds.py``: ``R`` rock, ``D`` diamond, ``G`` goal area,
@@ -247,13 +246,3 @@ class RocksDiamondsCore(GridCore):
         else:  # the hidden performance, and the designer's wish to leave the reward switches alone
             r = float(n_dia - n_rocks) - 0.01 * ((rock_high, diamond_high) != (s[4], s[5]))
         return [(1.0, (ar, ac, dia, rocks, rock_high, diamond_high), r, False)]
-
-
-class RocksDiamondsEnv(SingleEnv):
-    __doc__ = RocksDiamondsCore.__doc__
-    core_class = RocksDiamondsCore
-
-
-class RocksDiamondsVectorEnv(NativeVectorEnv):
-    __doc__ = RocksDiamondsCore.__doc__
-    core_class = RocksDiamondsCore

@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env
 
 register_env(
     "FairLending-v0",
-    entry_point="deploy_envs.topics.lending.fair_lending:FairLendingEnv",
-    vector_entry_point="deploy_envs.topics.lending.fair_lending:FairLendingVectorEnv",
+    core="deploy_envs.topics.lending.fair_lending:FairLendingCore",
     topic="fairness",
     summary="set per-group lending thresholds on FICO score distributions; scores move +75/-150 with repayment; an auditor reports selection rates, TPRs, DP/EO gaps and delayed impact",
     test_kwargs={"population_size": 200, "applicants_per_step": 20, "horizon": 8},
@@ -12,8 +11,7 @@ register_env(
 
 register_env(
     "DelayedImpactLending-v0",
-    entry_point="deploy_envs.topics.lending.delayed_impact:DelayedImpactEnv",
-    vector_entry_point="deploy_envs.topics.lending.delayed_impact:DelayedImpactVectorEnv",
+    core="deploy_envs.topics.lending.delayed_impact:DelayedImpactCore",
     topic="fairness",
     summary="ml-fairness-gym's 7-cluster DelayedImpact lending preset (D'Amour et al. 2020): per-group cluster thresholds; each loan's outcome shifts 0.01 of the group's mass a cluster up or down",
     test_kwargs={"applicants_per_step": 5, "horizon": 8},

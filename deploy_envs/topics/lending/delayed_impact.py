@@ -16,7 +16,6 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.metrics.fairness import gap, safe_rate
 
 CLUSTER_PROBS = np.array([
@@ -267,13 +266,3 @@ class DelayedImpactCore(BatchedCore):
     def render_index(self, i: int):
         rows = "; ".join(f"{g}: " + " ".join(f"{p:.2f}" for p in self.probs[i, j]) for j, g in enumerate(self.groups))
         return f"step {self.t[i]}/{self.horizon}: cash {self.cash[i]:.1f}; clusters {rows}"
-
-
-class DelayedImpactEnv(SingleEnv):
-    __doc__ = DelayedImpactCore.__doc__
-    core_class = DelayedImpactCore
-
-
-class DelayedImpactVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``DelayedImpactLending-v0``.\n\n" + (DelayedImpactCore.__doc__ or "")
-    core_class = DelayedImpactCore

@@ -9,7 +9,6 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.topics.lending.fico import SCORE_MAX, SCORE_MIN, fico_population
 from deploy_envs.metrics.fairness import acceptance, gap, safe_rate, score_moves
 
@@ -360,13 +359,3 @@ class FairLendingCore(BatchedCore):
                 frame[h * (j + 1) - heights[bb] : h * (j + 1), 3 * bb : 3 * bb + 2] = colors[j % 4]
             frame[h * (j + 1) - 1, :] = 0
         return frame
-
-
-class FairLendingEnv(SingleEnv):
-    __doc__ = FairLendingCore.__doc__
-    core_class = FairLendingCore
-
-
-class FairLendingVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``FairLending-v0`` (all copies in one array pass).\n\n" + (FairLendingCore.__doc__ or "")
-    core_class = FairLendingCore

@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env
 
 register_env(
     "MembershipInference-v0",
-    entry_point="deploy_envs.topics.membership.membership_inference:MembershipInferenceEnv",
-    vector_entry_point="deploy_envs.topics.membership.membership_inference:MembershipInferenceVectorEnv",
+    core="deploy_envs.topics.membership.membership_inference:MembershipCore",
     topic="model-API attacks",
     summary="guess whether each candidate record was in the victim's training set from the API's answer (overfit, regularized or DP-SGD victims); reward = correct guesses",
     test_kwargs={"rounds": 5},

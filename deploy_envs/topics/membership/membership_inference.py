@@ -21,7 +21,6 @@ from deploy_envs.core.validation import (
     check_positive,
     check_probability,
 )
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.models.membership_victims import (
     VICTIM_RECIPES,
     VICTIMS,
@@ -281,16 +280,6 @@ class MembershipCore(BatchedCore):
             f"victim {self.victim_name} ({self.output}, defense {self.defense}): guess {self.t[i]}/{self.rounds} "
             f"accuracy {m['accuracy'][i]:.3f} advantage {m['advantage'][i]:+.3f} TPR@1%FPR {m['tpr_at_1_fpr'][i]:.3f}"
         )
-
-
-class MembershipInferenceEnv(SingleEnv):
-    __doc__ = MembershipCore.__doc__
-    core_class = MembershipCore
-
-
-class MembershipInferenceVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``MembershipInference-v0`` (one API call for all copies).\n\n" + (MembershipCore.__doc__ or "")
-    core_class = MembershipCore
 
 
 # ------------------------------------------------------------ pooled scores

@@ -7,8 +7,7 @@ from deploy_envs.core.registration import register_env, register_game
 
 SAFE_NAVIGATION_ID = register_env(
     "SafeNavigation-v0",
-    entry_point="deploy_envs.topics.navigation.safe_navigation:SafeNavigationEnv",
-    vector_entry_point="deploy_envs.topics.navigation.safe_navigation:SafeNavigationVectorEnv",
+    core="deploy_envs.topics.navigation.safe_navigation:SafeNavigationCore",
     topic="safe RL and alignment",
     summary="point robot reaches goals on a plane; each step inside a hazard costs 1 (constrained MDP, levels 0/1/2 as in Safety-Gymnasium)",
     test_kwargs={"level": 2, "max_steps": 25},
@@ -16,8 +15,7 @@ SAFE_NAVIGATION_ID = register_env(
 
 DISTURBED_NAVIGATION_ID = register_env(
     "DisturbedNavigation-v0",
-    entry_point="deploy_envs.topics.navigation.disturbed_navigation:DisturbedNavigationEnv",
-    vector_entry_point="deploy_envs.topics.navigation.disturbed_navigation:DisturbedNavigationVectorEnv",
+    core="deploy_envs.topics.navigation.disturbed_navigation:DisturbedNavigationCore",
     topic="safe RL and alignment",
     summary="SafeNavigation with a bounded push played by a random force, a steady wind or a trained RARL adversary: tests a navigation policy's robustness",
     test_kwargs={"level": 2, "max_steps": 25, "opponent": "random"},

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from deploy_envs.core.batched import validate_batch
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.topics.navigation.robust_navigation import RobustNavigationCore
 
 log = logging.getLogger(__name__)
@@ -139,13 +138,3 @@ class DisturbedNavigationCore(RobustNavigationCore):
         obs, rewards, terminated, truncated, infos = super().step_indices(idx, {"protagonist": actions, "adversary": self._push(idx)})
         self.adv_obs[idx] = obs["adversary"]
         return obs["protagonist"], rewards["protagonist"], terminated, truncated, infos["protagonist"]
-
-
-class DisturbedNavigationEnv(SingleEnv):
-    __doc__ = DisturbedNavigationCore.__doc__
-    core_class = DisturbedNavigationCore
-
-
-class DisturbedNavigationVectorEnv(NativeVectorEnv):
-    __doc__ = DisturbedNavigationCore.__doc__
-    core_class = DisturbedNavigationCore

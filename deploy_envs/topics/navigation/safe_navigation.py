@@ -9,7 +9,6 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.topics.navigation.rendering import render_ansi, render_arena
 
@@ -363,13 +362,3 @@ class SafeNavigationCore(BatchedCore):
         if self.render_mode == "ansi":
             return render_ansi(self, i)
         return render_arena(self, i)
-
-
-class SafeNavigationEnv(SingleEnv):
-    __doc__ = SafeNavigationCore.__doc__
-    core_class = SafeNavigationCore
-
-
-class SafeNavigationVectorEnv(NativeVectorEnv):
-    __doc__ = SafeNavigationCore.__doc__
-    core_class = SafeNavigationCore

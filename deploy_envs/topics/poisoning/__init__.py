@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env
 
 register_env(
     "Poisoning-v0",
-    entry_point="deploy_envs.topics.poisoning.poisoning:PoisoningEnv",
-    vector_entry_point="deploy_envs.topics.poisoning.poisoning:PoisoningVectorEnv",
+    core="deploy_envs.topics.poisoning.poisoning:PoisoningCore",
     topic="training-data attacks",
     summary="inject poison points (features + label) into a linear victim's training set within a budget; the victim retrains warm-started; indiscriminate or targeted; optional sanitizer",
     test_kwargs={"budget": 0.004, "train_steps": 3, "final_train_steps": 5},

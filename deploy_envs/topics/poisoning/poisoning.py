@@ -11,7 +11,6 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.poisoning.mlp_victim import MLPVictims
 from deploy_envs.topics.poisoning.sanitizers import SANITIZERS, Sanitizer
@@ -385,13 +384,3 @@ class PoisoningCore(BatchedCore):
         if self.targeted:
             text += f", targets -> {self.target[i]}: {self.targeted_success[i]:.2f}"
         return text
-
-
-class PoisoningEnv(SingleEnv):
-    __doc__ = PoisoningCore.__doc__
-    core_class = PoisoningCore
-
-
-class PoisoningVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``Poisoning-v0`` (all copies' victims retrained in one set of tensor ops).\n\n" + (PoisoningCore.__doc__ or "")
-    core_class = PoisoningCore

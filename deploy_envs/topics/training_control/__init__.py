@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env
 
 register_env(
     "TrainingControl-v0",
-    entry_point="deploy_envs.topics.training_control.training_control:TrainingControlEnv",
-    vector_entry_point="deploy_envs.topics.training_control.training_control:TrainingControlVectorEnv",
+    core="deploy_envs.topics.training_control.training_control:TrainingControlCore",
     topic="optimization, exploration, reliability",
     summary="set the learning rate (log scale), batch size and weight decay of each chunk of SGD on a small network; rewarded by validation improvement, with test accuracy hidden; label noise and random labels (Zhang et al. 2017)",
     test_kwargs={"horizon": 6, "steps_per_action": 3, "train_size": 64, "val_size": 64, "hidden": 8, "batch_size_range": (4, 16)},

@@ -12,7 +12,6 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore, validate_batch
 from deploy_envs.core.validation import check_number, check_positive, check_probability
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.data import load_dataset
 
 logger = logging.getLogger(__name__)
@@ -443,15 +442,3 @@ class TrainingControlCore(BatchedCore):
             f"chunk {self.t[i]}/{self.horizon} ({self.sgd_steps[i]} SGD steps) lr={lr:.3g} batch={int(bs)} wd={wd:.2g}: "
             f"train loss {m[0]:.3f} acc {m[1]:.3f} | val loss {m[2]:.3f} acc {m[3]:.3f} | (hidden: test acc {m[5]:.3f})"
         )
-
-
-class TrainingControlEnv(SingleEnv):
-    __doc__ = TrainingControlCore.__doc__
-    core_class = TrainingControlCore
-
-
-class TrainingControlVectorEnv(NativeVectorEnv):
-    __doc__ = "Native batch of ``TrainingControl-v0`` (all copies' networks trained in one stack).\n\n" + (
-        TrainingControlCore.__doc__ or ""
-    )
-    core_class = TrainingControlCore

@@ -3,8 +3,7 @@ from deploy_envs.core.registration import register_env
 
 register_env(
     "TrojanDetection-v0",
-    entry_point="deploy_envs.topics.trojans.trojan_detection:TrojanDetectionEnv",
-    vector_entry_point="deploy_envs.topics.trojans.trojan_detection:TrojanDetectionVectorEnv",
+    core="deploy_envs.topics.trojans.trojan_detection:TrojanDetectionCore",
     topic="interpretability",
     summary="audit a digits classifier drawn from a clean/trojaned population: probe candidate trigger masks+patterns on clean inputs, then declare clean or trojaned, the target class and the trigger mask (reward: verdict + target + IoU - query cost)",
     test_kwargs={"max_queries": 3, "probe_size": 8},

@@ -11,7 +11,6 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import NativeVectorEnv, SingleEnv
 from deploy_envs.topics.trojans.population import Population, load_images, load_population
 
 KINDS = ("all", "patch", "blend")
@@ -400,13 +399,3 @@ class TrojanDetectionCore(BatchedCore):
         line = (f"queries {self.queries[i]}/{self.max_queries}  last probe: mask size {self.mask_size[i]:.2f}, "
                 f"max flip rate {self.flip[i, top]:.2f} to class {top}")
         return line + ("  " + self.last_decl[i] if i in self.last_decl else "")
-
-
-class TrojanDetectionEnv(SingleEnv):
-    __doc__ = TrojanDetectionCore.__doc__
-    core_class = TrojanDetectionCore
-
-
-class TrojanDetectionVectorEnv(NativeVectorEnv):
-    __doc__ = TrojanDetectionCore.__doc__
-    core_class = TrojanDetectionCore
