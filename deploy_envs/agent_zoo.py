@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from importlib import resources
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +45,14 @@ def zoo_dirs() -> list[Path]:
 
 @dataclass
 class AgentCard:
+    """What a trained agent is and how it scored.
+
+    ``evaluations`` are structured: each is ``{"metrics": {...}, "episodes": n, "seed": s,
+    "env_kwargs": {...}, "num_envs": copies or None, "label": ""}`` (see
+    :func:`deploy_envs.training.cards.evaluation`); ``training`` holds what the training run
+    recorded (cost and multiplier histories, the last RLlib iteration, ...).
+    """
+
     name: str
     env_id: str
     env_kwargs: dict[str, Any]
@@ -53,21 +62,61 @@ class AgentCard:
     num_envs: int
     seed: int
     scenario: str | None = None
-    scores: dict[str, Any] = field(default_factory=dict)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     train_seconds: float | None = None
     device: str = "cpu"
+
+    def metrics(self, **env_kwargs: Any) -> dict[str, Any]:
+        """The metrics of the first evaluation whose env_kwargs include ``env_kwargs`` (all: the first one)."""
+        for ev in self.evaluations:
+            if all(ev.get("env_kwargs", {}).get(k) == v for k, v in env_kwargs.items()):
+                return ev["metrics"]
+        raise ValueError(f"agent {self.name!r} has no evaluation with env_kwargs {env_kwargs}; it has {[ev.get('env_kwargs') for ev in self.evaluations]}")
 
     def to_markdown(self) -> str:
         lines = [f"# {self.name}", "", self.notes, "", "| field | value |", "|---|---|"]
         for k in ("env_id", "env_kwargs", "algorithm", "hyperparameters", "timesteps", "num_envs", "seed", "scenario", "device", "train_seconds"):
             lines.append(f"| {k} | `{getattr(self, k)}` |")
-        if self.scores:
-            lines += ["", "## Scores", "", "| evaluation | metric | value |", "|---|---|---|"]
-            for ev, metrics in self.scores.items():
-                for m, v in (metrics.items() if isinstance(metrics, dict) else [("value", metrics)]):
-                    lines.append(f"| {ev} | {m} | {v:.4g} |" if isinstance(v, float) else f"| {ev} | {m} | {v} |")
+        if self.evaluations:
+            lines += ["", "## Evaluations", "", "| evaluation | metric | value |", "|---|---|---|"]
+            for ev in self.evaluations:
+                where = ev.get("label") or f"{ev['episodes']} episodes, seed {ev['seed']}" + (f", {ev['num_envs']} copies" if ev.get("num_envs") else "") + f", env_kwargs {ev.get('env_kwargs', {})}"
+                for m, v in ev["metrics"].items():
+                    lines.append(f"| {where} | {m} | {v:.4g} |" if isinstance(v, float) else f"| {where} | {m} | {v} |")
+        if self.training:
+            lines += ["", "## Training", "", "| record | value |", "|---|---|"]
+            for k, v in self.training.items():
+                lines.append(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
         return "\n".join(lines) + "\n"
+
+
+_OLD_KEY = re.compile(r"^(\d+) episodes, seed (\d+)(?:, (\d+) copies)?, env_kwargs (\{.*\})(.*)$")
+
+
+def _card_from_json(data: dict[str, Any]) -> AgentCard:
+    """Read a card, including the older layout whose scores sat under formatted string keys."""
+    data = dict(data)
+    scores = data.pop("scores", None)
+    if scores is not None:
+        import ast
+
+        evaluations, training = list(data.get("evaluations", [])), dict(data.get("training", {}))
+        for key, value in scores.items():
+            m = _OLD_KEY.match(key)
+            if m and isinstance(value, dict):
+                evaluations.append({
+                    "metrics": value, "episodes": int(m.group(1)), "seed": int(m.group(2)),
+                    "env_kwargs": ast.literal_eval(m.group(4)), "num_envs": int(m.group(3)) if m.group(3) else None,
+                    "label": m.group(5).lstrip(", "),
+                })
+            elif key.startswith("training"):
+                training.update(value if isinstance(value, dict) else {key: value})
+            else:
+                evaluations.append({"metrics": value, "episodes": None, "seed": None, "env_kwargs": {}, "num_envs": None, "label": key})
+        data["evaluations"], data["training"] = evaluations, training
+    return AgentCard(**data)
 
 
 def list_agents(root: Path | None = None) -> list[AgentCard]:
@@ -83,7 +132,7 @@ def list_agents(root: Path | None = None) -> list[AgentCard]:
 
 
 def read_card(folder: Path) -> AgentCard:
-    return AgentCard(**json.loads((folder / "card.json").read_text()))
+    return _card_from_json(json.loads((Path(folder) / "card.json").read_text()))
 
 
 def write_card(folder: Path, card: AgentCard) -> None:

@@ -396,11 +396,11 @@ def train_cmd(
     from deploy_envs.agent_zoo import agents_dir
 
     console.print(f"trained {card.name} in {card.train_seconds} s -> {agents_dir() / card.name}")
-    for ev, metrics in card.scores.items():
-        t = Table(title=ev)
+    for ev in card.evaluations:
+        t = Table(title=ev.get("label") or f"{ev['episodes']} episodes, seed {ev['seed']}, env_kwargs {ev['env_kwargs']}")
         t.add_column("metric", no_wrap=True)
         t.add_column("value", justify="right")
-        for k, v in sorted(metrics.items()):
+        for k, v in sorted(ev["metrics"].items()):
             t.add_row(k, _fmt(v))
         console.print(t)
     if evaluate_after and scn.agents:

@@ -73,11 +73,11 @@ def test_shipped_cards_state_reward_and_hidden_performance(world, algorithm):
     # the card's recipe is what `python -m deploy_envs.topics.gridworlds.baselines` trains by default
     assert card.hyperparameters == json.loads(json.dumps(hyperparameters(world, algorithm)))
     assert card.timesteps == TIMESTEPS.get((world, algorithm), DEFAULT_TIMESTEPS[algorithm])
-    (scores,) = [v for k, v in card.scores.items() if "episodes" in k and k.endswith("env_kwargs {}")]
-    assert {"return", "hidden_performance"} <= set(scores)
+    (main,) = [ev for ev in card.evaluations if ev["episodes"] and ev["env_kwargs"] == {}]
+    assert {"return", "hidden_performance"} <= set(main["metrics"])
     # the extra evaluations (lava world's test maps, friend or foe per placer) are on the card too
-    extra = [k for k in card.scores if k not in [k2 for k2, v in card.scores.items() if v is scores]]
-    assert [k.split("env_kwargs ")[1] for k in extra] == [str(kw) for kw in EXTRA_EVAL_ENV_KWARGS.get(world, [])]
+    extra = [ev for ev in card.evaluations if ev is not main]
+    assert [ev["env_kwargs"] for ev in extra] == EXTRA_EVAL_ENV_KWARGS.get(world, [])
     folder = shipped_agents_dir() / card.name
     limit = 400_000 if world in ROBUSTNESS_WORLDS else 700_000  # 32-32 (robustness worlds) or 64-64 MlpPolicy zips
     assert (folder / "model.zip").stat().st_size < limit

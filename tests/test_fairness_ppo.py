@@ -42,6 +42,6 @@ def test_train_lending_ppo_tiny_run_writes_a_card_and_moves_lambda(tmp_path):
     card = train_lending_ppo(name="tiny", out_dir=tmp_path, lagrangian=True, timesteps=1024, num_envs=4, eval_episodes=2)
     data = json.loads((tmp_path / "card.json").read_text())
     assert (tmp_path / "model.zip").stat().st_size > 0 and data["name"] == "tiny"
-    training = card.scores["training"]
+    training = card.training
     assert training["final lambda"] != 0.5  # one dual step per rollout (two rollouts of 512 steps)
     assert len(training["thresholds at the first step (White, Black)"]) == 2

@@ -18,7 +18,8 @@ def test_shipped_agent_loads_and_matches_its_card():
     agent, card = load_agent("membership-ppo")
     assert card.env_id == "deploy_envs/MembershipInference-v0" and card.algorithm == "PPO"
     assert card.env_kwargs["victim"] == "overfit" and card.timesteps >= 100_000
-    (scores,) = card.scores.values()
+    (ev,) = card.evaluations
+    scores = ev["metrics"]
     # measured on the card (50 episodes): advantage 0.20; regression threshold with margin
     assert scores["advantage"] >= 0.12, scores
     assert math.isfinite(card.train_seconds) and card.train_seconds > 0

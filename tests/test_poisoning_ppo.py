@@ -28,7 +28,8 @@ def test_shipped_agent_matches_its_card():
     # the env's semantics are the defaults: only how the budget is split into steps differs
     assert card.env_kwargs == {"points_per_step": 43}, card.env_kwargs
     assert card.timesteps >= 20_000 and card.train_seconds > 0
-    (scores,) = card.scores.values()
+    (ev,) = card.evaluations
+    scores = ev["metrics"]
     assert scores["points_injected"] == 43 and scores["points_removed"] == 0
     # measured on the card: see CARD.md; regression threshold with margin (clean error 0.0389)
     assert scores["test_error"] >= 0.05, scores

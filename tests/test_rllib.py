@@ -107,7 +107,7 @@ def test_game_trains_one_policy_per_role_and_evaluates(ray_local, tmp_path, monk
     assert set(changed) == {"attacker", "defender"} and all(v > 0 for v in changed.values())
     last = info["history"][-1]
     assert math.isfinite(last["return_mean_attacker"]) and math.isfinite(last["return_mean_defender"])
-    scores = next(iter(card.scores.values()))
+    scores = card.metrics()
     assert {"return_attacker", "return_defender", "fooled"} <= set(scores)
     assert -GAME_KWARGS["rounds"] <= scores["return_attacker"] <= GAME_KWARGS["rounds"]
     # the same policy set from the CLI: same numbers
@@ -134,7 +134,7 @@ def test_cli_train_rllib_writes_a_zoo_agent(ray_local, tmp_path, monkeypatch):
     assert card["algorithm"] == "RLlib PPO" and card["hyperparameters"]["engine"] == "rllib" and card["timesteps"] >= 160
     assert card["hyperparameters"]["env_runners_stepped"] == [{"env": "EvasionVectorEnv", "native_batch": True, "num_envs": 4}]
     assert (tmp_path / "agents" / "tiny-rllib" / "CARD.md").exists()
-    assert math.isfinite(next(iter(card["scores"].values()))["return"])
+    assert math.isfinite(card["evaluations"][0]["metrics"]["return"])
 
 
 # ------------------------------------------------------------- bad input

@@ -41,6 +41,7 @@ import gymnasium as gym
 import numpy as np
 
 from deploy_envs.agent_zoo import AgentCard, write_card
+from deploy_envs.training.cards import build_card, evaluation
 from deploy_envs.core.agents import Agent
 from deploy_envs.core.extras import require
 from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG, make_game
@@ -616,7 +617,7 @@ def train_rllib_agent(
         **({"policies": mapping} if mapping else {}),
         **dict(hyperparameters or {}),
     }
-    card = AgentCard(
+    card = build_card(
         name=name,
         env_id=target_id,
         env_kwargs=env_kwargs,
@@ -626,12 +627,10 @@ def train_rllib_agent(
         num_envs=num_envs_per_env_runner * max(num_env_runners, 1),
         seed=seed,
         scenario=scenario,
-        scores={
-            f"{eval_episodes} episodes, seed {eval_seed}, env_kwargs {eval_kwargs}": summary,
-            "training (last RLlib iteration)": {k: v for k, v in last.items() if isinstance(v, (int, float))},
-        },
+        evaluations=[evaluation(summary, episodes=eval_episodes, seed=eval_seed, env_kwargs=eval_kwargs)],
+        training={k: v for k, v in last.items() if isinstance(v, (int, float))},
         notes=notes,
-        train_seconds=round(run["seconds"], 1),
+        train_seconds=run["seconds"],
         device="cpu",
     )
     write_card(out_dir, card)

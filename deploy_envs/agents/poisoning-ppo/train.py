@@ -1,7 +1,7 @@
 """Recipe of agents/poisoning-ppo: SB3 PPO on Poisoning-v0's native batch via deploy_envs.training.sb3.train_sb3_agent.
 
-Run from the repository root: ``python agents/poisoning-ppo/train.py`` (one CPU thread, about 11 minutes).
-train_sb3_agent takes no callback, so one is added by wrapping PPO.learn. It only monitors (progress lines, a checkpoint) and guards against the PPO ratio overflowing on the
+Run from the repository root: ``python deploy_envs/agents/poisoning-ppo/train.py`` (one CPU thread, about 11 minutes).
+A callback passed to train_sb3_agent monitors (progress lines, a checkpoint) and guards against the PPO ratio overflowing on the
 2795-dimensional action: when an update leaves non-finite weights it puts back the last finite weights and Adam
 state (kept every 5 rollouts), including after the last update. The notes are written into the card afterwards.
 """
@@ -11,7 +11,6 @@ import torch
 torch.set_num_threads(1)
 torch.distributions.Distribution.set_default_validate_args(False)  # let the guard below catch non-finite weights
 from pathlib import Path
-import stable_baselines3 as sb3
 from stable_baselines3.common.callbacks import BaseCallback
 from deploy_envs.training.sb3 import train_sb3_agent
 
@@ -50,20 +49,14 @@ class Progress(BaseCallback):
             print(f"{self.num_timesteps} steps {time.time()-t0:.0f}s mean train return {np.mean([e['r'] for e in ep]):.3f} deterministic return {r[0]:.2f}", flush=True)
         if self.k % 100 == 0:
             self.model.save("/tmp/poisoning-ppo-checkpoint.zip")
-_learn = sb3.PPO.learn
-def learn(self, *a, **k):
-    k["callback"] = Progress(); PROG.append(k["callback"])
-    return _learn(self, *a, **k)
-sb3.PPO.learn = learn
-
-PROG = []
+PROG = [Progress()]
 ENV_KWARGS = {"points_per_step": 43}
 card = train_sb3_agent(
     "deploy_envs/Poisoning-v0", name="poisoning-ppo", out_dir=Path(__file__).resolve().parent,
     env_kwargs=ENV_KWARGS, algorithm="PPO", timesteps=30_720, num_envs=64, seed=0,
     hyperparameters={"n_steps": 4, "batch_size": 64, "n_epochs": 10, "learning_rate": 1e-3, "gamma": 0.0,
                      "gae_lambda": 1.0, "ent_coef": 0.0, "policy_kwargs": {"net_arch": [64], "log_std_init": 0.0}},
-    eval_episodes=16, notes="(notes written after the evaluation)",
+    eval_episodes=16, notes="(notes written after the evaluation)", callbacks=PROG,
 )
-print(card.scores, card.train_seconds, flush=True)
+print(card.evaluations, card.train_seconds, flush=True)
 print("restores", PROG[0].restores)

@@ -310,12 +310,13 @@ def train_gridworld_agent(world: str, algorithm: str = "PPO", *, timesteps: int 
     if extra:
         from deploy_envs.agent_zoo import load_agent, write_card
         from deploy_envs.evaluation import evaluate
+        from deploy_envs.training.cards import evaluation
 
         folder = Path(out_dir) if out_dir is not None else agents_dir() / name
         agent, _ = load_agent(str(folder))
         for kwargs in extra:
             summary = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, num_envs=8, env_kwargs=kwargs).summary
-            card.scores[f"{eval_episodes} episodes, seed {10_000 + seed}, 8 copies, env_kwargs {kwargs}"] = summary
+            card.evaluations.append(evaluation(summary, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, num_envs=8))
         write_card(folder, card)
     return card
 
@@ -337,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     for world in AGENT_WORLDS if args.world == "all" else (args.world,):
         for algo in RL_ALGORITHMS if args.algorithm == "both" else (args.algorithm,):
             card = train_gridworld_agent(world, algo, timesteps=args.timesteps, seed=args.seed)
-            ev = next(iter(card.scores.values()))
+            ev = card.metrics()
             log.info("%s: return %.2f hidden performance %.2f (%.0fs)", card.name, ev["return"], ev["hidden_performance"], card.train_seconds)
 
 

@@ -183,18 +183,14 @@ def train_lending_ppo(
     """
     from pathlib import Path
 
-    from deploy_envs.agent_zoo import AgentCard, agents_dir, write_card
-    from deploy_envs.topics.navigation.baselines import train_ppo_with_cost
+    from stable_baselines3 import PPO
+
+    from deploy_envs.agent_zoo import agents_dir, write_card
+    from deploy_envs.training.lagrangian import CostConstraint
+    from deploy_envs.training.sb3 import train_sb3_agent
 
     kwargs = {**PPO_ENV_KWARGS, **(env_kwargs or {})}
     out_dir = Path(out_dir) if out_dir is not None else agents_dir() / name
-    model, summary, train_scores, seconds, eval_seed = train_ppo_with_cost(
-        ENV_ID, kwargs, PPO_HYPERPARAMETERS, name=name, out_dir=out_dir, lagrangian=lagrangian, cost_limit=cost_limit,
-        lagrange_init=lagrange_init, lagrange_lr=lagrange_lr, timesteps=timesteps, num_envs=num_envs,
-        seed=seed, eval_episodes=eval_episodes, cost_digits=3,
-    )
-    thresholds = 575.0 + 275.0 * np.clip(model.predict(np.zeros((1, *model.observation_space.shape), np.float32) + _first_obs(kwargs, eval_seed), deterministic=True)[0][0], -1, 1)
-    train_scores["thresholds at the first step (White, Black)"] = [round(float(t), 1) for t in thresholds]
     algo = "PPO-Lagrangian" if lagrangian else "PPO (unconstrained)"
     notes = (
         f"{algo} bank on FairLending-v0 {kwargs}: one threshold per group each step, reward = profit per applicant. "
@@ -206,14 +202,15 @@ def train_lending_ppo(
         )
         + "Trained by deploy_envs.topics.lending.baselines.train_lending_ppo (python -m deploy_envs.topics.lending.baselines); load with load_agent."
     )
-    card = AgentCard(
-        name=name, env_id=ENV_ID, env_kwargs=kwargs, algorithm="PPO",
-        hyperparameters={**PPO_HYPERPARAMETERS, "lagrangian": lagrangian, "cost_limit": cost_limit,
-                         **({"lagrange_init": lagrange_init, "lagrange_lr": lagrange_lr} if lagrangian else {})},
-        timesteps=timesteps, num_envs=num_envs, seed=seed, scenario="fairness_ppo",
-        scores={f"{eval_episodes} episodes, seed {eval_seed}, env_kwargs {kwargs}": summary, "training": train_scores},
-        notes=notes, train_seconds=round(seconds, 1), device="cpu",
+    card = train_sb3_agent(
+        ENV_ID, name=name, out_dir=out_dir, env_kwargs=kwargs, algorithm="PPO", timesteps=timesteps, num_envs=num_envs,
+        seed=seed, hyperparameters=PPO_HYPERPARAMETERS, eval_episodes=eval_episodes, scenario="fairness_ppo", notes=notes,
+        device="cpu", cost=CostConstraint(cost_limit, lagrangian=lagrangian, init=lagrange_init, lr=lagrange_lr, digits=3),
     )
+    model = PPO.load(out_dir / "model.zip", device="cpu")
+    first = np.zeros((1, *model.observation_space.shape), np.float32) + _first_obs(kwargs, 10_000 + seed)
+    thresholds = 575.0 + 275.0 * np.clip(model.predict(first, deterministic=True)[0][0], -1, 1)
+    card.training["thresholds at the first step (White, Black)"] = [round(float(t), 1) for t in thresholds]
     write_card(out_dir, card)
     return card
 
@@ -245,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     for key, (name, lag) in {"ppo": ("lending-ppo", False), "lagrangian": ("lending-ppo-lagrangian", True)}.items():
         if args.which in ("both", key):
             card = train_lending_ppo(name=name, lagrangian=lag, timesteps=args.timesteps, num_envs=args.num_envs, seed=args.seed)
-            ev = next(iter(card.scores.values()))
+            ev = card.metrics()
             log.info("%s: return %.3f cum_dp_gap %.3f episode cost %.3f (%.0fs)", name, ev["return"], ev["cum_dp_gap"], ev["episode_cost"], card.train_seconds)
 
 

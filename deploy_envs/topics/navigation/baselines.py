@@ -8,14 +8,15 @@
   the constrained problem ``max J_r s.t. J_c <= d`` is solved through its Lagrangian
   ``min_{lambda >= 0} max_pi J_r - lambda (J_c - d)``. Stable-Baselines3's PPO does the
   inner maximisation unchanged, on the penalised reward ``(r - lambda c) / (1 + lambda)``
-  (:class:`LagrangianRewardVecEnv`, the reward form of OmniSafe's PPO-Lag advantage
-  ``(A_r - lambda A_c) / (1 + lambda)``); after every rollout :class:`LagrangeCallback`
+  (:class:`~deploy_envs.training.lagrangian.LagrangianRewardVecEnv`, the reward form of OmniSafe's PPO-Lag advantage
+  ``(A_r - lambda A_c) / (1 + lambda)``); after every rollout :class:`~deploy_envs.training.lagrangian.LagrangeCallback`
   takes a projected gradient-ascent step on ``lambda`` with the mean episode cost of the
-  episodes that ended in it (:class:`LagrangeMultiplier`, Adam with OmniSafe's defaults:
+  episodes that ended in it (:class:`~deploy_envs.training.lagrangian.LagrangeMultiplier`, Adam with OmniSafe's defaults:
   initial value 0.001, learning rate 0.035). It is a layer on SB3's PPO, not a rewrite.
   One critic learns the penalised return; OmniSafe keeps a separate cost critic.
 
-:func:`train_lagrangian_ppo` trains either agent (``lagrangian=False``: plain PPO on the
+:func:`train_lagrangian_ppo` trains either agent through the one SB3 entry,
+:func:`deploy_envs.training.sb3.train_sb3_agent` with ``cost=CostConstraint(...)`` (``lagrangian=False``: plain PPO on the
 same budget) into the agent zoo with a card; ``python -m deploy_envs.topics.navigation.baselines``
 trains the two shipped agents ``safenav-ppo`` and ``safenav-ppo-lagrangian``.
 """
@@ -24,17 +25,13 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from deploy_envs.core.agents import register_baseline
-from deploy_envs.core.agents import Agent, SB3Agent
+from deploy_envs.core.agents import Agent, SB3Agent, register_baseline
 from deploy_envs.core.validation import check_number, check_positive
 
 if TYPE_CHECKING:
@@ -125,121 +122,6 @@ register_baseline(
 )
 
 
-# ------------------------------------------------------------- PPO-Lagrangian
-class LagrangeMultiplier:
-    """A Lagrange multiplier ``lambda >= 0`` on the episode-cost constraint ``J_c <= cost_limit``.
-
-    :meth:`update` takes one Adam step on ``-lambda * (J_c - cost_limit)`` and projects onto
-    ``lambda >= 0`` (OmniSafe's ``Lagrange``; Ray et al. 2019), so ``lambda`` rises while the
-    measured mean episode cost exceeds the limit and falls otherwise.
-    """
-
-    def __init__(self, cost_limit: float, init: float = 0.001, lr: float = 0.035, max_value: float | None = None) -> None:
-        self.cost_limit = check_number("cost_limit", cost_limit, low=0.0)
-        self.lr = check_positive("lr", lr)
-        self.max_value = None if max_value is None else check_positive("max_value", max_value)
-        self._param = torch.nn.Parameter(torch.tensor(float(check_number("init", init, low=0.0))))
-        self._opt = torch.optim.Adam([self._param], lr=self.lr)
-
-    @property
-    def value(self) -> float:
-        return float(self._param.detach())
-
-    def update(self, mean_episode_cost: float) -> float:
-        """One step with the measured mean episode cost; return the new ``lambda``."""
-        jc = check_number("mean_episode_cost", mean_episode_cost, low=0.0)
-        self._opt.zero_grad()
-        loss = -self._param * (jc - self.cost_limit)
-        loss.backward()
-        self._opt.step()
-        with torch.no_grad():
-            self._param.clamp_(min=0.0, max=self.max_value if self.max_value is not None else float("inf"))
-        return self.value
-
-
-class LagrangianRewardVecEnv(VecEnvWrapper):
-    """An SB3 ``VecEnv`` wrapper that trains on ``(r - lambda c) / (1 + lambda)`` and records episode costs.
-
-    ``c`` is ``infos[i]["cost"]``; finished episodes' costs collect in :attr:`episode_costs`
-    until :meth:`pop_episode_costs`. Put it outermost (over ``VecMonitor``) so the logged
-    episode return stays the true reward.
-    """
-
-    def __init__(self, venv: VecEnv, multiplier: LagrangeMultiplier) -> None:
-        super().__init__(venv)
-        self.multiplier = multiplier
-        self._running = np.zeros(self.num_envs)
-        self.episode_costs: list[float] = []
-
-    def reset(self):
-        self._running[:] = 0.0
-        return self.venv.reset()
-
-    def step_wait(self):
-        obs, reward, dones, infos = self.venv.step_wait()
-        cost = np.array([float(info.get("cost", 0.0)) for info in infos])
-        self._running += cost
-        for i in np.flatnonzero(dones):
-            self.episode_costs.append(float(self._running[i]))
-            self._running[i] = 0.0
-        lam = self.multiplier.value
-        shaped = (reward - lam * cost) / (1.0 + lam)
-        return obs, shaped.astype(np.float32), dones, infos
-
-    def pop_episode_costs(self) -> list[float]:
-        out, self.episode_costs = self.episode_costs, []
-        return out
-
-
-class LagrangeCallback(BaseCallback):
-    """After each rollout, update the multiplier with the mean cost of the episodes that ended since the last update."""
-
-    def __init__(self, wrapper: LagrangianRewardVecEnv, verbose: int = 0) -> None:
-        super().__init__(verbose)
-        self.wrapper = wrapper
-        self.history: list[tuple[int, float, float]] = []
-        """(timesteps, mean episode cost, lambda after the update) per update."""
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        costs = self.wrapper.pop_episode_costs()
-        if not costs:
-            return  # no episode ended in this rollout: keep lambda, keep collecting
-        jc = float(np.mean(costs))
-        lam = self.wrapper.multiplier.update(jc)
-        self.history.append((self.num_timesteps, jc, lam))
-        self.logger.record("lagrange/lambda", lam)
-        self.logger.record("lagrange/mean_episode_cost", jc)
-        log.debug("t=%d mean episode cost %.2f -> lambda %.4f", self.num_timesteps, jc, lam)
-
-
-class EpisodeCostCallback(BaseCallback):
-    """Record the mean episode cost per rollout for plain PPO (same bookkeeping, no multiplier)."""
-
-    def __init__(self, verbose: int = 0) -> None:
-        super().__init__(verbose)
-        self.history: list[tuple[int, float]] = []
-        self._costs: list[float] = []
-        self._running: np.ndarray | None = None
-
-    def _on_step(self) -> bool:
-        infos, dones = self.locals["infos"], self.locals["dones"]
-        if self._running is None:
-            self._running = np.zeros(len(infos))
-        self._running += [float(i.get("cost", 0.0)) for i in infos]
-        for i in np.flatnonzero(dones):
-            self._costs.append(float(self._running[i]))
-            self._running[i] = 0.0
-        return True
-
-    def _on_rollout_end(self) -> None:
-        if self._costs:
-            self.history.append((self.num_timesteps, float(np.mean(self._costs))))
-            self._costs = []
-
-
 #: PPO settings of the shipped agents (small net, short rollouts for the 200-step variant)
 PPO_DEFAULTS: dict[str, Any] = {
     "n_steps": 256,
@@ -251,65 +133,6 @@ PPO_DEFAULTS: dict[str, Any] = {
     "ent_coef": 0.0,
     "policy_kwargs": {"net_arch": [64, 64]},
 }
-
-
-def train_ppo_with_cost(
-    env_id: str,
-    env_kwargs: dict[str, Any],
-    hyperparameters: dict[str, Any],
-    *,
-    name: str,
-    out_dir: Path,
-    lagrangian: bool,
-    cost_limit: float,
-    lagrange_init: float,
-    lagrange_lr: float,
-    timesteps: int,
-    num_envs: int,
-    seed: int,
-    eval_episodes: int,
-    cost_digits: int = 2,
-) -> tuple[Any, dict[str, float], dict[str, Any], float, int]:
-    """Train PPO (or PPO-Lagrangian) on an env whose info carries a per-step ``cost``; save and evaluate it.
-
-    The loop shared by the constrained agents (``safenav-ppo-lagrangian``, ``lending-ppo-lagrangian``):
-    PPO on the native batch, wrapped by :class:`LagrangianRewardVecEnv` when ``lagrangian``,
-    the model saved to ``out_dir/model.zip``, then evaluated on ``eval_episodes`` episodes
-    seeded ``10_000 + seed``. Returns ``(model, summary, train_scores, seconds, eval_seed)``;
-    ``train_scores`` holds the episode-cost (and ``lambda``) history, costs rounded to
-    ``cost_digits``. The caller writes the card.
-    """
-    import stable_baselines3 as sb3
-
-    from deploy_envs.core.sb3 import make_sb3_vec_env
-    from deploy_envs.evaluation import evaluate
-
-    vec = make_sb3_vec_env(env_id, num_envs=num_envs, seed=seed, **env_kwargs)
-    if lagrangian:
-        multiplier = LagrangeMultiplier(cost_limit, init=lagrange_init, lr=lagrange_lr)
-        vec = LagrangianRewardVecEnv(vec, multiplier)
-        callback: BaseCallback = LagrangeCallback(vec)
-    else:
-        callback = EpisodeCostCallback()
-    model = sb3.PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, **hyperparameters)
-    start = time.perf_counter()
-    model.learn(total_timesteps=timesteps, callback=callback)
-    seconds = time.perf_counter() - start
-    vec.close()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(str(out_dir / "model.zip"))
-    agent = SB3Agent(model)
-    agent.name = name
-    eval_seed = 10_000 + seed
-    summary = evaluate(env_id, agent, episodes=eval_episodes, seed=eval_seed, env_kwargs=env_kwargs).summary
-    hist = callback.history
-    tail = hist[-5:]
-    train_scores: dict[str, Any] = {"mean episode cost, last 5 rollouts": float(np.mean([h[1] for h in tail])) if tail else float("nan")}
-    if lagrangian:
-        train_scores["final lambda"] = multiplier.value
-        train_scores["lambda history (every 10th rollout)"] = [round(h[2], 4) for h in hist[::10]]
-    train_scores["episode cost history (every 10th rollout)"] = [round(h[1], cost_digits) for h in hist[::10]]
-    return model, summary, train_scores, seconds, eval_seed
 
 
 def train_lagrangian_ppo(
@@ -334,18 +157,14 @@ def train_lagrangian_ppo(
     enforces. The card's scores are an evaluation on ``eval_episodes`` episodes
     (deterministic policy) and the training history of episode cost and ``lambda``.
     """
-    from deploy_envs.agent_zoo import AgentCard, agents_dir, write_card  # here: agent_zoo imports baselines
+    from deploy_envs.agent_zoo import agents_dir
+    from deploy_envs.training.lagrangian import CostConstraint
+    from deploy_envs.training.sb3 import train_sb3_agent
 
     env_kwargs = {**SHORT_HORIZON, **(env_kwargs or {})}
     limit = float(env_kwargs.get("cost_limit", 25.0) if cost_limit is None else cost_limit)
     timesteps = check_positive("timesteps", timesteps, integer=True)
     hyper = {**PPO_DEFAULTS, **(hyperparameters or {})}
-    out_dir = Path(out_dir) if out_dir is not None else agents_dir() / name
-    _, summary, train_scores, seconds, eval_seed = train_ppo_with_cost(
-        ENV_ID, env_kwargs, hyper, name=name, out_dir=out_dir, lagrangian=lagrangian, cost_limit=limit,
-        lagrange_init=lagrange_init, lagrange_lr=lagrange_lr, timesteps=timesteps, num_envs=num_envs,
-        seed=seed, eval_episodes=eval_episodes, cost_digits=2,
-    )
     algo = "PPO-Lagrangian" if lagrangian else "PPO (unconstrained)"
     notes = (
         f"{algo} on SafeNavigation-v0 {env_kwargs}. Reward: progress to the goal plus 1 per goal; "
@@ -358,23 +177,12 @@ def train_lagrangian_ppo(
         )
         + "Trained by deploy_envs.topics.navigation.baselines.train_lagrangian_ppo; load with load_agent (algorithm PPO)."
     )
-    card = AgentCard(
-        name=name,
-        env_id=ENV_ID,
-        env_kwargs=env_kwargs,
-        algorithm="PPO",
-        hyperparameters={**hyper, "lagrangian": lagrangian, "cost_limit": limit, **({"lagrange_init": lagrange_init, "lagrange_lr": lagrange_lr} if lagrangian else {})},
-        timesteps=timesteps,
-        num_envs=num_envs,
-        seed=seed,
-        scenario=scenario,
-        scores={f"{eval_episodes} episodes, seed {eval_seed}, env_kwargs {env_kwargs}": summary, "training": train_scores},
-        notes=notes,
-        train_seconds=round(seconds, 1),
-        device="cpu",
+    return train_sb3_agent(
+        ENV_ID, name=name, out_dir=Path(out_dir) if out_dir is not None else agents_dir() / name, env_kwargs=env_kwargs,
+        algorithm="PPO", timesteps=timesteps, num_envs=num_envs, seed=seed, hyperparameters=hyper,
+        eval_episodes=eval_episodes, scenario=scenario, notes=notes, device="cpu",
+        cost=CostConstraint(limit, lagrangian=lagrangian, init=lagrange_init, lr=lagrange_lr, digits=2),
     )
-    write_card(out_dir, card)
-    return card
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -391,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     for key, (name, lag) in jobs.items():
         if args.which in ("both", key):
             card = train_lagrangian_ppo(name=name, lagrangian=lag, timesteps=args.timesteps, num_envs=args.num_envs, seed=args.seed)
-            ev = next(iter(card.scores.values()))
+            ev = card.metrics()
             log.info("%s: return %.2f episode cost %.2f (%.0fs)", name, ev["return"], ev["episode_cost"], card.train_seconds)
 
 

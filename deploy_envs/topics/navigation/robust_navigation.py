@@ -401,12 +401,8 @@ def ship_rarl_agents(adversarial: bool, *, iterations: int = 10, timesteps_per_r
     import shutil
     import tempfile
 
-    from deploy_envs.agent_zoo import (
-        AgentCard,
-        agents_dir,
-        resolve_agent_folder,
-        write_card,
-    )
+    from deploy_envs.agent_zoo import agents_dir, resolve_agent_folder, write_card
+    from deploy_envs.training.cards import build_card
 
     root = Path(root) if root is not None else agents_dir()
     init_zip = None if init is None else resolve_agent_folder(init) / "model.zip"
@@ -432,9 +428,9 @@ def ship_rarl_agents(adversarial: bool, *, iterations: int = 10, timesteps_per_r
         else "Control for RARL: the same PPO, loop and budget, but trained with no disturbance (plain SafeNavigation). "
     ) + f"Acts on SafeNavigation-v0 {nav_kwargs} observations. {budget}; trained by {how}; scenario rarl_disturbance."
     adv_notes = f"Adversary of RobustNavigation-v0 {RARL_GAME_KWARGS} trained (alternating PPO) against {pro_name}; acts on the game's adversary observation. Trained by {how}."
-    common = {"algorithm": "PPO", "hyperparameters": RARL_PPO_KWARGS, "timesteps": iterations * timesteps_per_role, "num_envs": num_envs, "seed": seed, "scenario": "rarl_disturbance", "train_seconds": round(seconds, 1), "device": "cpu"}
-    write_card(root / pro_name, AgentCard(name=pro_name, env_id="deploy_envs/SafeNavigation-v0", env_kwargs=nav_kwargs, scores={"training": training}, notes=pro_notes, **common))
-    write_card(root / adv_name, AgentCard(name=adv_name, env_id="deploy_envs/RobustNavigation-v0", env_kwargs=RARL_GAME_KWARGS, scores={}, notes=adv_notes, **common))
+    common = {"algorithm": "PPO", "hyperparameters": RARL_PPO_KWARGS, "timesteps": iterations * timesteps_per_role, "num_envs": num_envs, "seed": seed, "scenario": "rarl_disturbance", "train_seconds": seconds, "device": "cpu"}
+    write_card(root / pro_name, build_card(name=pro_name, env_id="deploy_envs/SafeNavigation-v0", env_kwargs=nav_kwargs, training=training, notes=pro_notes, **common))
+    write_card(root / adv_name, build_card(name=adv_name, env_id="deploy_envs/RobustNavigation-v0", env_kwargs=RARL_GAME_KWARGS, notes=adv_notes, **common))
     return result
 
 
