@@ -22,9 +22,17 @@ def wheel_names(tmp_path_factory) -> set[str]:
     """Build the wheel of this checkout (no build isolation: no network) and list its files."""
     if not (ROOT / "pyproject.toml").exists():
         pytest.fail("the packaging tests run from a checkout (pyproject.toml beside the package)")
+    import shutil
+
     out = tmp_path_factory.mktemp("wheel")
+    src = tmp_path_factory.mktemp("source")  # a copy, so no stale build/ folder of the checkout leaks into the wheel
+    shutil.copy(ROOT / "pyproject.toml", src)
+    shutil.copy(ROOT / "README.md", src)
+    for f in _package_files():
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / f, src / f)
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -11,7 +11,8 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 from deploy_envs.core.agents import make_baseline
-from deploy_envs.topics.navigation.baselines import SHORT_HORIZON, LagrangeMultiplier, LagrangianRewardVecEnv
+from deploy_envs.topics.navigation.baselines import SHORT_HORIZON
+from deploy_envs.training.lagrangian import LagrangeMultiplier, LagrangianRewardVecEnv
 from deploy_envs.evaluation import evaluate
 from deploy_envs.integrations.safety_gymnasium import SafetyGymnasiumVectorWrapper, make, make_vec
 from deploy_envs.scenarios import load_scenario, run_scenario
