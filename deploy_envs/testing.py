@@ -537,3 +537,21 @@ def smoke_catalog(num_envs: int = 2, seed: int = 0) -> list[str]:
             raise AssertionError(f"{game_id}: {type(exc).__name__}: {exc}") from exc
         checked.append(game_id)
     return checked
+
+
+def check_scenario(scenario: str, *, episodes: int | None = None, agents: list[str] | None = None):
+    """Run a scenario (a shipped name or a file) on shipped agents only and require its checks to pass.
+
+    ``episodes`` overrides the protocol (tests use a smaller sample), ``agents`` runs a subset.
+    Raises ``AssertionError`` listing each failed check with both sides' values; returns the
+    :class:`~deploy_envs.scenarios.ScenarioResult` for further checks.
+    """
+    from deploy_envs.scenarios import load_scenario, run_scenario
+
+    result = run_scenario(load_scenario(scenario), episodes=episodes, train="never", agents=agents)
+    if not result.checks:
+        raise AssertionError(f"{scenario}: no expectation was checked")
+    failed = [f"{c.expression} ({c.left:.4g} vs {c.right:.4g})" for c in result.checks if not c.passed]
+    if failed:
+        raise AssertionError(f"{scenario}: {failed}")
+    return result

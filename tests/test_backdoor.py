@@ -1,7 +1,6 @@
 """Tests of ``deploy_envs/Backdoor-v0``: arguments, triggers, batched victims, spectral signatures, the BadNets result."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

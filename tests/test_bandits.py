@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -12,8 +11,8 @@ from deploy_envs.core.agents import make_baseline
 from deploy_envs.topics.bandits.bandit import DEFAULT_MEANS
 from deploy_envs.topics.bandits.curves import regret_curves, run_regret_scenario
 from deploy_envs.metrics.regret import bernoulli_kl, gaussian_kl, growth_summary, lai_robbins_constant, pseudo_regret
-from deploy_envs.scenarios import load_scenario, run_scenario
 from deploy_envs.scenarios import shipped_scenarios_dir
+from deploy_envs.testing import check_scenario
 
 BANDIT = "deploy_envs/Bandit-v0"
 CONTEXTUAL = "deploy_envs/ContextualBandit-v0"
@@ -235,11 +234,8 @@ def test_gaussian_bandit_thompson_and_ucb_beat_fixed_epsilon():
 
 # ------------------------------------------------------------------ reproduced results
 def _run(name, episodes, agents=None):
-    result = run_scenario(load_scenario(SCN / name), episodes=episodes, train="never", agents=agents)
-    assert result.checks, "no expectation was checked"
-    failed = [f"{c.expression} ({c.left:.3f} vs {c.right:.3f})" for c in result.checks if not c.passed]
-    assert not failed, f"{name}: {failed}"
-    return result
+    """The scenario on shipped agents; its checks must pass (``deploy_envs.testing.check_scenario``)."""
+    return check_scenario(name, episodes=episodes, agents=agents)
 
 
 def test_regret_scenario_log_for_ucb_and_thompson_linear_for_epsilon_greedy():

@@ -1,7 +1,6 @@
 """DistributionShift-v0: corruptions, BBSE, env semantics, bad input, and the reproduced results."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -12,8 +11,8 @@ from deploy_envs.core.agents import make_baseline
 from deploy_envs.topics.distribution_shift.bbse import bbse_weights, joint_confusion
 from deploy_envs.topics.distribution_shift.corruptions import CORRUPTIONS, SHIFT_KINDS, corrupt, draw_label_prior
 from deploy_envs.topics.distribution_shift.tables import compare_models, corruption_table
-from deploy_envs.scenarios import load_scenario, run_scenario
 from deploy_envs.scenarios import shipped_scenarios_dir
+from deploy_envs.testing import check_scenario
 
 ENV = "deploy_envs/DistributionShift-v0"
 SCN = shipped_scenarios_dir()
@@ -171,11 +170,8 @@ def test_shift_starts_at_the_change_point_and_confidence_drops():
 
 # -------------------------------------------------------- the results
 def run(name, episodes):
-    result = run_scenario(load_scenario(SCN / name), episodes=episodes, train="never")
-    assert result.checks, "no expectation was checked"
-    failed = [f"{c.expression} ({c.left:.3f} vs {c.right:.3f})" for c in result.checks if not c.passed]
-    assert not failed, f"{name}: {failed}"
-    return result
+    """The scenario on shipped agents; its checks must pass (``deploy_envs.testing.check_scenario``)."""
+    return check_scenario(name, episodes=episodes)
 
 
 def test_accuracy_falls_with_severity_for_every_corruption():

@@ -2,7 +2,6 @@
 model-parameter randomization test (Adebayo et al. 2018), on fewer inputs than the scenarios."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -11,18 +10,15 @@ from deploy_envs.topics.explanation.sanity import (
     randomization_markdown,
     randomization_test,
 )
-from deploy_envs.scenarios import load_scenario, run_scenario
 from deploy_envs.scenarios import shipped_scenarios_dir
+from deploy_envs.testing import check_scenario
 
 SCN = shipped_scenarios_dir()
 
 
 def run(name, episodes, agents=None):
-    result = run_scenario(load_scenario(SCN / name), episodes=episodes, train="never", agents=agents)
-    assert result.checks, "no expectation was checked"
-    failed = [f"{c.expression} ({c.left:.3f} vs {c.right:.3f})" for c in result.checks if not c.passed]
-    assert not failed, f"{name}: {failed}"
-    return result
+    """The scenario on shipped agents; its checks must pass (``deploy_envs.testing.check_scenario``)."""
+    return check_scenario(name, episodes=episodes, agents=agents)
 
 
 def test_integrated_gradients_and_occlusion_beat_random_order_on_deletion_auc():

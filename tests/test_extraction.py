@@ -1,7 +1,6 @@
 """ModelExtraction-v0: the reproduced results, black-box discipline, arguments and the batched surrogate."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -10,19 +9,16 @@ import torch
 
 from deploy_envs.core.agents import make_baseline
 from deploy_envs.topics.extraction.surrogate import BatchedSurrogate
-from deploy_envs.scenarios import load_scenario, run_scenario
 from deploy_envs.scenarios import shipped_scenarios_dir
+from deploy_envs.testing import check_scenario
 
 ENV = "deploy_envs/ModelExtraction-v0"
 SCN = shipped_scenarios_dir()
 
 
 def run(name, episodes=None):
-    result = run_scenario(load_scenario(SCN / name), episodes=episodes, train="never")
-    assert result.checks, "no expectation was checked"
-    failed = [f"{c.expression} ({c.left:.4f} vs {c.right:.4f})" for c in result.checks if not c.passed]
-    assert not failed, f"{name}: {failed}"
-    return result
+    """The scenario on shipped agents; its checks must pass (``deploy_envs.testing.check_scenario``)."""
+    return check_scenario(name, episodes=episodes)
 
 
 def test_equation_solving_recovers_the_linear_victim_exactly_with_d_plus_1_probability_answers():

@@ -1,7 +1,6 @@
 """DelayedImpactLending-v0: ml-fairness-gym's 7-cluster DelayedImpact preset (D'Amour et al. 2020)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

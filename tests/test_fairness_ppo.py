@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from deploy_envs.agent_zoo import load_agent
 from deploy_envs.topics.lending.baselines import (

@@ -2,7 +2,6 @@
 reporting, bad input, the scorecard, and the reproduced specification-gaming result."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

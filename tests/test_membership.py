@@ -1,7 +1,6 @@
 """MembershipInference-v0: the reproduced result, pooled metrics, black-box discipline, arguments and the victims."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

@@ -9,7 +9,6 @@ non-adaptive attack's damage).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 

@@ -7,7 +7,6 @@ margin under the values measured with the full protocol (see the scenario file).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from deploy_envs.scenarios import load_scenario, run_scenario
 from deploy_envs.scenarios import shipped_scenarios_dir

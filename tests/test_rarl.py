@@ -1,7 +1,6 @@
 """RARL (Pinto et al. 2017): DisturbedNavigation-v0, the batched role env, and the shipped result."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

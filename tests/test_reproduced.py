@@ -6,7 +6,6 @@ expectations, plus the thresholds below that catch a regression.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from deploy_envs.scenarios import load_scenario, run_scenario
 from deploy_envs.scenarios import shipped_scenarios_dir

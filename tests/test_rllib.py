@@ -170,7 +170,6 @@ def test_shipped_rllib_evasion_attacker_reproduces():
     """The shipped RLlib PPO attacker (agents/evasion-ppo-rllib, trained by scenarios/rllib_evasion_ppo.yaml)
     on 64 held-out inputs: the scenario's expectation holds and its success rate stays near what was
     measured at 200 episodes (0.845; threshold set with margin)."""
-    from pathlib import Path
 
     from deploy_envs.scenarios import load_scenario, run_scenario
 
@@ -185,7 +184,6 @@ def test_shipped_rllib_attack_defense_pair_reproduces():
     """The shipped RLlib policy pair (agents/attack-defense-rllib) on 8 episodes: the defender's learned
     best response (no defense against the weak learned attacker; measured 100 episodes: clean cost 0,
     defender return 9.92 vs 8.25 for the random pair) holds."""
-    from pathlib import Path
 
     from deploy_envs.scenarios import load_scenario, run_scenario
 

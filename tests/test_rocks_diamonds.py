@@ -2,7 +2,6 @@
 rules, switches, the exact planning model, bad input and the reproduced tampering result."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

@@ -3,7 +3,6 @@ reference agents, and the reproduced result (PPO vs PPO-Lagrangian) with the shi
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

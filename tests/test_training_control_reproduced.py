@@ -5,7 +5,6 @@ scenario's own expectations plus regression thresholds set below the measured va
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from deploy_envs.scenarios import load_scenario, run_scenario
 from deploy_envs.scenarios import shipped_scenarios_dir

@@ -17,7 +17,6 @@ Measured (this population: 16x16 upsampled digits, seed 0; Neural Cleanse with i
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch

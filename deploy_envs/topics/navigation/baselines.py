@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from deploy_envs.core.agents import Agent, SB3Agent, register_baseline
+from deploy_envs.core.agents import Agent, register_baseline
 from deploy_envs.core.validation import check_number, check_positive
 
 if TYPE_CHECKING:
