@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,15 +12,6 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 import deploy_envs  # noqa: F401  (registers the games)
 from deploy_envs import make_game
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.topics.evasion.attack_defense import AGENTS, AttackDefenseCore, parallel_env
-from deploy_envs.training.selfplay import (
-    FGSMAttacker,
-    FixedDefense,
-    RandomPolicy,
-    SingleRoleEnv,
-    evaluate,
-    train_alternating,
-)
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,
@@ -28,6 +20,17 @@ from deploy_envs.testing import (
     game_rollout,
     random_joint_actions,
 )
+from deploy_envs.topics.evasion.attack_defense import AGENTS, AttackDefenseCore
+from deploy_envs.training.selfplay import (
+    FGSMAttacker,
+    FixedDefense,
+    RandomPolicy,
+    SingleRoleEnv,
+    evaluate,
+    train_alternating,
+)
+
+parallel_env = partial(make_game, "deploy_envs/AttackDefense-v0")
 
 GAME_ID = "deploy_envs/AttackDefense-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)

@@ -2,24 +2,26 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 
-from deploy_envs.topics.extraction.baselines import JacobianAugmentation, Knockoff
-from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.topics.extraction.extraction_guard import (
-    AGENTS,
-    ExtractionGuardCore,
-    extractor_seat,
-    parallel_env,
-)
+from deploy_envs.core.registration import GAME_CATALOG, make_game
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,
     check_game_determinism,
     random_joint_actions,
 )
+from deploy_envs.topics.extraction.baselines import JacobianAugmentation, Knockoff
+from deploy_envs.topics.extraction.extraction_guard import (
+    AGENTS,
+    ExtractionGuardCore,
+    extractor_seat,
+)
+
+parallel_env = partial(make_game, "deploy_envs/ExtractionGuard-v0")
 
 GAME_ID = "deploy_envs/ExtractionGuard-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)
@@ -183,7 +185,7 @@ def test_out_of_space_actions_are_refused_without_changing_state():
 
 
 def test_extractor_seat_refuses_other_games():
-    from deploy_envs.topics.evasion.attack_defense import parallel_env as ad_env
+    ad_env = partial(make_game, "deploy_envs/AttackDefense-v0")
 
     with pytest.raises(ValueError, match="ExtractionGuard"):
         extractor_seat(ad_env(rounds=2, n_samples=2))

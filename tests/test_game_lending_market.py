@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 
 import deploy_envs  # noqa: F401  (registers the games)
 from deploy_envs import make_game
-from deploy_envs.topics.lending.baselines import policy_thresholds
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.topics.lending.lending_market import LendingMarketCore, parallel_env
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,
@@ -19,6 +18,10 @@ from deploy_envs.testing import (
     game_rollout,
     random_joint_actions,
 )
+from deploy_envs.topics.lending.baselines import policy_thresholds
+from deploy_envs.topics.lending.lending_market import LendingMarketCore
+
+parallel_env = partial(make_game, "deploy_envs/LendingMarket-v0")
 
 GAME_ID = "deploy_envs/LendingMarket-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)

@@ -1,6 +1,8 @@
 """Tests of the ``PoisoningSanitizer-v0`` PettingZoo parallel game (poisoner vs sanitizer)."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import data_equivalence
@@ -8,12 +10,14 @@ from gymnasium.utils.env_checker import data_equivalence
 import deploy_envs  # noqa: F401  (registers the games)
 from deploy_envs import make_game
 from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.topics.poisoning.poisoning_sanitizer import AGENTS, parallel_env
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,
     check_game_determinism,
 )
+from deploy_envs.topics.poisoning.poisoning_sanitizer import AGENTS
+
+parallel_env = partial(make_game, "deploy_envs/PoisoningSanitizer-v0")
 
 GAME_ID = "deploy_envs/PoisoningSanitizer-v0"
 FAST = {"budget": 0.004, "train_steps": 3, "final_train_steps": 5}  # 6 rounds

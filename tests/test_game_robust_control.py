@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -10,15 +11,17 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from gymnasium.utils.env_checker import data_equivalence
 
 import deploy_envs  # noqa: F401  (registers the games)
-from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.topics.navigation.robust_navigation import AGENTS, parallel_env, train_robust
-from deploy_envs.training.selfplay import SingleRoleEnv
+from deploy_envs.core.registration import GAME_CATALOG, make_game
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,
     check_game_determinism,
     game_rollout,
 )
+from deploy_envs.topics.navigation.robust_navigation import AGENTS, train_robust
+from deploy_envs.training.selfplay import SingleRoleEnv
+
+parallel_env = partial(make_game, "deploy_envs/RobustNavigation-v0")
 
 GAME_ID = "deploy_envs/RobustNavigation-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)

@@ -1,17 +1,21 @@
 """TrojanAudit-v0: PettingZoo conformance, multi-step seed determinism, batch/single agreement, rewards, arguments."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
 import deploy_envs  # noqa: F401  (registers the games)
-from deploy_envs.core.registration import GAME_CATALOG
-from deploy_envs.topics.trojans.trojan_audit import AGENTS, TrojanAuditCore, parallel_env
+from deploy_envs.core.registration import GAME_CATALOG, make_game
 from deploy_envs.testing import (
     check_game_api,
     check_game_batch_matches_single,
     check_game_determinism,
 )
+from deploy_envs.topics.trojans.trojan_audit import AGENTS, TrojanAuditCore
+
+parallel_env = partial(make_game, "deploy_envs/TrojanAudit-v0")
 
 GAME_ID = "deploy_envs/TrojanAudit-v0"
 SMALL = dict(GAME_CATALOG[GAME_ID].test_kwargs)

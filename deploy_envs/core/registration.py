@@ -62,10 +62,22 @@ def view_class(class_name: str) -> type:
     if class_name not in _VIEWS:
         if class_name not in _VIEW_CORES:
             raise AttributeError(f"module {__name__!r} has no attribute {class_name!r}")
-        from deploy_envs.core.views import NativeVectorEnv, SingleEnv
+        from deploy_envs.core.views import NativeVectorEnv, ParallelGameView, SingleEnv
 
         env_id, core_path = _VIEW_CORES[class_name]
         core = _load(core_path)
+        if class_name.endswith("ParallelEnv"):
+            import re
+
+            version = env_id.rsplit("-v", 1)[1]
+            snake = re.sub(r"(?<!^)(?=[A-Z])", "_", env_id.split("/")[1].rsplit("-v", 1)[0]).lower()
+            metadata = {
+                "name": f"{snake}_v{version}", "render_modes": list(core.metadata.get("render_modes", [])),
+                "is_parallelizable": True, "render_fps": core.metadata.get("render_fps", 1),
+            }
+            namespace = {"core_class": core, "__doc__": core.__doc__, "__module__": __name__, "__qualname__": class_name, "metadata": metadata}
+            _VIEWS[class_name] = type(class_name, (ParallelGameView,), namespace)
+            return _VIEWS[class_name]
         vector = class_name.endswith("VectorEnv")
         doc = core.__doc__ or ""
         if vector:
@@ -121,14 +133,27 @@ def core_of(env_id: str) -> type:
 def register_game(
     name: str,
     *,
-    factory: Callable[..., Any] | str,
+    core: str,
     topic: str,
     summary: str,
     test_kwargs: dict[str, Any] | None = None,
 ) -> str:
-    """Record a PettingZoo parallel game under ``deploy_envs/<name>``; build it with :func:`make_game`."""
+    """Record a game under ``deploy_envs/<name>`` from its batched core (``"package.module:CoreClass"``, a
+    :class:`~deploy_envs.core.games.GameCore`); build it with :func:`make_game`.
+
+    Generates the PettingZoo view ``<Name>ParallelEnv`` (a :class:`~deploy_envs.core.views.ParallelGameView`,
+    an attribute of this module built on first use) with metadata ``name`` ``<snake_name>_v0``.
+    """
+    if ":" not in core:
+        raise ValueError(f"core={core!r} must look like 'package.module:CoreClass'")
     game_id = f"{NAMESPACE}/{name}"
-    GAME_CATALOG[game_id] = CatalogEntry(game_id, topic, summary, "game", factory, dict(test_kwargs or {}))
+    base = name.rsplit("-v", 1)[0]
+    view = f"{base}ParallelEnv"
+    known = _VIEW_CORES.get(view)
+    if known is not None and known != (game_id, core):
+        raise ValueError(f"name={name!r}: view {view} already generated for {known[0]} ({known[1]})")
+    _VIEW_CORES[view] = (game_id, core)
+    GAME_CATALOG[game_id] = CatalogEntry(game_id, topic, summary, "game", f"{__name__}:{view}", dict(test_kwargs or {}), core)
     return game_id
 
 

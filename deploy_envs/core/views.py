@@ -25,7 +25,11 @@ from gymnasium.vector.utils import batch_space
 from pettingzoo.utils.env import ParallelEnv
 
 from deploy_envs.core.batched import BatchedCore, select_info
-from deploy_envs.core.validation import check_known_kwargs, check_positive, constructor_arguments
+from deploy_envs.core.validation import (
+    check_known_kwargs,
+    check_positive,
+    constructor_arguments,
+)
 
 
 def build_core(core_class: type[BatchedCore], num_envs: int, render_mode: str | None, kwargs: dict[str, Any]) -> BatchedCore:
@@ -340,19 +344,12 @@ def _merge_info(into: dict[str, np.ndarray], other: dict[str, np.ndarray], overw
 
 
 class ParallelGameView(ParallelEnv):
-    """A PettingZoo ``ParallelEnv`` that is a multi-role batched core at batch size 1.
+    """A PettingZoo ``ParallelEnv`` that is a game's batched core (:class:`~deploy_envs.core.games.GameCore`) at batch size 1.
 
-    The third view of the design: a game's core keeps per-role dicts
-    (``observation_spaces``, ``action_spaces``, and per-role observations, rewards and
-    infos from ``reset_indices``/``step_indices``), and subclasses name it::
-
-        class AttackDefenseParallelEnv(ParallelGameView):
-            core_class = AttackDefenseCore
-            metadata = {"name": "attack_defense_v0", "render_modes": ["ansi"], ...}
-
-    Roles are the keys of the core's ``observation_spaces``, in order. The global
-    ``state()`` is ``core.state_of(idx)``; :meth:`build_state_space` describes it
-    (by default the concatenation of the roles' observation spaces).
+    The third view of the design. Registration generates one subclass per game
+    (``register_game("AttackDefense-v0", core=...)`` gives ``AttackDefenseParallelEnv``);
+    roles are the keys of the core's ``action_spaces``, in order; the global ``state()`` is
+    ``core.state_of(idx)`` in ``core.state_space()``.
     """
 
     core_class: ClassVar[type[BatchedCore]]
@@ -364,14 +361,13 @@ class ParallelGameView(ParallelEnv):
         self.action_spaces = dict(self.core.action_spaces)
         self.possible_agents = list(self.observation_spaces)
         self.agents: list[str] = []
-        self.state_space = self.build_state_space()
-        self._idx = np.zeros(1, dtype=np.int64)
+        if hasattr(self.core, "state_space"):  # a GameCore says what its global state is
+            self.state_space = self.core.state_space()
+        else:  # a plain multi-role core: the roles' observation spaces side by side
+            from deploy_envs.core.games import GameCore
 
-    def build_state_space(self) -> gym.spaces.Box:
-        spaces_ = [self.observation_spaces[a] for a in self.possible_agents]
-        return gym.spaces.Box(
-            np.concatenate([s.low for s in spaces_]), np.concatenate([s.high for s in spaces_]), dtype=np.float32
-        )
+            self.state_space = GameCore.state_space(self.core)
+        self._idx = np.zeros(1, dtype=np.int64)
 
     def observation_space(self, agent: str) -> gym.spaces.Space:
         return self.observation_spaces[agent]

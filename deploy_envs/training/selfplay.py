@@ -34,9 +34,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from deploy_envs.core.registration import make_game
 from deploy_envs.core.validation import check_choice, check_number
 from deploy_envs.core.views import ParallelGameView
-from deploy_envs.topics.evasion.attack_defense import AGENTS, AttackDefenseParallelEnv, parallel_env
+from deploy_envs.topics.evasion.attack_defense import AGENTS
+
+GAME_ID = "deploy_envs/AttackDefense-v0"
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def other(role: str) -> str:
 class FGSMAttacker:
     """FGSM (Goodfellow et al. 2015) at the full budget: the action is the observed gradient sign."""
 
-    def __init__(self, game: AttackDefenseParallelEnv) -> None:
+    def __init__(self, game: ParallelGameView) -> None:
         slices = game.core.obs_slices["attacker"]
         if "gradient" not in slices:
             raise ValueError("FGSMAttacker needs the gradient in the attacker's observation; build the game with attacker_white_box=True")
@@ -67,7 +70,7 @@ class FGSMAttacker:
 class FixedDefense:
     """Always the same defense, given by name (``"none"``, ``"robust_model"``, ...) or index."""
 
-    def __init__(self, game: AttackDefenseParallelEnv, defense: str | int) -> None:
+    def __init__(self, game: ParallelGameView, defense: str | int) -> None:
         names = game.core.defenses
         if isinstance(defense, str):
             self.index = names.index(check_choice("defense", defense, names))
@@ -188,7 +191,7 @@ class SingleRoleEnv(gym.Env):
 # --------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------
-def evaluate(game: AttackDefenseParallelEnv, attacker: Any, defender: Any, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
+def evaluate(game: ParallelGameView, attacker: Any, defender: Any, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
     """Play ``episodes`` episodes; return fool rate, mean rewards per round and defense frequencies."""
     attacker, defender = as_policy(attacker), as_policy(defender)
     for k, policy in enumerate((attacker, defender)):
@@ -248,9 +251,9 @@ def train_alternating(
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. one game per learner (each SingleRoleEnv owns its game's state), one for evaluation
-    att_env = SingleRoleEnv(parallel_env(**game_kwargs), "attacker", opponent_policy=lambda obs: 0)
-    def_env = SingleRoleEnv(parallel_env(**game_kwargs), "defender", opponent_policy=lambda obs: 0)
-    eval_game = parallel_env(**game_kwargs)
+    att_env = SingleRoleEnv(make_game(GAME_ID, **game_kwargs), "attacker", opponent_policy=lambda obs: 0)
+    def_env = SingleRoleEnv(make_game(GAME_ID, **game_kwargs), "defender", opponent_policy=lambda obs: 0)
+    eval_game = make_game(GAME_ID, **game_kwargs)
     fgsm = FGSMAttacker(eval_game) if eval_game.core.attacker_white_box else None
 
     # 2. the two learners

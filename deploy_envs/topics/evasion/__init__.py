@@ -19,7 +19,7 @@ register_env(
 
 register_game(
     "AttackDefense-v0",
-    factory="deploy_envs.topics.evasion.attack_defense:parallel_env",
+    core="deploy_envs.topics.evasion.attack_defense:AttackDefenseCore",
     topic="adversarial examples",
     summary="an linf evasion attacker against a defender choosing quantization, denoising, randomized smoothing or a robust model each round",
     test_kwargs={"rounds": 3, "n_samples": 4},

@@ -11,7 +11,7 @@ register_env(
 
 register_game(
     "ExtractionGuard-v0",
-    factory="deploy_envs.topics.extraction.extraction_guard:parallel_env",
+    core="deploy_envs.topics.extraction.extraction_guard:ExtractionGuardCore",
     topic="model-API attacks",
     summary="a model thief queries a prediction API while a guard sets output granularity, noise and a PRADA detection threshold each round, scored on the thief's fidelity and on the utility kept for a benign query stream",
     test_kwargs={"rounds": 4, "batch_size": 5, "benign_queries": 5, "holdout": 60, "fit_steps": 3},

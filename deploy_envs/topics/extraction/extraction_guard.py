@@ -1,9 +1,9 @@
 """``deploy_envs/ExtractionGuard-v0``: a model thief against the guard of a prediction API.
 
-Build it with :func:`parallel_env` (or ``deploy_envs.make_game("deploy_envs/ExtractionGuard-v0")``).
+Build it with ``deploy_envs.make_game("deploy_envs/ExtractionGuard-v0")``.
 The game is written once as :class:`ExtractionGuardCore`, a batched core (one victim
 forward pass and one batched surrogate update for all copies); the PettingZoo
-:class:`ExtractionGuardParallelEnv` is that core at batch size 1.
+Its PettingZoo view, ``make_game("deploy_envs/ExtractionGuard-v0")``, is that core at batch size 1.
 
 The extractor's observation has exactly the layout of ``ModelExtraction-v0``, so the
 extraction baselines (:mod:`deploy_envs.topics.extraction.baselines`) play the extractor
@@ -18,13 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.utils import seeding
 
 from deploy_envs.api.model_api import ModelAPI, PradaDetector
-from deploy_envs.core.batched import BatchedCore, validate_batch
+from deploy_envs.core.games import GameCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import ParallelGameView
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.extraction.surrogate import KINDS, BatchedSurrogate
 
@@ -42,7 +40,7 @@ def _check_levels(name: str, values: Any, low: float, high: float | None = None)
     return out
 
 
-class ExtractionGuardCore(BatchedCore):
+class ExtractionGuardCore(GameCore):
     """## Description
 
     A repeated simultaneous-move game around a prediction API in front of a victim
@@ -279,10 +277,6 @@ class ExtractionGuardCore(BatchedCore):
         return PradaDetector(-1.0, self.prada_min_distances, self.prada_check_every)
 
     # ------------------------------------------------------------- seeding
-    def seed(self, seed: int) -> None:
-        """Seed copy ``i`` with ``seed + i``; copy ``i`` then follows a single game seeded ``seed + i``."""
-        for i in range(self.num_envs):
-            self.rngs[i], _ = seeding.np_random(int(seed) + i)
 
     # --------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):
@@ -312,15 +306,6 @@ class ExtractionGuardCore(BatchedCore):
         return self._observe(idx), {a: {k: v.copy() for k, v in info.items()} for a in AGENTS}
 
     # ---------------------------------------------------------------- step
-    def validate_actions(self, actions: Any, batch: int) -> dict[str, np.ndarray]:
-        """Check a dict ``{agent: batch of actions}``; raise ``ValueError`` naming the agent's action if one is outside its space."""
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict with keys {AGENTS}, got {type(actions).__name__}")
-        missing = [a for a in AGENTS if a not in actions]
-        extra = [a for a in actions if a not in AGENTS]
-        if missing or extra:
-            raise ValueError(f"actions must have exactly the keys {AGENTS}; missing {missing}, unknown {extra}")
-        return {a: validate_batch(self.action_spaces[a], actions[a], batch, name=f"actions[{a!r}]") for a in AGENTS}
 
     def step_indices(self, idx, actions):
         """Play one round in copies ``idx`` with a validated dict of per-agent batches; returns per-agent dicts."""
@@ -473,22 +458,10 @@ class ExtractionGuardCore(BatchedCore):
         )
 
 
-class ExtractionGuardParallelEnv(ParallelGameView):
-    __doc__ = ExtractionGuardCore.__doc__
-
-    metadata = {"name": "extraction_guard_v0", "render_modes": ["ansi"], "is_parallelizable": True, "render_fps": 1}
-    core_class = ExtractionGuardCore
-
-
-def parallel_env(**kwargs: Any) -> ExtractionGuardParallelEnv:
-    """Build ``ExtractionGuard-v0`` as a PettingZoo ``ParallelEnv`` (keyword arguments as in :class:`ExtractionGuardCore`)."""
-    return ExtractionGuardParallelEnv(**kwargs)
-
-
 def extractor_seat(game: Any) -> Any:
     """An object that :meth:`deploy_envs.topics.extraction.baselines.ExtractionAgent.setup` accepts, for the game's extractor.
 
-    ``game`` is an :class:`ExtractionGuardParallelEnv` or an :class:`ExtractionGuardCore`;
+    ``game`` is the game (``make_game("deploy_envs/ExtractionGuard-v0")``) or an :class:`ExtractionGuardCore`;
     the baseline then acts on batches of extractor observations (``(num_envs, obs_dim)``).
     """
     core = getattr(game, "core", game)

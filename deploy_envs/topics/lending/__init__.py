@@ -1,5 +1,5 @@
 """Fairness: the audited lending game on the FICO data (Hardt et al. 2016; Liu et al. 2018)."""
-from deploy_envs.core.registration import register_env
+from deploy_envs.core.registration import register_env, register_game
 
 register_env(
     "FairLending-v0",
@@ -17,6 +17,13 @@ register_env(
     test_kwargs={"applicants_per_step": 5, "horizon": 8},
 )
 
+register_game(
+    "LendingMarket-v0",
+    core="deploy_envs.topics.lending.lending_market:LendingMarketCore",
+    topic="fairness",
+    summary="a bank sets per-group lending thresholds on FICO data while applicant groups pay group-dependent costs to game their scores and a regulator fines fairness gaps",
+    test_kwargs={"population_size": 200, "rounds": 4},
+)
+
 from deploy_envs.topics.lending import baselines as _baselines  # noqa: E402,F401  (registers the reference agents)
 from deploy_envs.topics.lending import delayed_impact_baselines as _delayed_impact_baselines  # noqa: E402,F401  (registers the reference agents)
-from deploy_envs.topics.lending import lending_market as _lending_market  # noqa: E402,F401  (registers the game)

@@ -1,9 +1,9 @@
 """``deploy_envs/LendingMarket-v0``: a bank, strategic applicant groups and a fairness regulator.
 
-Build it with :func:`parallel_env` (or ``deploy_envs.make_game("deploy_envs/LendingMarket-v0")``).
+Build it with ``deploy_envs.make_game("deploy_envs/LendingMarket-v0")``.
 The game is written once as :class:`LendingMarketCore`, a batched core whose state has a
 leading batch dimension (every copy's population is one row of an array); the PettingZoo
-:class:`LendingMarketParallelEnv` is that core at batch size 1.
+Its PettingZoo view, ``make_game("deploy_envs/LendingMarket-v0")``, is that core at batch size 1.
 """
 from __future__ import annotations
 
@@ -12,15 +12,12 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
 
-from deploy_envs.core.batched import BatchedCore, validate_batch
-from deploy_envs.core.registration import register_game
+from deploy_envs.core.games import GameCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.core.views import ParallelGameView
-from deploy_envs.topics.lending.fico import SCORE_MAX, SCORE_MIN, fico_population
 from deploy_envs.metrics.fairness import gap, safe_rate, score_moves
+from deploy_envs.topics.lending.fico import SCORE_MAX, SCORE_MIN, fico_population
 
 FAIRNESS = ("demographic_parity", "equal_opportunity")
 _MID, _HALF, _RANGE = (SCORE_MIN + SCORE_MAX) / 2, (SCORE_MAX - SCORE_MIN) / 2, SCORE_MAX - SCORE_MIN
@@ -37,7 +34,7 @@ def default_gaming_costs(mean_scores: np.ndarray) -> np.ndarray:
     return COST_LOW + (COST_HIGH - COST_LOW) * frac
 
 
-class LendingMarketCore(BatchedCore):
+class LendingMarketCore(GameCore):
     """## Description
 
     A repeated lending market with three kinds of players (Hardt, Megiddo, Papadimitriou
@@ -246,10 +243,6 @@ class LendingMarketCore(BatchedCore):
         self.last_rewards = np.zeros((k, len(self.agents)))
 
     # ------------------------------------------------------------- seeding
-    def seed(self, seed: int) -> None:
-        """Seed copy ``i`` with ``seed + i``; copy ``i`` then follows a single game seeded ``seed + i``."""
-        for i in range(self.num_envs):
-            self.rngs[i], _ = seeding.np_random(int(seed) + i)
 
     # --------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):
@@ -272,15 +265,6 @@ class LendingMarketCore(BatchedCore):
         return self._observe(idx), {a: dict(info) for a in self.agents}
 
     # ---------------------------------------------------------------- step
-    def validate_actions(self, actions: Any, batch: int) -> dict[str, np.ndarray]:
-        """Check a dict ``{agent: batch of actions}``; raise ``ValueError`` naming the agent's action if one is outside its space."""
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict with keys {tuple(self.agents)}, got {type(actions).__name__}")
-        missing = [a for a in self.agents if a not in actions]
-        extra = [a for a in actions if a not in self.agents]
-        if missing or extra:
-            raise ValueError(f"actions must have exactly the keys {tuple(self.agents)}; missing {missing}, unknown {extra}")
-        return {a: validate_batch(self.action_spaces[a], actions[a], batch, name=f"actions[{a!r}]") for a in self.agents}
 
     def step_indices(self, idx, actions):
         """Play one round in copies ``idx``; ``actions`` is a validated dict of per-agent batches."""
@@ -440,24 +424,3 @@ class LendingMarketCore(BatchedCore):
         ]
         rew = ", ".join(f"{a} {r:+.3f}" for a, r in zip(self.agents, self.last_rewards[i]))
         return f"{head}  {'; '.join(parts)}  dp gap {self.last_gaps[i, 0]:.3f} eo gap {self.last_gaps[i, 1]:.3f}  rewards {rew}"
-
-
-class LendingMarketParallelEnv(ParallelGameView):
-    __doc__ = LendingMarketCore.__doc__
-
-    metadata = {"name": "lending_market_v0", "render_modes": ["ansi"], "is_parallelizable": True, "render_fps": 1}
-    core_class = LendingMarketCore
-
-
-def parallel_env(**kwargs: Any) -> LendingMarketParallelEnv:
-    """Build ``LendingMarket-v0`` as a PettingZoo ``ParallelEnv`` (keyword arguments as in :class:`LendingMarketCore`)."""
-    return LendingMarketParallelEnv(**kwargs)
-
-
-register_game(
-    "LendingMarket-v0",
-    factory="deploy_envs.topics.lending.lending_market:parallel_env",
-    topic="fairness",
-    summary="a bank sets per-group lending thresholds on FICO data while applicant groups pay group-dependent costs to game their scores and a regulator fines fairness gaps",
-    test_kwargs={"population_size": 200, "rounds": 4},
-)

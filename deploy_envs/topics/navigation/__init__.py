@@ -23,7 +23,7 @@ DISTURBED_NAVIGATION_ID = register_env(
 
 register_game(
     "RobustNavigation-v0",
-    factory="deploy_envs.topics.navigation.robust_navigation:parallel_env",
+    core="deploy_envs.topics.navigation.robust_navigation:RobustNavigationCore",
     topic="safe RL and alignment",
     summary="Robust Adversarial RL on SafeNavigation: a protagonist drives the robot while an adversary applies a bounded disturbance force, rewarded by the protagonist's loss and cost",
     test_kwargs={"max_steps": 40},

@@ -25,18 +25,25 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
-from deploy_envs.core.batched import validate_batch
+from deploy_envs.core.games import GameCore
+from deploy_envs.core.registration import make_game
 from deploy_envs.core.validation import check_number
 from deploy_envs.core.views import ParallelGameView
-from deploy_envs.topics.navigation.safe_navigation import ACCEL, DAMPING, V_MAX, SafeNavigationCore
+from deploy_envs.topics.navigation.safe_navigation import (
+    ACCEL,
+    DAMPING,
+    V_MAX,
+    SafeNavigationCore,
+)
 from deploy_envs.training.selfplay import SingleRoleEnv, as_policy
 
 logger = logging.getLogger(__name__)
 
 AGENTS = ("protagonist", "adversary")
+GAME_ID = "deploy_envs/RobustNavigation-v0"
 
 
-class RobustNavigationCore(SafeNavigationCore):
+class RobustNavigationCore(SafeNavigationCore, GameCore):
     """## Description
 
     Robust Adversarial Reinforcement Learning (RARL; Pinto, Davidson, Sukthankar and Gupta
@@ -136,15 +143,6 @@ class RobustNavigationCore(SafeNavigationCore):
         info["disturbance_force"] = self.last_force[idx].copy()
         return self._game_obs(idx, obs), {a: dict(info) for a in AGENTS}
 
-    def validate_actions(self, actions: Any, batch: int) -> dict[str, np.ndarray]:
-        """Check a dict ``{agent: batch of actions}``; raise ``ValueError`` naming the agent's action if one is outside its space."""
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict with keys {AGENTS}, got {type(actions).__name__}")
-        missing = [a for a in AGENTS if a not in actions]
-        extra = [a for a in actions if a not in AGENTS]
-        if missing or extra:
-            raise ValueError(f"actions must have exactly the keys {AGENTS}; missing {missing}, unknown {extra}")
-        return {a: validate_batch(self.action_spaces[a], actions[a], batch, name=f"actions[{a!r}]") for a in AGENTS}
 
     def step_indices(self, idx, actions):
         """One step of copies ``idx`` with validated per-agent action batches; dicts keyed by agent."""
@@ -180,31 +178,19 @@ class RobustNavigationCore(SafeNavigationCore):
             adv[:, nav_obs.shape[1] :] = 0.0
         return {"protagonist": nav_obs, "adversary": adv}
 
+    def state_space(self) -> spaces.Box:
+        return self.observation_spaces["adversary"]  # the adversary's observation contains the protagonist's
+
     def state_of(self, idx: np.ndarray) -> np.ndarray:
         """Global state of copies ``idx``: the adversary's observation (which contains the protagonist's)."""
         idx = np.asarray(idx, dtype=np.int64)
         return self._game_obs(idx, self._observe(idx))["adversary"]
 
 
-class RobustNavigationParallelEnv(ParallelGameView):
-    __doc__ = RobustNavigationCore.__doc__
-
-    metadata = {"name": "robust_navigation_v0", "render_modes": ["rgb_array", "ansi"], "is_parallelizable": True, "render_fps": 30}
-    core_class = RobustNavigationCore
-
-    def build_state_space(self) -> spaces.Box:
-        return self.observation_spaces["adversary"]  # the adversary's observation contains the protagonist's
-
-
-def parallel_env(**kwargs: Any) -> RobustNavigationParallelEnv:
-    """Build ``RobustNavigation-v0`` as a PettingZoo ``ParallelEnv`` (keyword arguments as in :class:`RobustNavigationCore`)."""
-    return RobustNavigationParallelEnv(**kwargs)
-
-
 # --------------------------------------------------------------------------
 # RARL: alternating PPO for the two roles (the loop of training/selfplay.py)
 # --------------------------------------------------------------------------
-def evaluate_protagonist(game: RobustNavigationParallelEnv, protagonist: Any, adversary: Any, episodes: int = 5, seed: int = 0) -> dict[str, float]:
+def evaluate_protagonist(game: ParallelGameView, protagonist: Any, adversary: Any, episodes: int = 5, seed: int = 0) -> dict[str, float]:
     """Mean episode return, cost and goals of ``protagonist`` against ``adversary`` (callables or SB3 models)."""
     pro, adv = as_policy(protagonist, deterministic=True), as_policy(adversary, deterministic=True)
     returns, costs, goals = [], [], []
@@ -345,12 +331,12 @@ def train_robust(
         return np.zeros(np.shape(obs)[:-1] + (2,), np.float32)
 
     if num_envs == 1:
-        pro_env = SingleRoleEnv(parallel_env(**game_kwargs), "protagonist", opponent_policy=lambda obs: zero)
-        adv_env = SingleRoleEnv(parallel_env(**game_kwargs), "adversary", opponent_policy=lambda obs: zero)
+        pro_env = SingleRoleEnv(make_game(GAME_ID, **game_kwargs), "protagonist", opponent_policy=lambda obs: zero)
+        adv_env = SingleRoleEnv(make_game(GAME_ID, **game_kwargs), "adversary", opponent_policy=lambda obs: zero)
     else:
         pro_env = RoleVecEnv("protagonist", no_push, num_envs, seed, **game_kwargs)
         adv_env = RoleVecEnv("adversary", no_push, num_envs, seed + 10_000, **game_kwargs)
-    eval_game = parallel_env(**game_kwargs)
+    eval_game = make_game(GAME_ID, **game_kwargs)
     n_steps = max(16, min(2048, timesteps_per_role // num_envs))
     ppo = {"n_steps": n_steps, "batch_size": min(64, n_steps * num_envs), "verbose": 0, "device": "cpu", **(ppo_kwargs or {})}
     if init_protagonist is not None:
@@ -458,4 +444,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["AGENTS", "RobustNavigationCore", "RobustNavigationParallelEnv", "RoleVecEnv", "evaluate_protagonist", "parallel_env", "train_robust"]
+__all__ = ["AGENTS", "GAME_ID", "RobustNavigationCore", "RoleVecEnv", "evaluate_protagonist", "train_robust"]

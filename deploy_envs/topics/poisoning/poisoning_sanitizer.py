@@ -1,10 +1,10 @@
 """``deploy_envs/PoisoningSanitizer-v0``: a data poisoner against a sanitizer choosing its filter each round.
 
-Build it with :func:`parallel_env` (or ``deploy_envs.make_game("deploy_envs/PoisoningSanitizer-v0")``).
+Build it with ``deploy_envs.make_game("deploy_envs/PoisoningSanitizer-v0")``.
 The game is written once as :class:`PoisoningSanitizerCore`, a batched core that drives a
 batched ``Poisoning-v0`` core (:class:`~deploy_envs.topics.poisoning.poisoning.PoisoningCore`,
 all copies' victims retrained in one set of tensor ops); the PettingZoo
-:class:`PoisoningSanitizerParallelEnv` is that core at batch size 1.
+Its PettingZoo view, ``make_game("deploy_envs/PoisoningSanitizer-v0")``, is that core at batch size 1.
 """
 from __future__ import annotations
 
@@ -12,13 +12,10 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
 
-from deploy_envs.core.batched import BatchedCore, validate_batch
-from deploy_envs.core.registration import register_game
+from deploy_envs.core.games import GameCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_number
-from deploy_envs.core.views import ParallelGameView
 from deploy_envs.topics.poisoning.poisoning import PoisoningCore
 from deploy_envs.topics.poisoning.sanitizers import SANITIZERS, Sanitizer
 
@@ -30,7 +27,7 @@ AGREEMENTS = (0.2, 0.4, 0.5, 0.6)
 _PASSED_ON = ("sanitizer", "sanitizer_quantile", "knn_agreement", "removal_penalty")
 
 
-class PoisoningSanitizerCore(BatchedCore):
+class PoisoningSanitizerCore(GameCore):
     """## Description
 
     A repeated simultaneous-move game over a victim's training set. Each round the
@@ -160,10 +157,6 @@ class PoisoningSanitizerCore(BatchedCore):
         self._eye_f, self._eye_s = np.eye(self.F, dtype=np.float32), np.eye(self.S, dtype=np.float32)
 
     # ------------------------------------------------------------- seeding
-    def seed(self, seed: int) -> None:
-        """Seed copy ``i`` with ``seed + i`` (as a vector env does)."""
-        for i in range(self.num_envs):
-            self.rngs[i], _ = seeding.np_random(int(seed) + i)
 
     # --------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):
@@ -177,15 +170,6 @@ class PoisoningSanitizerCore(BatchedCore):
         return {"poisoner": obs, "sanitizer": self._observe_sanitizer(idx)}, {a: dict(info) for a in AGENTS}
 
     # ---------------------------------------------------------------- step
-    def validate_actions(self, actions: Any, batch: int) -> dict[str, np.ndarray]:
-        """Check a dict ``{agent: batch of actions}``; raise ``ValueError`` naming the agent's action if one is outside its space."""
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict with keys {AGENTS}, got {type(actions).__name__}")
-        missing = [a for a in AGENTS if a not in actions]
-        extra = [a for a in actions if a not in AGENTS]
-        if missing or extra:
-            raise ValueError(f"actions must have exactly the keys {AGENTS}; missing {missing}, unknown {extra}")
-        return {a: validate_batch(self.action_spaces[a], actions[a], batch, name=f"actions[{a!r}]") for a in AGENTS}
 
     def step_indices(self, idx, actions):
         idx = np.asarray(idx, dtype=np.int64)
@@ -238,24 +222,3 @@ class PoisoningSanitizerCore(BatchedCore):
             text += (f"; last round: filter {SANITIZERS[self.prev_filter[i]]} strength {self.prev_strength[i]} "
                      f"discarded {self.last_removed[i]:.0%} of the incoming points")
         return text
-
-
-class PoisoningSanitizerParallelEnv(ParallelGameView):
-    __doc__ = PoisoningSanitizerCore.__doc__
-
-    metadata = {"name": "poisoning_sanitizer_v0", "render_modes": ["ansi"], "is_parallelizable": True, "render_fps": 1}
-    core_class = PoisoningSanitizerCore
-
-
-def parallel_env(**kwargs: Any) -> PoisoningSanitizerParallelEnv:
-    """Build ``PoisoningSanitizer-v0`` as a PettingZoo ``ParallelEnv`` (keyword arguments as in :class:`PoisoningSanitizerCore`)."""
-    return PoisoningSanitizerParallelEnv(**kwargs)
-
-
-register_game(
-    "PoisoningSanitizer-v0",
-    factory="deploy_envs.topics.poisoning.poisoning_sanitizer:parallel_env",
-    topic="training-data attacks",
-    summary="a data poisoner injects points while a sanitizer picks its filter (centroid, loss, k-NN) and strength each round, paying for the clean data it would discard; zero-sum on the victim's test error",
-    test_kwargs={"budget": 0.004, "train_steps": 3, "final_train_steps": 5},
-)

@@ -1,36 +1,31 @@
 """``deploy_envs/TrojanAudit-v0``: a trojan designer against an auditor with a query budget.
 
-Build it with :func:`parallel_env` (or ``deploy_envs.make_game("deploy_envs/TrojanAudit-v0")``).
+Build it with ``deploy_envs.make_game("deploy_envs/TrojanAudit-v0")``.
 The game is written once as :class:`TrojanAuditCore`, a batched core (all copies'
 victims trained in one batched run, all probes evaluated in one batched forward pass);
-the PettingZoo :class:`TrojanAuditParallelEnv` is that core at batch size 1.
+the PettingZoo view, ``make_game("deploy_envs/TrojanAudit-v0")``, is that core at batch size 1.
 """
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
-from gymnasium.utils import seeding
 
-from deploy_envs.core.batched import BatchedCore, validate_batch
-from deploy_envs.core.registration import register_game
+from deploy_envs.core.games import GameCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_number, check_positive
-from deploy_envs.core.views import ParallelGameView
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.backdoor import triggers
 from deploy_envs.topics.backdoor.mlp import BatchedMLP
-from deploy_envs.topics.trojans.trojan_detection import PROBE_SEED, iou
 from deploy_envs.topics.trojans.population import _init
+from deploy_envs.topics.trojans.trojan_detection import PROBE_SEED, iou
 
 AGENTS = ("designer", "auditor")
 _CLEAN_REF: dict[tuple, float] = {}
 
 
-class TrojanAuditCore(BatchedCore):
+class TrojanAuditCore(GameCore):
     """## Description
 
     A two-phase zero-sum game on backdoor detection (in the spirit of Neural Cleanse's
@@ -191,10 +186,6 @@ class TrojanAuditCore(BatchedCore):
         self.mask_size = np.zeros(n, np.float32)
         self.last_text = [""] * n
 
-    def seed(self, seed: int) -> None:
-        """Seed copy ``i`` with ``seed + i`` (as a vector env does)."""
-        for i in range(self.num_envs):
-            self.rngs[i], _ = seeding.np_random(int(seed) + i)
 
     # ------------------------------------------------------------ training
     def _train(self, xs: np.ndarray, ys: np.ndarray, seeds: list[int]) -> list[torch.Tensor]:
@@ -302,14 +293,6 @@ class TrojanAuditCore(BatchedCore):
         info = self._info(idx, np.zeros(len(idx), bool), np.full(len(idx), -1, np.int64))
         return self._observe(idx), {a: {k: v.copy() for k, v in info.items()} for a in AGENTS}
 
-    def validate_actions(self, actions: Any, batch: int) -> dict[str, np.ndarray]:
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict with keys {AGENTS}, got {type(actions).__name__}")
-        missing = [a for a in AGENTS if a not in actions]
-        extra = [a for a in actions if a not in AGENTS]
-        if missing or extra:
-            raise ValueError(f"actions must have exactly the keys {AGENTS}; missing {missing}, unknown {extra}")
-        return {a: validate_batch(self.action_spaces[a], actions[a], batch, name=f"actions[{a!r}]") for a in AGENTS}
 
     def step_indices(self, idx, actions):
         idx = np.asarray(idx, np.int64)
@@ -407,24 +390,3 @@ class TrojanAuditCore(BatchedCore):
     def render_index(self, i: int) -> str:
         head = "design step" if self.phase[i] == 1 else f"audit: queries {self.queries[i]}/{self.max_queries}"
         return f"{head}  clean acc {self.acc[i]:.3f}  attack success {self.asr[i]:.3f}  {self.last_text[i]}"
-
-
-class TrojanAuditParallelEnv(ParallelGameView):
-    __doc__ = TrojanAuditCore.__doc__
-
-    metadata = {"name": "trojan_audit_v0", "render_modes": ["ansi"], "is_parallelizable": True, "render_fps": 2}
-    core_class = TrojanAuditCore
-
-
-def parallel_env(**kwargs: Any) -> TrojanAuditParallelEnv:
-    """Build ``TrojanAudit-v0`` as a PettingZoo ``ParallelEnv`` (keyword arguments as in :class:`TrojanAuditCore`)."""
-    return TrojanAuditParallelEnv(**kwargs)
-
-
-register_game(
-    "TrojanAudit-v0",
-    factory="deploy_envs.topics.trojans.trojan_audit:parallel_env",
-    topic="interpretability",
-    summary="a trojan designer plants (or not) a patch/blend trigger under a clean-accuracy constraint; an auditor probes the trained victim under a query budget and declares clean or trojaned; zero-sum on detection",
-    test_kwargs={"max_queries": 3, "train_points": 200, "train_steps": 20, "probe_size": 8},
-)
