@@ -119,3 +119,29 @@ def test_strip_optimizer_state_keeps_predictions(tmp_path):
     assert strip_optimizer_state(path) == 0  # already stripped
     after = PPO.load(path, device="cpu").predict(obs, deterministic=True)[0]
     assert np.array_equal(before, after)
+
+
+def test_the_base_install_runs_without_any_extra(tmp_path):
+    """With every extra's package hidden, the package imports, lists, makes every env and runs a baseline
+    (.ci/run also steps every id in a real base install);
+    a feature that needs an extra stops with one clear error naming it."""
+    code = """
+import sys
+for name in ("captum", "opacus", "fairlearn", "fastapi", "uvicorn", "httpx", "ray", "art", "nashpy"):
+    sys.modules[name] = None  # import of it now raises ImportError, as if not installed
+from typer.testing import CliRunner
+import deploy_envs
+from deploy_envs.cli import app
+import gymnasium as gym
+r = CliRunner().invoke(app, ["list"], terminal_width=250)
+assert r.exit_code == 0 and "interpret" in r.output and "(not installed)" in r.output, r.output
+for env_id in deploy_envs.ENV_CATALOG:  # every env's module imports without the extras
+    gym.make(env_id, **deploy_envs.ENV_CATALOG[env_id].test_kwargs).close()
+r = CliRunner().invoke(app, ["evaluate", "deploy_envs/Evasion-v0", "--baseline", "fgsm", "--episodes", "4", "-k", "threat_model=white_box", "--no-progress"])
+assert r.exit_code == 0, r.output
+r = CliRunner().invoke(app, ["evaluate", "deploy_envs/Explanation-v0", "--baseline", "saliency", "--episodes", "2", "--no-progress"], terminal_width=250)
+assert r.exit_code == 2 and 'pip install "deploy-envs[interpret]"' in r.output, r.output
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout[-2000:] + proc.stderr[-2000:]

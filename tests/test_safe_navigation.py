@@ -212,6 +212,28 @@ def test_safety_gymnasium_vector_wrapper_costs_sum_to_episode_cost(mode):
     assert len(finished) >= 8 and max(finished) > 0
 
 
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_safety_gymnasium_vector_wrapper_over_gymnasiums_sync_vector_env(mode):
+    """The 6-tuple wrapper reads costs the same from gymnasium's SyncVectorEnv as from the native batch."""
+    import gymnasium as gym
+
+    sync = SafetyGymnasiumVectorWrapper(
+        gym.vector.SyncVectorEnv([lambda: gym.make(ENV_ID, max_steps=12) for _ in range(3)], autoreset_mode=mode)
+    )
+    native = make_vec(ENV_ID, num_envs=3, max_steps=12, autoreset_mode=mode)
+    sync.reset(seed=4)
+    native.reset(seed=4)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(30):
+        a = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
+        _, _, s_cost, s_term, s_trunc, s_info = sync.step(a)
+        _, _, n_cost, n_term, n_trunc, n_info = native.step(a)
+        np.testing.assert_allclose(s_cost, n_cost)
+        ended += int((s_term | s_trunc).sum())
+    assert ended >= 3
+
+
 def test_safety_gymnasium_wrapper_refuses_envs_without_cost():
     env = make("deploy_envs/BoatRace-v0")
     env.reset(seed=0)
