@@ -116,9 +116,13 @@ def solve_nash_2p(payoff: np.ndarray) -> list[np.ndarray]:
         return [_clean(x), _clean(y)]
     game = nashpy.Game(A, B)
     candidates: list[tuple[np.ndarray, np.ndarray]] = []
+    import warnings
+
     for label in range(sum(A.shape)):
         try:
-            candidates.append(game.lemke_howson(initial_dropped_label=label))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # degenerate tableaux divide by zero
+                candidates.append(game.lemke_howson(initial_dropped_label=label))
         except Exception:  # noqa: BLE001 - degenerate games can fail from some labels
             continue
     for x, y in candidates:
@@ -126,8 +130,10 @@ def solve_nash_2p(payoff: np.ndarray) -> list[np.ndarray]:
             sig = [_clean(x), _clean(y)]
             if np.all(regrets(payoff, sig) <= 1e-4 * scale + tol):
                 return sig
-    for x, y in game.support_enumeration():
-        return [_clean(x), _clean(y)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for x, y in game.support_enumeration():
+            return [_clean(x), _clean(y)]
     logger.warning("no Nash equilibrium found by Lemke-Howson or support enumeration; using projected replicator dynamics")
     return projected_replicator_dynamics(payoff)
 
@@ -556,3 +562,57 @@ def plot_payoff(pop: Population, path: str | Path) -> Path:
 __all__ = ["META_SOLVERS", "Population", "deviation_payoffs", "expected_payoffs", "exploitability", "is_zero_sum",
            "load_population", "member_policy", "meta_strategy_policies", "nash_conv", "plot_exploitability", "plot_payoff",
            "projected_replicator_dynamics", "regrets", "solve", "solve_meta", "solve_nash_2p"]
+
+
+# --------------------------------------------------------------------------
+# Playing a saved population against others
+# --------------------------------------------------------------------------
+def evaluate_population(folder: str | Path, *, opponents: Mapping[str, Mapping[str, Any]] | None = None, episodes: int = 64,
+                        seed: int = 10_000, which: str = "meta_strategy", num_envs: int = 16,
+                        info_keys: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Play the saved meta-strategy with one role at a time replaced by each candidate opponent.
+
+    Candidates for a role: every member of its population, its scripted policies, and
+    ``opponents[role]`` (``{name: policy}``). Each row: ``{"role", "opponent", "returns",
+    "info"}`` with the returns of every role (mean, 95% CI, n) over ``episodes``
+    episodes; the other roles play the meta-strategy. For a two-role game the rows
+    of one role are the meta-strategy of the other role against each candidate: its
+    worst case over the population is the lowest of them.
+    """
+    from deploy_envs.training.game_baselines import role_baselines
+
+    pop = load_population(folder)
+    episodes = check_number("episodes", episodes, low=1, integer=True)
+    game = pop.state["game"]
+    core = make_core(game, min(num_envs, episodes), pop.state["game_kwargs"])
+    sigma = pop.sigma_from_named(pop.state["report"][which])
+    meta = {r: pop.mixture(r, s, core) for r, s in zip(pop.roles, sigma)}
+    scripted = role_baselines(game, core)
+    opponents = dict(opponents or {})
+    bad = [r for r in opponents if r not in pop.roles]
+    if bad:
+        raise ValueError(f"opponents names roles {bad} that {game} does not have; roles: {pop.roles}")
+    rows = [{"role": None, "opponent": "meta_strategy",
+             **_eval_row(game, meta, episodes, seed, num_envs, core, pop.state["game_kwargs"], info_keys)}]
+    for r in pop.roles:
+        cands: dict[str, Any] = {}
+        for name in pop.names(r):
+            cands[f"member:{name}"] = pop.policy(r, name, core)
+        for name, p in scripted.get(r, {}).items():
+            if name not in pop.names(r):
+                cands[f"scripted:{name}"] = p
+        for name, p in opponents.get(r, {}).items():
+            cands[name] = p
+        for name, p in cands.items():
+            policies = {**meta, r: p}
+            rows.append({"role": r, "opponent": name,
+                         **_eval_row(game, policies, episodes, seed, num_envs, core, pop.state["game_kwargs"], info_keys)})
+    return rows
+
+
+def _eval_row(game, policies, episodes, seed, num_envs, core, game_kwargs, info_keys) -> dict[str, Any]:
+    res = evaluate_game(game, policies, episodes, seed, num_envs=num_envs, core=core, game_kwargs=game_kwargs, info_keys=info_keys)
+    return {"returns": res["returns"], "info": res["info"]}
+
+
+__all__ += ["evaluate_population"]
