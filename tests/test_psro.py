@@ -204,3 +204,21 @@ def test_solve_resumes_from_its_folder_and_refuses_another_game(tmp_path):
         psro.solve(RPSGame, iterations=1, **kw)
     with pytest.raises(ValueError, match="iterations"):
         psro.solve(MPGame, iterations=-1, **kw)
+
+
+def test_shipped_population_has_a_card_and_refuses_tampered_members(tmp_path):
+    seeds = {"row": {"first": Constant(0)}, "column": {"first": Constant(0)}}
+    psro.solve(MPGame, iterations=1, timesteps=256, out_dir=tmp_path / "run", seeds=seeds, episodes=4, num_envs=8,
+               ppo_kwargs=FAST_PPO, progress=False, plots=False)
+    dest = psro.ship_population(tmp_path / "run", "mp-psro", root=tmp_path / "zoo", outcome={"checked": True})
+    card = json.loads((dest / "card.json").read_text())
+    assert card["scores"]["exploitability_per_iteration"] and card["scores"]["payoff_table"]["roles"] == ["row", "column"]
+    assert card["scores"]["outcome"] == {"checked": True} and (dest / "CARD.md").is_file()
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert set(manifest) == {"row/br1.zip", "column/br1.zip"}
+    pop = psro.load_population(dest)
+    pop.policy("row", "br1", MPCore(1))  # verifies and loads
+    blob = (dest / "column" / "br1.zip").read_bytes()
+    (dest / "column" / "br1.zip").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    with pytest.raises(ValueError, match="sha256"):
+        psro.load_population(dest).policy("column", "br1", MPCore(1))

@@ -95,7 +95,28 @@ def _poisoning_sanitizer(core: Any) -> dict[str, dict[str, Policy]]:
         if kind != "none":
             san[f"fixed_{kind}_mild"] = Constant([f, 1])
             san[f"fixed_{kind}_strict"] = Constant([f, 3])
-    return {"poisoner": {"label_flip": _LabelFlip(core), "random": RandomBatch(core.action_spaces["poisoner"])}, "sanitizer": san}
+    poisoner: dict[str, Policy] = {"label_flip": _LabelFlip(core), "random": RandomBatch(core.action_spaces["poisoner"])}
+    zoo = _zoo_policy("poisoning-ppo", core.observation_spaces["poisoner"], core.action_spaces["poisoner"])
+    if zoo is not None:  # the shipped PPO poisoner acts on this game's poisoner seat when the shapes agree
+        poisoner["zoo_poisoning_ppo"] = zoo
+    return {"poisoner": poisoner, "sanitizer": san}
+
+
+def _zoo_policy(name: str, obs_space: spaces.Space, act_space: spaces.Space) -> Policy | None:
+    """A shipped zoo agent as a deterministic batch policy, if it exists and its spaces match the seat's."""
+    from deploy_envs.agent_zoo import agents_dir
+
+    path = agents_dir() / name / "model.zip"
+    if not path.is_file():
+        return None
+    from stable_baselines3 import PPO
+
+    from deploy_envs.training.roles import SB3BatchPolicy
+
+    model = PPO.load(str(path), device="cpu")
+    if model.observation_space.shape != obs_space.shape or model.action_space.shape != act_space.shape:
+        return None
+    return SB3BatchPolicy(model, deterministic=True)
 
 
 def _extraction_guard(core: Any) -> dict[str, dict[str, Policy]]:

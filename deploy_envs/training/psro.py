@@ -226,7 +226,9 @@ class Population:
 
                 from deploy_envs.training.roles import SB3BatchPolicy
 
-                model = PPO.load(str(self.folder / member["path"]), device="cpu")
+                path = self.folder / member["path"]
+                verify_member(self.folder, member["path"])
+                model = PPO.load(str(path), device="cpu")
                 self._policies[key] = SB3BatchPolicy(model, deterministic=self.state["config"]["deterministic"])
         return self._policies[key]
 
@@ -259,6 +261,77 @@ class Population:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.state, indent=1, default=_json_default) + "\n")
         os.replace(tmp, path)
+
+
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verify_member(folder: Path, rel: str) -> None:
+    """If ``folder`` has a manifest (a shipped population), refuse a member file whose sha256 differs from it."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return
+    want = json.loads(manifest.read_text()).get(rel)
+    if want is None:
+        raise ValueError(f"{rel!r} is not listed in {manifest}; refusing to load an unlisted model")
+    got = _sha256(folder / rel)
+    if got != want:
+        raise ValueError(f"{folder / rel} has sha256 {got[:12]}..., the manifest says {want[:12]}...; refusing to load it")
+
+
+def ship_population(run_dir: str | Path, name: str, *, root: str | Path | None = None, scenario: str | None = None,
+                    notes: str = "", outcome: Mapping[str, Any] | None = None) -> Path:
+    """Copy a finished PSRO run into the agent zoo as ``<root>/<name>/`` with a manifest (sha256) and a card.
+
+    The folder holds ``psro.json``, the PPO members (``<role>/<member>.zip``), the plots,
+    ``manifest.json`` and ``card.json``/``CARD.md`` (meta-strategy, payoff table,
+    exploitability per iteration, budget, hardware, and ``outcome``: the game's checked result).
+    """
+    import shutil
+
+    from deploy_envs.agent_zoo import AgentCard, agents_dir, write_card
+
+    run = load_population(run_dir)
+    dest = Path(root) if root is not None else agents_dir()
+    dest = dest / name
+    dest.mkdir(parents=True, exist_ok=True)
+    files = [STATE_FILE] + [m["path"] for r in run.roles for m in run.members(r) if m["kind"] == "ppo"]
+    for plot in ("exploitability.png", "payoff.png"):
+        if (run.folder / plot).is_file():
+            files.append(plot)
+    for rel in files:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run.folder / rel, dest / rel)
+    (dest / MANIFEST).write_text(json.dumps({rel: _sha256(dest / rel) for rel in files if rel.endswith(".zip")}, indent=1) + "\n")
+    st, rep = run.state, run.state["report"]
+    cfg = st["config"]
+    n_br = sum(1 for r in run.roles for m in run.members(r) if m["kind"] == "ppo")
+    scores = {
+        "exploitability_per_iteration": rep["exploitability_per_iteration"],
+        "nash_conv_per_iteration": rep["nash_conv_per_iteration"],
+        "regret_per_iteration": [h["regret"] for h in st["history"]],
+        "meta_strategy": rep["meta_strategy"],
+        "value_of_meta_strategy": st["history"][-1]["value"] if st["history"] else None,
+        "payoff_table": {"roles": run.roles, "population": rep["population"], "mean": rep["payoff_mean"], "ci95": rep["payoff_ci95"],
+                         "episodes_per_cell": cfg["episodes"], "seed": cfg["seed"]},
+    }
+    if outcome:
+        scores["outcome"] = dict(outcome)
+    card = AgentCard(
+        name=name, env_id=st["game"], env_kwargs=st["game_kwargs"],
+        algorithm=f"PSRO ({rep['meta_solver']} meta-solver; PPO best responses)",
+        hyperparameters={"ppo": cfg["ppo_kwargs"], "timesteps_per_best_response": cfg["timesteps"], "iterations": rep["iterations"],
+                         "episodes_per_cell": cfg["episodes"], "deterministic_members": cfg["deterministic"]},
+        timesteps=cfg["timesteps"] * n_br, num_envs=cfg["num_envs"], seed=cfg["seed"], scenario=scenario, scores=scores,
+        notes=notes, train_seconds=st.get("train_seconds"), device=f"cpu ({st.get('hardware', 'unknown hardware')})")
+    write_card(dest, card)
+    return dest
 
 
 def _json_default(obj: Any) -> Any:
@@ -301,13 +374,57 @@ def _train_best_response(game: Any, pop: Population, role: str, sigma: list[np.n
 
     opponents = {r: pop.mixture(r, s, core_eval) for r, s in zip(pop.roles, sigma) if r != role}
     env = RoleVecEnv(game, role, opponents, num_envs=num_envs, seed=seed, game_kwargs=game_kwargs)
-    n_steps = max(8, min(2048, timesteps // num_envs))
+    n_steps = max(8, min(512, timesteps // (num_envs * 8)))  # at least ~8 PPO updates per best response
     kwargs = {"n_steps": n_steps, "batch_size": min(64, n_steps * num_envs), "verbose": 0, "device": "cpu", **dict(ppo_kwargs)}
     model = PPO("MlpPolicy", env, seed=seed, **kwargs)
-    model.learn(timesteps)
+    guard = _FiniteWeights()
+    try:
+        model.learn(timesteps, callback=guard)
+    except ValueError as err:  # a PPO update overflowed (NaN parameters of the action distribution)
+        if guard.snapshot is None:
+            raise
+        logger.warning("best response of %s stopped at a non-finite PPO update (%s); keeping the last finite weights", role, err)
+    guard.restore_if_needed(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path, exclude=["env", "rollout_buffer", "ep_info_buffer", "ep_success_buffer"])
     env.close()
+
+
+class _FiniteWeights:
+    """SB3 callback: keep the last policy weights that are all finite; stop and restore them if an update breaks them.
+
+    With high-dimensional Gaussian actions the PPO probability ratio can overflow and
+    turn the weights into NaN; the best response then keeps its last finite weights.
+    """
+
+    def __new__(cls):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Callback(BaseCallback):
+            snapshot: dict | None = None
+            broken = False
+
+            def _on_rollout_start(self) -> None:
+                import torch
+
+                params = self.model.policy.state_dict()
+                if all(torch.isfinite(v).all() for v in params.values() if v.is_floating_point()):
+                    self.snapshot = {k: v.clone() for k, v in params.items()}
+                else:
+                    self.broken = True
+
+            def _on_step(self) -> bool:
+                return not self.broken
+
+            def restore_if_needed(self, model: Any) -> None:
+                import torch
+
+                params = model.policy.state_dict()
+                if self.snapshot is not None and not all(torch.isfinite(v).all() for v in params.values() if v.is_floating_point()):
+                    model.policy.load_state_dict(self.snapshot)
+                    logger.warning("restored the last finite weights of a best response")
+
+        return Callback()
 
 
 def solve(
@@ -615,4 +732,58 @@ def _eval_row(game, policies, episodes, seed, num_envs, core, game_kwargs, info_
     return {"returns": res["returns"], "info": res["info"]}
 
 
-__all__ += ["evaluate_population"]
+def population_policies(folder: str | Path, roles: Mapping[str, str] | None = None, core: Any = None) -> dict[str, Any]:
+    """``{role: policy}`` from a saved population: ``"meta"`` (the meta-strategy, default), ``"member:NAME"`` or ``"scripted:NAME"``."""
+    from deploy_envs.training.game_baselines import role_baselines
+
+    pop = load_population(folder)
+    if core is None:
+        core = make_core(pop.state["game"], 1, pop.state["game_kwargs"])
+    roles = dict(roles or {})
+    bad = [r for r in roles if r not in pop.roles]
+    if bad:
+        raise ValueError(f"roles names {bad}, not roles of {pop.state['game']}: {pop.roles}")
+    sigma = pop.sigma_from_named(pop.state["report"]["meta_strategy"])
+    out: dict[str, Any] = {}
+    for r, s in zip(pop.roles, sigma):
+        spec = roles.get(r, "meta")
+        kind, _, name = spec.partition(":")
+        if spec == "meta":
+            out[r] = pop.mixture(r, s, core)
+        elif kind == "member" and name in pop.names(r):
+            out[r] = pop.policy(r, name, core)
+        elif kind == "scripted" and name in role_baselines(pop.state["game"], core)[r]:
+            out[r] = role_baselines(pop.state["game"], core)[r][name]
+        else:
+            raise ValueError(f"roles[{r!r}]={spec!r} must be 'meta', 'member:NAME' (one of {pop.names(r)}) or 'scripted:NAME'")
+    return out
+
+
+def evaluate_population_spec(game_id: str, population: str, kwargs: Mapping[str, Any], *, episodes: int, seed: int,
+                             game_kwargs: Mapping[str, Any]) -> dict[str, float]:
+    """A scenario row for a population in the zoo: ``return_<role>`` (and its ``_ci95``) and the requested info keys."""
+    from deploy_envs.agent_zoo import resolve_agent_folder
+
+    folder = resolve_agent_folder(population)
+    pop = load_population(folder)
+    if pop.state["game"] != game_id:
+        raise ValueError(f"population {population!r} is a population of {pop.state['game']}, not {game_id}")
+    extra = set(kwargs) - {"roles", "info"}
+    if extra:
+        raise ValueError(f"population kwargs {sorted(extra)} are unknown; allowed: roles, info")
+    gk = {**pop.state["game_kwargs"], **dict(game_kwargs)}
+    core = make_core(game_id, min(16, episodes), gk)
+    policies = population_policies(folder, kwargs.get("roles"), core)
+    keys = list(kwargs.get("info", []))
+    res = evaluate_game(game_id, policies, episodes, seed, core=core, info_keys=keys)
+    first = pop.roles[0]
+    out: dict[str, float] = {}
+    for r, v in res["returns"].items():
+        out[f"return_{r}"], out[f"return_{r}_ci95"] = v["mean"], v["ci95"]
+    for k in keys:
+        v = res["info"][first][k]
+        out[k], out[f"{k}_ci95"], out[f"{k}_final"] = v["mean"], v["ci95"], v["final_mean"]
+    return out
+
+
+__all__ += ["evaluate_population", "evaluate_population_spec", "population_policies", "ship_population", "verify_member"]
