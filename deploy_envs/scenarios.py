@@ -169,6 +169,8 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 def _check_semantics(path: Path, scn: Scenario) -> None:
     if scn.env in GAME_CATALOG and scn.train is not None and scn.train.engine == "rllib":
         pass  # a game trained with RLlib, evaluated role by role (deploy_envs.integrations.rllib.evaluate_game)
+    elif scn.env in GAME_CATALOG and scn.agents and all(s.population for s in scn.agents.values()):
+        pass  # a game solved by PSRO: its agents are populations in the zoo (deploy_envs.training.psro)
     elif scn.env not in ENV_CATALOG:
         raise ScenarioError(f"{path}: key 'env': {scn.env!r} is not a registered env; allowed: {', '.join(sorted(ENV_CATALOG))}")
     for name, spec in scn.agents.items():

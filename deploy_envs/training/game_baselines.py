@@ -128,21 +128,46 @@ def _extraction_guard(core: Any) -> dict[str, dict[str, Policy]]:
 
 def _trojan_audit(core: Any) -> dict[str, dict[str, Policy]]:
     d_space, a_space = core.action_spaces["designer"], core.action_spaces["auditor"]
+    ds, au = core.design_slices, core.audit_slices
     no = -np.ones(d_space.shape, np.float32)
-    patch = np.ones(d_space.shape, np.float32)  # insert, blend off below, largest patch at the far corner, full pattern
-    patch[1] = -1.0
-    k = core.K if hasattr(core, "K") else 10
-    patch[-k:] = -1.0
-    patch[-k] = 1.0  # target class 0
-    sl = getattr(core, "auditor_slices", None)
+    patch = -np.ones(d_space.shape, np.float32)  # a white patch of the largest size in the bottom-right corner, target 0
+    patch[ds["insert"]], patch[ds["size"]], patch[ds["row"]], patch[ds["col"]] = 1.0, 1.0, 1.0, 1.0
+    patch[ds["pattern"]] = 1.0
+    patch[ds["target"].start] = 1.0
     declare_clean = np.zeros(a_space.shape, np.float32)
-    declare_trojan = np.zeros(a_space.shape, np.float32)
-    # auditor action: mask (64), pattern (64), declare, verdict, target (K)
-    declare_clean[128], declare_clean[129] = 1.0, -1.0
-    declare_trojan[128], declare_trojan[129] = 1.0, 1.0
-    del sl
+    declare_clean[au["declare"]], declare_clean[au["verdict"]] = 1.0, -1.0
+    declare_trojan = declare_clean.copy()
+    declare_trojan[au["verdict"]] = 1.0
     return {"designer": {"no_trojan": Constant(no), "corner_patch": Constant(patch)},
-            "auditor": {"declare_clean": Constant(declare_clean), "declare_trojaned": Constant(declare_trojan)}}
+            "auditor": {"declare_clean": Constant(declare_clean), "declare_trojaned": Constant(declare_trojan),
+                        "probe_corner": _ProbeCorner(core)}}
+
+
+class _ProbeCorner:
+    """Auditor: probe one white 4x4 patch in the bottom-right corner (the BadNets trigger, Gu et al. 2017), then
+    declare trojaned if it flips more than half of the probe inputs to one class."""
+
+    def __init__(self, core: Any) -> None:
+        self.au, self.ob = core.audit_slices, core.obs_slices["auditor"]
+        self.H, self.W = core.H, core.W
+        self.dim = core.action_spaces["auditor"].shape[0]
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, np.float32)
+        n = len(obs)
+        a = -np.ones((n, self.dim), np.float32)
+        m = -np.ones((self.H, self.W), np.float32)
+        m[-4:, -4:] = 1.0
+        a[:, self.au["mask"]] = m.reshape(-1)
+        a[:, self.au["pattern"]] = 1.0
+        probed = obs[:, self.ob["mask_size"]].reshape(n, -1)[:, 0] > 0
+        flip = obs[:, self.ob["flip_rate"]].max(1)
+        a[:, self.au["declare"]] = np.where(probed, 1.0, -1.0)[:, None]
+        a[:, self.au["verdict"]] = np.where(flip > 0.5, 1.0, -1.0)[:, None]
+        k = self.au["target"]
+        a[:, k] = -1.0
+        a[np.arange(n), k.start + obs[:, self.ob["flip_rate"]].argmax(1)] = 1.0
+        return a
 
 
 def _lending_market(core: Any) -> dict[str, dict[str, Policy]]:
@@ -171,8 +196,18 @@ class _GoalSeeker:
 
 
 def _robust_navigation(core: Any) -> dict[str, dict[str, Policy]]:
-    return {"protagonist": {"safe_controller": _GoalSeeker(core, 3.0), "goal_seeker": _GoalSeeker(core, 0.0)},
-            "adversary": {"no_push": Constant(np.zeros(2, np.float32)), "random_push": RandomBatch(core.action_spaces["adversary"])}}
+    pro: dict[str, Policy] = {"safe_controller": _GoalSeeker(core, 3.0), "goal_seeker": _GoalSeeker(core, 0.0)}
+    adv: dict[str, Policy] = {"no_push": Constant(np.zeros(2, np.float32)), "random_push": RandomBatch(core.action_spaces["adversary"])}
+    # the shipped RARL agents (Pinto et al. 2017) where their spaces fit this configuration
+    for name in ("rarl-protagonist", "rarl-baseline"):
+        zoo = _zoo_policy(name, core.observation_spaces["protagonist"], core.action_spaces["protagonist"])
+        if zoo is not None:
+            pro[f"zoo_{name.replace('-', '_')}"] = zoo
+    for name in ("rarl-adversary", "rarl-baseline-adversary"):
+        zoo = _zoo_policy(name, core.observation_spaces["adversary"], core.action_spaces["adversary"])
+        if zoo is not None:
+            adv[f"zoo_{name.replace('-', '_')}"] = zoo
+    return {"protagonist": pro, "adversary": adv}
 
 
 GAME_BASELINES: dict[str, Callable[[Any], dict[str, dict[str, Policy]]]] = {
