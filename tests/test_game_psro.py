@@ -64,3 +64,18 @@ def test_attack_defense_scenario_passes():
     scn = load_scenario(ROOT / "scenarios" / "psro_attack_defense.yaml")
     result = run_scenario(scn, episodes=16)
     assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_robust_navigation_equilibrium_protagonist_is_at_least_as_robust_as_rarl():
+    folder = shipped("psro-robust-navigation")
+    scores = check_card_and_manifest(folder, "deploy_envs/RobustNavigation-v0")
+    out = S.robust_navigation_outcome(folder, episodes=8, seed=321)
+    worst = out["worst_case_vs_shipped_adversaries"]
+    assert worst["equilibrium"] >= worst["zoo_rarl_protagonist"]
+    assert worst["equilibrium"] >= worst["zoo_rarl_baseline"]
+    assert scores["outcome"]["worst_case_vs_shipped_adversaries"]["equilibrium"] >= scores["outcome"]["worst_case_vs_shipped_adversaries"]["zoo_rarl_protagonist"]
+
+
+def test_robust_navigation_scenario_passes():
+    result = run_scenario(load_scenario(ROOT / "scenarios" / "psro_robust_navigation.yaml"), episodes=8)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]

@@ -164,3 +164,34 @@ def attack_defense_outcome(folder: Any, *, episodes: int = 64, seed: int = 10_00
     return {"fool_rate": fool, "worst_case_fool_rate": worst, "best_fixed_defense": best_fixed,
             "equilibrium_worst_case": worst["equilibrium"], "best_fixed_worst_case": fixed[best_fixed],
             "episodes": episodes, "seed": seed}
+
+
+def _cross_returns(folder: Any, row_role: str, rows: dict[str, Any], col_role: str, cols: dict[str, Any], *,
+                   episodes: int, seed: int) -> dict[str, dict[str, dict[str, float]]]:
+    """``{row: {col: {"mean", "ci95", "n"}}}``: ``row_role``'s return for each pair (other roles play the meta-strategy)."""
+    from deploy_envs.training.psro import load_population, meta_strategy_policies
+    from deploy_envs.training.roles import evaluate_game, make_core
+
+    pop = load_population(folder)
+    core = make_core(pop.state["game"], min(16, episodes), pop.state["game_kwargs"])
+    meta = meta_strategy_policies(folder, core=core)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for rn, rp in rows.items():
+        out[rn] = {}
+        for cn, cp in cols.items():
+            res = evaluate_game(pop.state["game"], {**meta, row_role: rp, col_role: cp}, episodes, seed, core=core)
+            out[rn][cn] = res["returns"][row_role]
+    return out
+
+
+def robust_navigation_outcome(folder: Any, *, episodes: int = 32, seed: int = 10_000) -> dict[str, Any]:
+    """Protagonist returns of the equilibrium protagonist and of the shipped RARL protagonists against the shipped adversaries and the population's."""
+    members = _members(folder, "protagonist")
+    pros = {"equilibrium": _meta(folder, "protagonist"), **{n: p for n, p in members.items() if n.startswith("zoo_")}}
+    advs = {n: p for n, p in _members(folder, "adversary").items() if n.startswith("zoo_") or n.startswith("br")}
+    ret = _cross_returns(folder, "protagonist", pros, "adversary", advs, episodes=episodes, seed=seed)
+    shipped = [a for a in advs if a.startswith("zoo_")]
+    worst = {p: min(ret[p][a]["mean"] for a in shipped) for p in pros}
+    worst_all = {p: min(v["mean"] for v in ret[p].values()) for p in pros}
+    return {"return": ret, "worst_case_vs_shipped_adversaries": worst, "worst_case_vs_all_adversaries": worst_all,
+            "episodes": episodes, "seed": seed}
