@@ -222,3 +222,23 @@ def test_shipped_population_has_a_card_and_refuses_tampered_members(tmp_path):
     (dest / "column" / "br1.zip").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
     with pytest.raises(ValueError, match="sha256"):
         psro.load_population(dest).policy("column", "br1", MPCore(1))
+
+
+@pytest.mark.parametrize("game_id", ["deploy_envs/LendingMarket-v0", "deploy_envs/ExtractionGuard-v0", "deploy_envs/TrojanAudit-v0",
+                                     "deploy_envs/PoisoningSanitizer-v0"])
+def test_solve_runs_on_every_registered_game(tmp_path, game_id):
+    """One PSRO iteration with tiny budgets on each game's test configuration (AttackDefense and
+    RobustNavigation run in tests/test_cli.py and the shipped populations)."""
+    from deploy_envs.core.registration import GAME_CATALOG
+
+    kwargs = dict(GAME_CATALOG[game_id].test_kwargs)
+    state = psro.solve(game_id, iterations=1, timesteps=32, out_dir=tmp_path, game_kwargs=kwargs, episodes=2, num_envs=2,
+                       progress=False, plots=False)
+    roles = state["roles"]
+    assert len(state["history"]) == 1 and all(len(state["population"][r]) >= 2 for r in roles)
+    mean = np.array(state["report"]["payoff_mean"])
+    assert mean.shape[0] == len(roles) and np.isfinite(mean).all()
+    sigma = psro.Population(tmp_path, state).sigma_from_named(state["report"]["meta_strategy"])
+    assert all(abs(s.sum() - 1) < 1e-6 for s in sigma)
+    if len(roles) > 2:
+        assert state["report"]["meta_solver"] == "prd"

@@ -659,7 +659,7 @@ def plot_payoff(pop: Population, path: str | Path) -> Path:
     mean, ci = pop.tensor()
     r0, r1 = pop.roles
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * mean.shape[2], 1.0 + 0.5 * mean.shape[1]))
-    im = ax.imshow(mean[0], cmap="RdBu_r")
+    im = ax.imshow(mean[0], cmap="RdBu_r", aspect="auto")
     for i in range(mean.shape[1]):
         for j in range(mean.shape[2]):
             ax.text(j, i, f"{mean[0, i, j]:.2f}\n±{ci[0, i, j]:.2f}", ha="center", va="center", fontsize=6)
