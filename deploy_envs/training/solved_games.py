@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 #: PPO settings of the best responses: one-shot rounds (no bootstrapping across rounds) where the
 #: round's reward does not depend on later rounds
 _ONE_SHOT = {"gamma": 0.0, "learning_rate": 1e-3, "batch_size": 256}
@@ -50,7 +52,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "name": "psro-trojan-audit",
         "scenario": "psro_trojan_audit",
         "game_kwargs": {"train_points": 300, "train_steps": 40, "max_queries": 3},
-        "iterations": 2,
+        "iterations": 4,
         "timesteps": 2048,
         "episodes": 32,
         "num_envs": 16,
@@ -195,3 +197,62 @@ def robust_navigation_outcome(folder: Any, *, episodes: int = 32, seed: int = 10
     worst_all = {p: min(v["mean"] for v in ret[p].values()) for p in pros}
     return {"return": ret, "worst_case_vs_shipped_adversaries": worst, "worst_case_vs_all_adversaries": worst_all,
             "episodes": episodes, "seed": seed}
+
+
+def poisoning_sanitizer_outcome(folder: Any, *, episodes: int = 16, seed: int = 10_000) -> dict[str, Any]:
+    """Worst-case test-error gain (over every poisoner of the population) under the equilibrium sanitizer and each
+    fixed filter, and the share of clean training data each would discard (its clean-data cost)."""
+    from deploy_envs.training.psro import load_population
+    from deploy_envs.training.roles import make_core
+
+    pop = load_population(folder)
+    core = make_core(pop.state["game"], 1, pop.state["game_kwargs"])
+    core.reset_indices(np.zeros(1, np.int64))
+    clean_error = float(core.poisoning.test_error[0])
+    sanitizers = {"equilibrium": _meta(folder, "sanitizer"), **_members(folder, "sanitizer", "fixed_")}
+    poisoners = _members(folder, "poisoner")
+    err = _cross(folder, "sanitizer", sanitizers, "poisoner", poisoners, "test_error", episodes=episodes, seed=seed, final=True)
+    cost = _cross(folder, "sanitizer", sanitizers, "poisoner", {"label_flip": poisoners["label_flip"]}, "clean_discard_rate",
+                  episodes=episodes, seed=seed)
+    gain = {s: {p: e - clean_error for p, e in row.items()} for s, row in err.items()}
+    worst = {s: max(row.values()) for s, row in gain.items()}
+    fixed = {s: w for s, w in worst.items() if s != "equilibrium"}
+    best_fixed = min(fixed, key=fixed.get)
+    return {"clean_test_error": clean_error, "test_error_gain": gain, "worst_case_gain": worst, "best_fixed_filter": best_fixed,
+            "equilibrium_worst_case_gain": worst["equilibrium"], "best_fixed_worst_case_gain": fixed[best_fixed],
+            "clean_discard_rate": {s: row["label_flip"] for s, row in cost.items()}, "episodes": episodes, "seed": seed}
+
+
+def trojan_audit_outcome(folder: Any, *, episodes: int = 32, seed: int = 10_000) -> dict[str, Any]:
+    """The equilibrium auditor's verdict accuracy against each designer of the population, and each designer's
+    attack success (of its planted trojans) and detection rate by that auditor."""
+    designers = {"equilibrium": _meta(folder, "designer"), **_members(folder, "designer")}
+    auditor = {"equilibrium": _meta(folder, "auditor")}
+    right = _cross(folder, "auditor", auditor, "designer", designers, "success", episodes=episodes, seed=seed, final=True)["equilibrium"]
+    asr = _cross(folder, "designer", designers, "auditor", auditor, "attack_success", episodes=episodes, seed=seed, final=True)
+    planted = _cross(folder, "designer", designers, "auditor", auditor, "planted", episodes=episodes, seed=seed, final=True)
+    return {"auditor_accuracy": right, "attack_success": {d: v["equilibrium"] for d, v in asr.items()},
+            "planted_rate": {d: v["equilibrium"] for d, v in planted.items()},
+            "auditor_accuracy_vs_equilibrium_designer": right["equilibrium"], "episodes": episodes, "seed": seed}
+
+
+LENDING_KEYS = ("dp_gap", "fine", "fine_rate", "tolerance", "welfare", "gaming_budget_white", "gaming_budget_black",
+                "gamers_white", "gamers_black", "selection_rate_white", "selection_rate_black")
+
+
+def lending_market_outcome(folder: Any, *, episodes: int = 16, seed: int = 10_000) -> dict[str, Any]:
+    """Per-round means of the market's measures at the meta-strategy, and with the regulator replaced by no regulation."""
+    from deploy_envs.training.psro import load_population, meta_strategy_policies
+    from deploy_envs.training.game_baselines import role_baselines
+    from deploy_envs.training.roles import evaluate_game, make_core
+
+    pop = load_population(folder)
+    core = make_core(pop.state["game"], min(16, episodes), pop.state["game_kwargs"])
+    meta = meta_strategy_policies(folder, core=core)
+    keys = [k for k in LENDING_KEYS if k != "gaming_budget_white" or "applicants_white" in pop.roles]
+    out: dict[str, Any] = {"episodes": episodes, "seed": seed}
+    for label, regulator in (("equilibrium", meta["regulator"]), ("no_regulator", role_baselines(pop.state["game"], core)["regulator"]["no_regulation"])):
+        res = evaluate_game(pop.state["game"], {**meta, "regulator": regulator}, episodes, seed, core=core, info_keys=keys)
+        out[label] = {k: res["info"]["bank"][k]["mean"] for k in keys}
+        out[label].update({f"return_{r}": v["mean"] for r, v in res["returns"].items()})
+    return out
