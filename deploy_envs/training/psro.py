@@ -144,28 +144,33 @@ def _clean(x: np.ndarray) -> np.ndarray:
     return x / x.sum()
 
 
-def projected_replicator_dynamics(payoff: np.ndarray, steps: int = 20_000, dt: float = 1e-3, gamma: float = 1e-3) -> list[np.ndarray]:
-    """Projected replicator dynamics (Lanctot et al. 2017): replicator steps, each mixture projected onto
-    ``{x : x_j >= gamma / |P|}``; payoffs are normalised to [0, 1] first (as in their code's default)."""
+def projected_replicator_dynamics(payoff: np.ndarray, steps: int = 100_000, dt: float = 0.03, gamma: float = 1e-3,
+                                  tol: float = 1e-3) -> list[np.ndarray]:
+    """Projected replicator dynamics (Lanctot et al. 2017): replicator steps of size ``dt``, each mixture projected
+    onto ``{x : x_j >= gamma / |P|}``, on payoffs normalised to [0, 1]. Returns the average of the mixtures after a
+    burn-in of 1,000 steps (the dynamics may cycle, as on rock-paper-scissors; the average converges), stopping
+    early once the average's NashConv (normalised payoffs) is below ``tol``."""
     n = len(payoff)
     lo, hi = payoff.min(), payoff.max()
     p = (payoff - lo) / (hi - lo) if hi > lo else np.zeros_like(payoff)
     sigma = [np.full(payoff.shape[1 + r], 1.0 / payoff.shape[1 + r]) for r in range(n)]
-    avg = [np.zeros_like(s) for s in sigma]
-    tail = steps // 2
+    total = [np.zeros_like(s) for s in sigma]
+    burn, count = min(1000, steps // 2), 0
     for t in range(steps):
         new = []
         for r in range(n):
             dev = deviation_payoffs(p, sigma, r)
             s = sigma[r] + dt * sigma[r] * (dev - sigma[r] @ dev)
-            floor = gamma / len(s)
-            s = np.maximum(s, floor)
+            s = np.maximum(s, gamma / len(s))
             new.append(s / s.sum())
         sigma = new
-        if t >= steps - tail:
+        if t >= burn:
+            count += 1
             for r in range(n):
-                avg[r] += sigma[r]
-    return [_clean(a) for a in avg]
+                total[r] += sigma[r]
+            if count % 2000 == 0 and nash_conv(p, [x / count for x in total]) < tol:
+                break
+    return [_clean(x / max(count, 1)) for x in total]
 
 
 def solve_meta(payoff: np.ndarray, solver: str) -> list[np.ndarray]:

@@ -62,7 +62,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "name": "psro-lending-market",
         "scenario": "psro_lending_market",
         "game_kwargs": {"population_size": 300, "rounds": 5},
-        "iterations": 1,
+        "iterations": 2,
         "timesteps": 4096,
         "episodes": 16,
         "num_envs": 16,
