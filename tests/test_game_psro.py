@@ -79,3 +79,21 @@ def test_robust_navigation_equilibrium_protagonist_is_at_least_as_robust_as_rarl
 def test_robust_navigation_scenario_passes():
     result = run_scenario(load_scenario(ROOT / "scenarios" / "psro_robust_navigation.yaml"), episodes=8)
     assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_trojan_audit_auditor_beats_chance_and_a_designer_best_response_trades_success_for_stealth():
+    folder = shipped("psro-trojan-audit")
+    scores = check_card_and_manifest(folder, "deploy_envs/TrojanAudit-v0")
+    curve = scores["exploitability_per_iteration"]
+    assert curve[-1] < curve[0]  # exploitability fell from the scripted seeds' equilibrium
+    out = S.trojan_audit_outcome(folder, episodes=32, seed=10_000)
+    assert out["auditor_accuracy_vs_equilibrium_designer"] > 0.6  # chance is 0.5
+    asr, acc = out["attack_success"], out["auditor_accuracy"]
+    traded = [d for d in asr if d.startswith("br") and out["planted_rate"][d] > 0.5
+              and asr[d] < asr["corner_patch"] - 0.3 and acc[d] < acc["corner_patch"]]
+    assert traded, (asr, acc)
+
+
+def test_trojan_audit_scenario_passes():
+    result = run_scenario(load_scenario(ROOT / "scenarios" / "psro_trojan_audit.yaml"), episodes=32)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]

@@ -636,6 +636,7 @@ def plot_exploitability(state: Mapping[str, Any], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
     hist = state["history"]
     its = [h["iteration"] for h in hist]
@@ -644,6 +645,7 @@ def plot_exploitability(state: Mapping[str, Any], path: str | Path) -> Path:
     for r in state["roles"]:
         ax.plot(its, [h["regret"][r] for h in hist], ".--", alpha=0.7, label=f"regret {r}")
     ax.set_xlabel("PSRO iteration")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("estimated by trained best responses")
     ax.set_title(f"{state['game']}: exploitability of the meta-strategy", fontsize=9)
     ax.legend(fontsize=7)
