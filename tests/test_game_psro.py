@@ -97,3 +97,19 @@ def test_trojan_audit_auditor_beats_chance_and_a_designer_best_response_trades_s
 def test_trojan_audit_scenario_passes():
     result = run_scenario(load_scenario(ROOT / "scenarios" / "psro_trojan_audit.yaml"), episodes=32)
     assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_lending_market_regulator_fine_narrows_the_gap_and_the_gaming():
+    folder = shipped("psro-lending-market")
+    scores = check_card_and_manifest(folder, "deploy_envs/LendingMarket-v0")
+    assert scores["nash_conv_per_iteration"][-1] < scores["nash_conv_per_iteration"][0]
+    out = S.lending_market_outcome(folder, episodes=8, seed=77)
+    eq, none = out["equilibrium"], out["no_regulator"]
+    assert eq["fine_rate"] > 2 and none["fine"] == 0
+    assert eq["dp_gap"] < none["dp_gap"] - 0.05
+    assert eq["gamers_white"] < none["gamers_white"]
+
+
+def test_lending_market_scenario_passes():
+    result = run_scenario(load_scenario(ROOT / "scenarios" / "psro_lending_market.yaml"), episodes=8)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
