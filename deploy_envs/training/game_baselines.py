@@ -123,7 +123,23 @@ def _extraction_guard(core: Any) -> dict[str, dict[str, Policy]]:
     g, n, t = (int(v) for v in core.action_spaces["guard"].nvec)
     guard = {"open": Constant([0, 0, 0]), "label_only": Constant([g - 1, 0, 0]), "max_noise": Constant([0, n - 1, 0]),
              "prada": Constant([0, 0, t - 1])}
-    return {"extractor": {"random_queries": RandomBatch(core.action_spaces["extractor"])}, "guard": guard}
+    return {"extractor": {"random_queries": RandomBatch(core.action_spaces["extractor"]), "natural_queries": _NaturalQueries(core)},
+            "guard": guard}
+
+
+class _NaturalQueries:
+    """Extractor: natural inputs drawn from the public training pool (Knockoff Nets, Orekondy et al. 2019)."""
+
+    def __init__(self, core: Any, seed: int = 0) -> None:
+        self.pool, self.b = core.benign_pool, core.batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def seed(self, seed: int | None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        pick = self.rng.integers(len(self.pool), size=(len(obs), self.b))
+        return self.pool[pick].reshape(len(obs), -1)
 
 
 def _trojan_audit(core: Any) -> dict[str, dict[str, Policy]]:
