@@ -148,8 +148,19 @@ def evaluate(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the scorecard as JSON here"),
     plot: Optional[Path] = typer.Option(None, help="save a plot of the scorecard (PNG): metric means on an env, or the suite's profile"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    population: Optional[Path] = typer.Option(None, help="games: a population folder written by `deploy-envs solve` (plays its meta-strategy)"),
+    opponent: list[str] = typer.Option([], help="with --population: role=SPEC to add as a candidate for that role (zoo agent, SB3 .zip, module:function); repeatable"),
 ) -> None:
-    """Evaluate an agent, a baseline, a saved SB3 policy or a callable on an env (or a suite) and print a scorecard."""
+    """Evaluate an agent, a baseline, a saved SB3 policy or a callable on an env (or a suite) and print a scorecard.
+
+    With ``--population`` (games): play a solved population's meta-strategy with each role in turn
+    replaced by every member of its population, its scripted policies and any ``--opponent``.
+    """
+    if population is not None:
+        if env_id is None:
+            _fail("--population needs the game id")
+        _evaluate_population(_game_id(env_id), population, opponent, episodes, seed, json_out)
+        return
     import deploy_envs  # noqa: F401
     from deploy_envs.agent_zoo import load_agent
     from deploy_envs.core.agents import SB3Agent, make_baseline
@@ -416,31 +427,125 @@ def train_cmd(
             raise typer.Exit(1)
 
 
-@app.command()
-def selfplay(
-    iterations: int = typer.Option(3, min=1, help="alternations (attacker, then defender)"),
-    timesteps: int = typer.Option(4096, min=1, help="PPO timesteps per role per iteration"),
-    seed: int = typer.Option(0),
-    out: Path = typer.Option(Path("runs/attack-defense-selfplay"), help="folder for attacker.zip, defender.zip, results.json"),
-    game_kwarg: list[str] = typer.Option([], "--game-kwarg", "-k", help="AttackDefense-v0 argument key=value (repeatable)"),
-) -> None:
-    """Train attacker and defender of AttackDefense-v0 with PPO, alternating against frozen copies."""
-    from deploy_envs.training.selfplay import train_alternating
+def _game_id(game_id: str) -> str:
+    import deploy_envs  # noqa: F401
+    from deploy_envs.core.registration import GAME_CATALOG
 
-    kwargs = _parse_kwargs(game_kwarg, "--game-kwarg")
+    if game_id not in GAME_CATALOG and f"deploy_envs/{game_id}" in GAME_CATALOG:
+        game_id = f"deploy_envs/{game_id}"
+    if game_id not in GAME_CATALOG:
+        _fail(f"game_id={game_id!r} is not a registered game; allowed: {', '.join(sorted(GAME_CATALOG))}")
+    return game_id
+
+
+def _history_table(state: dict, title: str) -> Table:
+    t = Table(title=title)
+    for col in ("iteration", "NashConv", "exploitability", *(f"regret {r}" for r in state["roles"]), "meta-strategy"):
+        t.add_column(col)
+    for row in state["history"]:
+        meta = "; ".join(f"{r}: " + ", ".join(f"{n} {w:.2f}" for n, w in ws.items() if w > 0) for r, ws in row["meta_strategy"].items())
+        t.add_row(str(row["iteration"]), _fmt(row["nash_conv"]), _fmt(row["exploitability"]), *(_fmt(row["regret"][r]) for r in state["roles"]), meta)
+    return t
+
+
+@app.command()
+def solve(
+    game_id: str = typer.Argument(..., help="a registered game, e.g. deploy_envs/AttackDefense-v0"),
+    iterations: int = typer.Option(3, min=0, help="PSRO iterations in total (a resumed run continues up to this number)"),
+    timesteps: int = typer.Option(8192, min=1, help="PPO timesteps per best response"),
+    episodes: int = typer.Option(32, min=1, help="episodes per payoff-table cell"),
+    num_envs: int = typer.Option(8, min=1, help="batched copies of the game per best response and evaluation"),
+    meta_solver: str = typer.Option("auto", help="auto (nash for two roles, prd otherwise), nash, prd, uniform, last (iterated best response)"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("runs/psro"), help="output folder (psro.json, member zips, plots); an existing run there is resumed"),
+    game_kwarg: list[str] = typer.Option([], "--game-kwarg", "-k", help="game argument key=value (repeatable)"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+) -> None:
+    """Solve a game with PSRO (double oracle for two roles): populations, payoff table, NashConv per iteration."""
+    from deploy_envs.training.psro import solve as run_solve
+
+    game_id = _game_id(game_id)
     try:
-        with console.status(f"self-play: {iterations} iterations x 2 roles x {timesteps} steps"):
-            result = train_alternating(kwargs, iterations, timesteps, seed, out)
+        state = run_solve(game_id, iterations=iterations, timesteps=timesteps, out_dir=out, game_kwargs=_parse_kwargs(game_kwarg, "--game-kwarg"),
+                          seed=seed, episodes=episodes, num_envs=num_envs, meta_solver=meta_solver, progress=progress)
     except USER_ERRORS as e:
         _fail(str(e))
-    t = Table(title="AttackDefense-v0 alternating self-play")
-    for col in ("iteration", "fool rate", "FGSM vs defender", "defense frequencies"):
-        t.add_column(col)
-    for row in result["iterations"]:
-        freqs = ", ".join(f"{k}: {v:.2f}" for k, v in row["defense_frequencies"].items())
-        t.add_row(str(row["iteration"]), _fmt(row["fool_rate"]), _fmt(row.get("fgsm_fool_rate_vs_defender", "-")), freqs)
+    console.print(_history_table(state, f"PSRO on {game_id} ({state['report']['meta_solver']} meta-solver)"))
+    console.print(f"report, population and plots in {out}")
+
+
+@app.command()
+def selfplay(
+    game_id: str = typer.Argument("deploy_envs/AttackDefense-v0", help="a registered game"),
+    iterations: int = typer.Option(3, min=1, help="alternations"),
+    timesteps: int = typer.Option(4096, min=1, help="PPO timesteps per role per iteration"),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("runs/selfplay"), help="output folder (as `solve`)"),
+    game_kwarg: list[str] = typer.Option([], "--game-kwarg", "-k", help="game argument key=value (repeatable)"),
+) -> None:
+    """Self-play: `solve --meta-solver last`, each role's best response to the other roles' newest policies."""
+    from deploy_envs.training.psro import solve as run_solve
+
+    game_id = _game_id(game_id)
+    try:
+        with console.status(f"self-play: {iterations} iterations x {timesteps} steps per role"):
+            state = run_solve(game_id, iterations=iterations, timesteps=timesteps, out_dir=out, game_kwargs=_parse_kwargs(game_kwarg, "--game-kwarg"),
+                              seed=seed, meta_solver="last", progress=False)
+    except USER_ERRORS as e:
+        _fail(str(e))
+    console.print(_history_table(state, f"self-play on {game_id} (iterated best response)"))
+    console.print(f"report, population and plots in {out}")
+
+
+def _evaluate_population(game_id: str, population: Path, opponent: list[str], episodes: int, seed: int, json_out: Optional[Path]) -> None:
+    from deploy_envs.training.psro import evaluate_population, load_population
+
+    try:
+        pop = load_population(population)
+        if pop.state["game"] != game_id:
+            _fail(f"population={str(population)!r} is a population of {pop.state['game']}, not {game_id}")
+        extra: dict[str, dict[str, Any]] = {}
+        for spec in opponent:
+            role, _, what = spec.partition("=")
+            if not what:
+                _fail(f"--opponent {spec!r} must look like role=SPEC (SPEC: a zoo agent, an SB3 .zip, or module:function)")
+            extra.setdefault(role, {})[what] = _policy_from_spec(what)
+        with console.status(f"playing {population}'s meta-strategy on {game_id}"):
+            rows = evaluate_population(population, opponents=extra, episodes=episodes, seed=seed)
+    except USER_ERRORS as e:
+        _fail(str(e))
+    roles = pop.roles
+    t = Table(title=f"{game_id}: meta-strategy of {population} ({episodes} episodes per row, seed {seed})")
+    t.add_column("role replaced")
+    t.add_column("by")
+    for r in roles:
+        t.add_column(f"{r} return (95% CI)", justify="right")
+    for row in rows:
+        t.add_row(row["role"] or "-", row["opponent"], *(f"{row['returns'][r]['mean']:.3f} ± {row['returns'][r]['ci95']:.3f}" for r in roles))
     console.print(t)
-    console.print(f"models and results in {out}")
+    if json_out:
+        json_out.write_text(json.dumps({"game_id": game_id, "population": str(population), "episodes": episodes, "seed": seed, "rows": rows}, indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+def _policy_from_spec(spec: str) -> Any:
+    """A batch policy from a zoo agent name, an SB3 .zip or module:function (returning a callable)."""
+    from deploy_envs.training.roles import SB3BatchPolicy
+
+    if spec.endswith(".zip"):
+        from stable_baselines3 import PPO
+
+        if not Path(spec).is_file():
+            _fail(f"--opponent policy {spec!r} does not exist")
+        return SB3BatchPolicy(PPO.load(spec, device="cpu"), deterministic=True)
+    if ":" in spec:
+        return _import_callable(spec)()
+    from deploy_envs.agent_zoo import resolve_agent_folder
+
+    folder = resolve_agent_folder(spec)
+    from stable_baselines3 import PPO
+
+    return SB3BatchPolicy(PPO.load(str(folder / "model.zip"), device="cpu"), deterministic=True)
 
 
 @zoo_app.command("list")

@@ -54,10 +54,34 @@ def test_zoo_list():
 
 
 def test_selfplay_runs_and_writes_models(tmp_path):
-    r = runner.invoke(app, ["selfplay", "--iterations", "1", "--timesteps", "64", "--out", str(tmp_path), "-k", "rounds=2"], terminal_width=200)
+    r = runner.invoke(app, ["selfplay", "--iterations", "1", "--timesteps", "64", "--out", str(tmp_path), "-k", "rounds=2", "-k", "n_samples=2"], terminal_width=200)
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "attacker.zip").exists() and (tmp_path / "defender.zip").exists()
-    assert "fool rate" in r.output
+    assert (tmp_path / "attacker" / "br1.zip").exists() and (tmp_path / "defender" / "br1.zip").exists()
+    state = json.loads((tmp_path / "psro.json").read_text())
+    assert state["config"]["meta_solver"] == "last" and len(state["history"]) == 1
+    assert "NashConv" in r.output
+
+
+def test_solve_resumes_and_evaluate_plays_the_population(tmp_path):
+    args = ["solve", "AttackDefense-v0", "--timesteps", "64", "--episodes", "2", "--num-envs", "2", "--out", str(tmp_path),
+            "-k", "rounds=2", "-k", "n_samples=2", "-k", "defenses=[none, robust_model]", "--no-progress"]
+    r = runner.invoke(app, [*args, "--iterations", "1"], terminal_width=250)
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*args, "--iterations", "2"], terminal_width=250)
+    assert r.exit_code == 0, r.output
+    state = json.loads((tmp_path / "psro.json").read_text())
+    assert [h["iteration"] for h in state["history"]] == [1, 2]
+    assert [m["name"] for m in state["population"]["defender"]] == ["fixed_none", "fixed_robust_model", "br1", "br2"]
+    assert (tmp_path / "exploitability.png").is_file() and (tmp_path / "payoff.png").is_file()
+    out = tmp_path / "eval.json"
+    r = runner.invoke(app, ["evaluate", "deploy_envs/AttackDefense-v0", "--population", str(tmp_path), "--episodes", "2", "--json", str(out)], terminal_width=250)
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["opponent"] for row in rows if row["role"] == "attacker"} >= {"member:fgsm", "member:br2"}
+    r = runner.invoke(app, ["evaluate", "deploy_envs/PoisoningSanitizer-v0", "--population", str(tmp_path)], terminal_width=250)
+    assert r.exit_code != 0 and "AttackDefense" in r.output
+    r = runner.invoke(app, ["solve", "NoSuchGame-v0"], terminal_width=250)
+    assert r.exit_code != 0 and "registered" in r.output
 
 
 def test_evaluate_alignment_suite_prints_gap_and_plots(tmp_path):

@@ -124,10 +124,11 @@ def register_env(
 
 
 def core_of(env_id: str) -> type:
-    """The batched core class of a registered env."""
-    if env_id not in ENV_CATALOG:
-        raise ValueError(f"env_id={env_id!r} is not registered; registered: {', '.join(sorted(ENV_CATALOG)) or 'none'}")
-    return _load(ENV_CATALOG[env_id].core)
+    """The batched core class of a registered env or game."""
+    entry = ENV_CATALOG.get(env_id) or GAME_CATALOG.get(env_id)
+    if entry is None:
+        raise ValueError(f"env_id={env_id!r} is not registered; registered: {', '.join(sorted([*ENV_CATALOG, *GAME_CATALOG])) or 'none'}")
+    return _load(entry.core)
 
 
 def register_game(

@@ -49,13 +49,17 @@ class AgentSpec(_Strict):
     """Env settings this agent needs (e.g. ``threat_model: white_box`` for PGD), over the scenario's."""
     zoo: str | None = None
     policy: str | None = None
+    population: str | None = None
+    """games: a population in the zoo written by PSRO (``deploy-envs solve``); ``kwargs`` may hold
+    ``roles`` (``{role: "member:NAME" | "scripted:NAME" | "meta"}``, default all ``"meta"``) and
+    ``info`` (info keys to report: the mean over steps as ``key``, the value at the last step as ``key_final``)"""
     algorithm: Literal["PPO", "A2C", "SAC"] = "PPO"
 
     @model_validator(mode="after")
     def _one_source(self):
-        given = [k for k in ("baseline", "zoo", "policy") if getattr(self, k)]
+        given = [k for k in ("baseline", "zoo", "policy", "population") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of 'baseline', 'zoo' or 'policy' (got {given or 'none'})")
+            raise ValueError(f"give exactly one of 'baseline', 'zoo', 'policy' or 'population' (got {given or 'none'})")
         return self
 
 
@@ -185,6 +189,8 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 def _check_semantics(path: Path, scn: Scenario) -> None:
     if scn.env in GAME_CATALOG and scn.train is not None and scn.train.engine == "rllib":
         pass  # a game trained with RLlib, evaluated role by role (deploy_envs.integrations.rllib.evaluate_game)
+    elif scn.env in GAME_CATALOG and scn.agents and all(s.population for s in scn.agents.values()):
+        pass  # a game solved by PSRO: its agents are populations in the zoo (deploy_envs.training.psro)
     elif scn.env not in ENV_CATALOG:
         raise ScenarioError(f"{path}: key 'env': {scn.env!r} is not a registered env; allowed: {', '.join(sorted(ENV_CATALOG))}")
     if scn.env in ENV_CATALOG:
@@ -383,7 +389,11 @@ def run_scenario(
             if agents and name not in agents:
                 continue
             kwargs = {**scn.env_kwargs, **spec.env_kwargs, **point}
-            if scn.env in GAME_CATALOG:
+            if scn.env in GAME_CATALOG and spec.population:
+                from deploy_envs.training.psro import evaluate_population_spec
+
+                summary = evaluate_population_spec(scn.env, spec.population, spec.kwargs, episodes=n_episodes, seed=scn.protocol.seed, game_kwargs=kwargs)
+            elif scn.env in GAME_CATALOG:
                 from deploy_envs.integrations.rllib import evaluate_game_spec
 
                 summary = evaluate_game_spec(scn.env, spec, episodes=n_episodes, seed=scn.protocol.seed, game_kwargs=kwargs)

@@ -23,18 +23,13 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import VecEnv
 
 from deploy_envs.core.games import GameCore
 from deploy_envs.core.registration import make_game
 from deploy_envs.core.validation import check_number
 from deploy_envs.core.views import ParallelGameView
-from deploy_envs.topics.navigation.safe_navigation import (
-    ACCEL,
-    DAMPING,
-    V_MAX,
-    SafeNavigationCore,
-)
+from deploy_envs.topics.navigation.safe_navigation import ACCEL, DAMPING, V_MAX, SafeNavigationCore
+from deploy_envs.training.roles import RoleVecEnv as GameRoleVecEnv
 from deploy_envs.training.selfplay import SingleRoleEnv, as_policy
 
 logger = logging.getLogger(__name__)
@@ -208,83 +203,27 @@ def evaluate_protagonist(game: ParallelGameView, protagonist: Any, adversary: An
     return {"return": float(np.mean(returns)), "episode_cost": float(np.mean(costs)), "goals_reached": float(np.mean(goals))}
 
 
-class RoleVecEnv(VecEnv):
+class RoleVecEnv(GameRoleVecEnv):
     """One role of ``RobustNavigation-v0`` as an SB3 ``VecEnv`` over ``num_envs`` batched copies.
 
-    The other role is played on the whole batch by ``opponent`` (a callable on a batch of
-    its observations, or an SB3 model, of which a frozen copy is taken). Copy ``i`` draws
-    from a generator seeded ``seed + i``. Every copy runs ``max_steps`` steps, so copies
-    finish together and are reset together (SB3's auto-reset convention: the last
-    observation is in ``infos[i]["terminal_observation"]``).
+    The generic role adapter (:class:`deploy_envs.training.roles.RoleVecEnv`) for this
+    game: the other role is played on the whole batch by ``opponent`` (a callable on a
+    batch of its observations, or an SB3 model, of which a frozen copy is taken). Copy
+    ``i`` is seeded ``seed + i``. Every copy runs ``max_steps`` steps, so copies finish
+    together and are reset together (SB3's auto-reset convention: the last observation
+    is in ``infos[i]["terminal_observation"]``).
     """
 
     def __init__(self, role: str, opponent: Any, num_envs: int = 16, seed: int = 0, **game_kwargs: Any) -> None:
         from deploy_envs.core.validation import check_choice
 
-        self.role = check_choice("role", role, AGENTS)
-        self.other = AGENTS[1 - AGENTS.index(role)]
-        self.core = RobustNavigationCore(num_envs, **game_kwargs)
-        self.core.rngs = [np.random.default_rng(seed + i) for i in range(num_envs)]
-        self.render_mode = None
-        super().__init__(num_envs, self.core.observation_spaces[role], self.core.action_spaces[role])
-        self.set_opponent(opponent)
-        self._idx = np.arange(num_envs)
-        self._obs: dict[str, np.ndarray] | None = None
-        self._ret = np.zeros(num_envs)
+        role = check_choice("role", role, AGENTS)
+        other = AGENTS[1 - AGENTS.index(role)]
+        super().__init__(GAME_ID, role, {other: opponent}, num_envs=num_envs, seed=seed, game_kwargs=game_kwargs)
 
     def set_opponent(self, opponent: Any) -> None:
-        self.opponent = as_policy(opponent, deterministic=False)
-
-    def _reset_all(self) -> dict[str, np.ndarray]:
-        obs, _ = self.core.reset_indices(self._idx)
-        self._ret[:] = 0.0
-        return obs
-
-    def reset(self):
-        self._obs = self._reset_all()
-        return self._obs[self.role]
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions, np.float32)
-
-    def step_wait(self):
-        other = np.asarray(self.opponent(self._obs[self.other]), np.float32).reshape(self.num_envs, 2)
-        acts = self.core.validate_actions({self.role: np.clip(self._actions, -1, 1), self.other: np.clip(other, -1, 1)}, self.num_envs)
-        obs, rewards, terminated, truncated, infos = self.core.step_indices(self._idx, acts)
-        reward = rewards[self.role].astype(np.float32)
-        self._ret += reward
-        dones = np.asarray(terminated | truncated)
-        info = infos[self.role]
-        out = [{} for _ in range(self.num_envs)]
-        if dones.any():
-            for i in np.flatnonzero(dones):
-                out[i] = {k: float(v[i]) for k, v in info.items()}
-                out[i]["terminal_observation"] = obs[self.role][i]
-                out[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-                out[i]["episode"] = {"r": float(self._ret[i]), "l": int(self.core.max_steps), "t": 0.0}
-            obs = self._reset_all()
-        self._obs = obs
-        return obs[self.role], reward, dones, out
-
-    def seed(self, seed: int | None = None):
-        if seed is not None:
-            self.core.rngs = [np.random.default_rng(seed + i) for i in range(self.num_envs)]
-        return [None if seed is None else seed + i for i in range(self.num_envs)]
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name, indices=None):
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name, value, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name, *method_args, indices=None, **method_kwargs):
-        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class, indices=None):
-        return [False for _ in self._get_indices(indices)]
+        """Set the other role's fixed policy."""
+        self.set_opponents({self.others[0]: opponent})
 
 
 def train_robust(

@@ -1,0 +1,115 @@
+"""The populations PSRO solved and the zoo ships: each loads (sha256-checked) and keeps its checked outcome.
+
+The tests evaluate the saved policies on small sets; nothing is retrained.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from deploy_envs.agent_zoo import read_card, shipped_agents_dir
+from deploy_envs.scenarios import shipped_scenarios_dir
+from deploy_envs.scenarios import load_scenario, run_scenario
+from deploy_envs.training import psro
+from deploy_envs.training import solved_games as S
+
+
+
+def shipped(name: str):
+    folder = shipped_agents_dir() / name
+    if not (folder / "psro.json").is_file():
+        pytest.fail(f"population {name} is not shipped in the zoo")
+    return folder
+
+
+def check_card_and_manifest(folder, game_id: str) -> dict:
+    card = read_card(folder)
+    assert card.env_id == game_id and card.algorithm.startswith("PSRO")
+    state = json.loads((folder / "psro.json").read_text())
+    scores = card.training  # the solution: exploitability per iteration, meta-strategy, payoff table, outcome
+    assert len(scores["exploitability_per_iteration"]) == card.hyperparameters["iterations"] == len(state["history"])
+    mean = np.array(scores["payoff_table"]["mean"])
+    assert mean.shape[0] == len(state["roles"]) and np.isfinite(mean).all()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    members = [m["path"] for r in state["roles"] for m in state["population"][r] if m["kind"] == "ppo"]
+    assert sorted(manifest) == sorted(members)
+    for rel in members:
+        psro.verify_member(folder, rel)
+        assert (folder / rel).stat().st_size < 2_000_000
+    # the recorded meta-strategy is a distribution over the recorded population
+    for r, weights in scores["meta_strategy"].items():
+        assert abs(sum(weights.values()) - 1) < 1e-6 and set(weights) <= set(scores["payoff_table"]["population"][r])
+    return scores
+
+
+def test_attack_defense_equilibrium_defender_holds_the_worst_case():
+    folder = shipped("psro-attack-defense")
+    scores = check_card_and_manifest(folder, "deploy_envs/AttackDefense-v0")
+    out = S.attack_defense_outcome(folder, episodes=16, seed=123)
+    worst = out["worst_case_fool_rate"]
+    # the equilibrium defender's worst case over every attacker of the population is no worse than
+    # the best fixed defense's, and far below the undefended model's
+    assert out["equilibrium_worst_case"] <= out["best_fixed_worst_case"] + 1e-9
+    assert worst["equilibrium"] < worst["fixed_none"] - 0.5
+    # the exploitability curve never rises (it stays at its first value, 0, in the shipped run)
+    curve = scores["exploitability_per_iteration"]
+    assert all(b <= a + 1e-9 for a, b in zip(curve, curve[1:]))
+    # the card's numbers come from the same measurement (64 episodes) within sampling error
+    assert abs(scores["outcome"]["equilibrium_worst_case"] - out["equilibrium_worst_case"]) < 0.15
+
+
+def test_attack_defense_scenario_passes():
+    scn = load_scenario(shipped_scenarios_dir() / "psro_attack_defense.yaml")
+    result = run_scenario(scn, episodes=16)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_robust_navigation_equilibrium_protagonist_is_at_least_as_robust_as_rarl():
+    folder = shipped("psro-robust-navigation")
+    scores = check_card_and_manifest(folder, "deploy_envs/RobustNavigation-v0")
+    out = S.robust_navigation_outcome(folder, episodes=8, seed=321)
+    worst = out["worst_case_vs_shipped_adversaries"]
+    assert worst["equilibrium"] >= worst["zoo_rarl_protagonist"]
+    assert worst["equilibrium"] >= worst["zoo_rarl_baseline"]
+    assert scores["outcome"]["worst_case_vs_shipped_adversaries"]["equilibrium"] >= scores["outcome"]["worst_case_vs_shipped_adversaries"]["zoo_rarl_protagonist"]
+
+
+def test_robust_navigation_scenario_passes():
+    result = run_scenario(load_scenario(shipped_scenarios_dir() / "psro_robust_navigation.yaml"), episodes=8)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_trojan_audit_auditor_beats_chance_and_a_designer_best_response_trades_success_for_stealth():
+    folder = shipped("psro-trojan-audit")
+    scores = check_card_and_manifest(folder, "deploy_envs/TrojanAudit-v0")
+    curve = scores["exploitability_per_iteration"]
+    assert curve[-1] < curve[0]  # exploitability fell from the scripted seeds' equilibrium
+    out = S.trojan_audit_outcome(folder, episodes=32, seed=10_000)
+    assert out["auditor_accuracy_vs_equilibrium_designer"] > 0.6  # chance is 0.5
+    asr, acc = out["attack_success"], out["auditor_accuracy"]
+    traded = [d for d in asr if d.startswith("br") and out["planted_rate"][d] > 0.5
+              and asr[d] < asr["corner_patch"] - 0.3 and acc[d] < acc["corner_patch"]]
+    assert traded, (asr, acc)
+
+
+def test_trojan_audit_scenario_passes():
+    result = run_scenario(load_scenario(shipped_scenarios_dir() / "psro_trojan_audit.yaml"), episodes=32)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_lending_market_regulator_fine_narrows_the_gap_and_the_gaming():
+    folder = shipped("psro-lending-market")
+    scores = check_card_and_manifest(folder, "deploy_envs/LendingMarket-v0")
+    assert scores["nash_conv_per_iteration"][-1] < scores["nash_conv_per_iteration"][0]
+    out = S.lending_market_outcome(folder, episodes=8, seed=77)
+    eq, none = out["equilibrium"], out["no_regulator"]
+    assert eq["fine_rate"] > 2 and none["fine"] == 0
+    assert eq["dp_gap"] < none["dp_gap"] - 0.05
+    assert eq["gamers_white"] < none["gamers_white"]
+
+
+def test_lending_market_scenario_passes():
+    result = run_scenario(load_scenario(shipped_scenarios_dir() / "psro_lending_market.yaml"), episodes=8)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
