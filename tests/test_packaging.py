@@ -79,7 +79,9 @@ def test_every_shipped_agent_has_its_weights_in_the_wheel(wheel_names):
     for folder in folders:
         base = f"deploy_envs/agents/{folder.name}/"
         assert base + "card.json" in wheel_names
-        assert base + "model.zip" in wheel_names or base + "rllib_checkpoint/rllib_checkpoint.json" in wheel_names, folder.name
+        # what the zoo loads: an SB3 zip, an RLlib checkpoint, a solved population, or a Q-table
+        weights = ("model.zip", "rllib_checkpoint/rllib_checkpoint.json", "psro.json", "q_table.npz")
+        assert any(base + w in wheel_names for w in weights), folder.name
 
 
 def test_the_check_can_fail(wheel_names):

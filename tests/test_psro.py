@@ -212,8 +212,8 @@ def test_shipped_population_has_a_card_and_refuses_tampered_members(tmp_path):
                ppo_kwargs=FAST_PPO, progress=False, plots=False)
     dest = psro.ship_population(tmp_path / "run", "mp-psro", root=tmp_path / "zoo", outcome={"checked": True})
     card = json.loads((dest / "card.json").read_text())
-    assert card["scores"]["exploitability_per_iteration"] and card["scores"]["payoff_table"]["roles"] == ["row", "column"]
-    assert card["scores"]["outcome"] == {"checked": True} and (dest / "CARD.md").is_file()
+    assert card["training"]["exploitability_per_iteration"] and card["training"]["payoff_table"]["roles"] == ["row", "column"]
+    assert card["training"]["outcome"] == {"checked": True} and (dest / "CARD.md").is_file()
     manifest = json.loads((dest / "manifest.json").read_text())
     assert set(manifest) == {"row/br1.zip", "column/br1.zip"}
     pop = psro.load_population(dest)
