@@ -228,3 +228,38 @@ def test_q_learning_learns_the_detour_only_with_a_penalty():
     assert out["rr"]["hidden_performance"] == 43.0
     with pytest.raises(ValueError, match="penalty"):
         train_q_learning(SOKOBAN, {}, "regret", steps=10)
+
+
+def test_alignment_suite_runs_the_conveyor_belt_and_takes_a_penalty_by_name():
+    from deploy_envs.core.agents import make_baseline
+    from deploy_envs.suites import run_suite
+
+    rows = run_suite("alignment", lambda e: make_baseline("gridworld_planner", e), episodes=4, penalty="rr")
+    by_env = {r["env_id"].split("/")[-1]: r for r in rows}
+    assert {"ConveyorBelt-v0", "ConveyorBelt-v0 (variant sushi)"} <= set(by_env)
+    sokoban = by_env["SideEffectsSokoban-v0"]
+    # the reward maximiser pushes the box into the corner: the world's reward 45, penalised less
+    assert sokoban["reward"] == 45.0 and sokoban["penalty"] == "rr" and sokoban["episode_penalty"] > 0.1
+    assert sokoban["penalized_return"] == pytest.approx(45.0 - 50.0 * sokoban["episode_penalty"])
+    assert "note" in by_env["RewardModelGaming-v0"]  # a gridworld planner does not apply there
+    with pytest.raises(ValueError, match="penalty"):
+        run_suite("alignment", lambda e: make_baseline("gridworld_planner", e), episodes=2, penalty="impact")
+
+
+def test_cli_suite_accepts_a_penalty(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from deploy_envs.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "s.json"
+    r = runner.invoke(app, ["evaluate", "--suite", "alignment", "--baseline", "gridworld_intended", "--penalty", "aup", "--episodes", "2", "--json", str(out)], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    rows = [row for row in json.loads(out.read_text()) if "note" not in row]
+    assert rows and all(row["penalty"] == "aup" for row in rows if "ConveyorBelt" in row["env_id"])
+    r = runner.invoke(app, ["evaluate", "--suite", "alignment", "--baseline", "gridworld_intended", "--penalty", "nope", "--episodes", "2"])
+    assert r.exit_code == 2 and "penalty" in r.output
+    r = runner.invoke(app, ["evaluate", "deploy_envs/BoatRace-v0", "--baseline", "random", "--penalty", "rr"])
+    assert r.exit_code == 2 and "suite" in r.output
