@@ -110,6 +110,7 @@ class WorldModel:
         self.deterministic = bool(np.all(self.prob.max(-1) == 1.0))
         self.inaction_next = self.succ[np.arange(n), -1, self.prob[:, -1].argmax(-1)]
         self.n = n
+        self.tables: dict[tuple, dict[str, np.ndarray | None]] = {}
         # vectorized lookup of the core's integer state codes, where the world provides them
         keys = [core.plan_key(s) for s in self.states]
         self.key_lookup = None
@@ -197,19 +198,12 @@ class SideEffectPenalty:
         except NotImplementedError as e:
             raise ValueError(f"{type(core).__name__} has no exact planning model, which the side-effect penalties need: {e}") from e
         m = self.model
-        if method == "rr":
-            self.R = m.reachability(self.gamma)
-            succ = m.succ[np.arange(m.n)[:, None], np.arange(m.n_actions + 1)[None], m.prob.argmax(-1)]  # (n, A+1) most probable
-            # stepwise baseline on a deterministic world: a table over (previous state, action)
-            self.step_table = None
-            if m.deterministic:
-                base = self.R[m.inaction_next]
-                self.step_table = np.stack([np.maximum(base - self.R[succ[:, a]], 0.0).mean(1) for a in range(m.n_actions)], 1)
-        else:
-            rng = np.random.default_rng(seed)
-            self.aux_rewards = rng.random((self.n_aux, m.n))
-            Q = m.aux_q(self.aux_rewards, self.gamma)
-            self.aup_table = np.abs(Q[:, :, : m.n_actions] - Q[:, :, -1:]).mean(0)  # (n, A)
+        # the derived tables depend only on the model and the parameters: shared by every env built alike
+        key = (method, self.gamma) + ((self.n_aux, int(seed)) if method == "aup" else ())
+        if key not in m.tables:
+            m.tables[key] = self._tables(m, method, self.gamma, self.n_aux, int(seed))
+        tables = m.tables[key]
+        self.R, self.step_table, self.aup_table = tables.get("R"), tables.get("step"), tables.get("aup")
         n = core.num_envs
         self.core = core
         self.start = np.zeros(n, np.int64)
@@ -221,6 +215,20 @@ class SideEffectPenalty:
         core.step_indices = self.step_indices
         core.reset_indices = self.reset_indices
         core._side_effect_penalty = self
+
+    @staticmethod
+    def _tables(m: WorldModel, method: str, gamma: float, n_aux: int, seed: int) -> dict[str, np.ndarray | None]:
+        if method == "rr":
+            R = m.reachability(gamma)
+            step = None
+            if m.deterministic:  # stepwise baseline: a table over (previous state, action)
+                succ = m.succ[:, :, 0]
+                base = R[m.inaction_next]
+                step = np.stack([np.maximum(base - R[succ[:, a]], 0.0).mean(1) for a in range(m.n_actions)], 1)
+            return {"R": R, "step": step}
+        rng = np.random.default_rng(seed)
+        Q = m.aux_q(rng.random((n_aux, m.n)), gamma)
+        return {"aup": np.abs(Q[:, :, : m.n_actions] - Q[:, :, -1:]).mean(0)}  # (n, A)
 
     @property
     def name(self) -> str:
