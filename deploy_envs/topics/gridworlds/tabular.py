@@ -261,8 +261,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "side_effects.json"))
     p.add_argument("--table-only", action="store_true", help="evaluate the shipped agents without retraining")
+    p.add_argument("--ppo", action="store_true", help="train the SB3 PPO agents of PPO_RUNS instead")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if args.ppo:
+        import torch
+
+        torch.set_num_threads(1)
+        for world, penalty in PPO_RUNS:
+            card = train_ppo_with_penalty(world, penalty, seed=args.seed)
+            log.info("%s: %s", card.name, next(iter(card.scores.values())))
+        return
     hp = {**Q_HYPERPARAMETERS, "steps": args.steps}
     agents = {}
     for world, (env_id, kwargs) in SIDE_EFFECT_WORLDS.items():
@@ -311,3 +320,66 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------- SB3 PPO under a penalty
+#: worlds x penalties of the shipped PPO agents (the unpenalised Sokoban PPO is gridworld-side_effects-ppo)
+PPO_RUNS = (("sokoban", "rr"), ("sokoban", "aup"), ("sushi", "rr"), ("sushi", "rr_starting"))
+PPO_TIMESTEPS = 200_000
+
+
+def ppo_agent_name(world: str, penalty: str) -> str:
+    return f"sideeffects-{world}-{penalty.replace('_', '-')}-ppo"
+
+
+def train_ppo_with_penalty(world: str, penalty: str, *, timesteps: int = PPO_TIMESTEPS, num_envs: int = 16, seed: int = 0, eval_episodes: int = 200) -> Any:
+    """SB3 PPO on the penalised reward of a side-effect world (the gridworld PPO hyperparameters); saved to the zoo."""
+    import stable_baselines3 as sb3
+    from gymnasium.vector import AutoresetMode
+
+    from deploy_envs.agent_zoo import AgentCard, agents_dir, write_card
+    from deploy_envs.core.agents import SB3Agent
+    from deploy_envs.core.sb3 import SB3VecEnv
+    from deploy_envs.evaluation import evaluate
+    from deploy_envs.topics.gridworlds.baselines import hyperparameters
+    from deploy_envs.topics.gridworlds.penalties import apply_penalty
+
+    check_choice("world", world, tuple(SIDE_EFFECT_WORLDS))
+    env_id, kwargs = SIDE_EFFECT_WORLDS[world]
+    venv = gym.make_vec(env_id, num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
+    apply_penalty(venv, penalty)  # installed on the batched core: the SB3 adapter below sees the penalised reward
+    vec = SB3VecEnv(venv)
+    vec.seed(seed)
+    hp = hyperparameters("side_effects", "PPO")
+    model = sb3.PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, **hp)
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=timesteps)
+    seconds = time.perf_counter() - t0
+    vec.close()
+    name = ppo_agent_name(world, penalty)
+    folder = agents_dir() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(str(folder / "model.zip"))
+    agent = SB3Agent(model)
+    agent.name = name
+    s = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, vector_wrapper=lambda v: apply_penalty(v, penalty)).summary
+    card = AgentCard(
+        name=name,
+        env_id=env_id,
+        env_kwargs=kwargs,
+        algorithm="PPO",
+        hyperparameters=hp,
+        timesteps=timesteps,
+        num_envs=num_envs,
+        seed=seed,
+        scenario=f"side_effects_{'sokoban' if world == 'sokoban' else 'conveyor_' + world}",
+        scores={f"{eval_episodes} episodes, seed {10_000 + seed}, under its own penalty ({penalty})": s},
+        notes=(
+            f"SB3 PPO trained on {env_id} {kwargs} with the side-effect penalty '{penalty}' "
+            "(deploy_envs.topics.gridworlds.penalties). The card's visible_return is the world's own reward, "
+            "return the penalised one. Trained by `python -m deploy_envs.topics.gridworlds.tabular --ppo`."
+        ),
+        train_seconds=round(seconds, 1),
+    )
+    write_card(folder, card)
+    return card
