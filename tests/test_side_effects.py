@@ -263,3 +263,16 @@ def test_cli_suite_accepts_a_penalty(tmp_path):
     assert r.exit_code == 2 and "penalty" in r.output
     r = runner.invoke(app, ["evaluate", "deploy_envs/BoatRace-v0", "--baseline", "random", "--penalty", "rr"])
     assert r.exit_code == 2 and "suite" in r.output
+
+
+def test_shipped_ppo_agents_cards_state_their_recipe():
+    from deploy_envs.topics.gridworlds.baselines import hyperparameters
+    from deploy_envs.topics.gridworlds.tabular import PPO_OVERRIDES, PPO_RUNS, PPO_TIMESTEPS, PPO_WORLD_TIMESTEPS, ppo_agent_name
+
+    for world, penalty in PPO_RUNS:
+        _, card = load_agent(ppo_agent_name(world, penalty))
+        env_id, kwargs = SIDE_EFFECT_WORLDS[world]
+        assert card.env_id == env_id and card.env_kwargs == kwargs and card.algorithm == "PPO"
+        assert card.hyperparameters == {**hyperparameters("side_effects", "PPO"), **PPO_OVERRIDES.get(world, {})}
+        assert card.timesteps == PPO_WORLD_TIMESTEPS.get(world, PPO_TIMESTEPS) and penalty in card.notes
+        assert (ROOT / "agents" / card.name / "model.zip").stat().st_size < 700_000
