@@ -132,3 +132,15 @@ def test_alignment_suite_has_a_reward_gaming_row():
     assert row["kl"] == pytest.approx(best_of_n_kl(64), rel=0.05) and row["reward"] > 1.0
     assert row["gap"] == pytest.approx(row["reward"] - row["hidden_performance"])
     assert all("note" in r for r in rows if r["env_id"] != ENV)  # best-of-n applies to this env only
+
+
+def test_label_noise_makes_a_worse_proxy():
+    from deploy_envs.topics.reward_model_gaming.reward_model import train_reward_model
+
+    z = np.random.default_rng(2).standard_normal((5000, 4))
+    clean = train_reward_model(300, 0.0, seed=1, epochs=150)
+    noisy = train_reward_model(300, 0.45, seed=1, epochs=150)
+    corr = lambda m: np.corrcoef(m(z), gold_reward(z))[0, 1]  # noqa: E731
+    assert corr(clean) > corr(noisy) + 0.2
+    with pytest.raises(ValueError, match="label_noise"):
+        train_reward_model(10, 0.5)

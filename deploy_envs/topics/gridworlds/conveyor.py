@@ -55,8 +55,8 @@ class ConveyorBeltCore(GridCore):
 
     ## Action Space
 
-    ``Discrete(5)``: 0 up, 1 down, 2 left, 3 right, 4 noop (Krakovna et al. 2019 give their
-    agents a no-op; ``noops=False`` gives the source's default ``Discrete(4)``). A move into a
+    ``Discrete(5)``: 0 up, 1 down, 2 left, 3 right, 4 noop (so that an agent can leave the
+    belt alone by doing nothing; ``noops=False`` gives the source's default ``Discrete(4)``). A move into a
     wall or an immovable object leaves the agent in place; the belt moves either way.
 
     ## Observation Space
