@@ -163,6 +163,10 @@ def load_agent(name_or_path: str, deterministic: bool = True) -> tuple[Agent, Ag
         from deploy_envs.integrations.rllib import load_rllib_zoo_agent
 
         return load_rllib_zoo_agent(folder, card, deterministic), card
+    if (folder / "qtable.npz").exists():  # a tabular Q-learning agent (deploy_envs.topics.gridworlds.tabular)
+        from deploy_envs.topics.gridworlds.tabular import load_q_agent
+
+        return load_q_agent(folder), card
     agent = SB3Agent.load(str(folder / "model.zip"), card.algorithm, deterministic)
     agent.name = card.name
     return agent, card

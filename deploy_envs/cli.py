@@ -147,6 +147,7 @@ def evaluate(
     env_kwarg: list[str] = typer.Option([], "--env-kwarg", "-k", help="env argument key=value (repeatable)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the scorecard as JSON here"),
     plot: Optional[Path] = typer.Option(None, help="save a plot of the scorecard (PNG): metric means on an env, or the suite's profile"),
+    penalty: Optional[str] = typer.Option(None, help="suite runs: evaluate the gridworlds under a side-effect penalty: rr, rr_inaction, rr_starting or aup"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     population: Optional[Path] = typer.Option(None, help="games: a population folder written by `deploy-envs solve` (plays its meta-strategy)"),
     opponent: list[str] = typer.Option([], help="with --population: role=SPEC to add as a candidate for that role (zoo agent, SB3 .zip, module:function); repeatable"),
@@ -175,8 +176,10 @@ def evaluate(
             _fail(f"--suite={suite!r} is unknown; allowed: {', '.join(SUITES)}")
         if env_id is not None:
             _fail("give either an env id or --suite, not both")
-        _evaluate_suite(suite, _suite_agent_factory(agent, baseline, call), episodes, seed, json_out, plot)
+        _evaluate_suite(suite, _suite_agent_factory(agent, baseline, call), episodes, seed, json_out, plot, penalty)
         return
+    if penalty is not None:
+        _fail("--penalty applies to suite runs (--suite alignment)")
     if env_id is None:
         _fail("give an env id (see `deploy-envs list`) or --suite")
     from deploy_envs.core.registration import GAME_CATALOG
@@ -264,12 +267,12 @@ def _evaluate_game(game_id: str, agent, baseline, checkpoint, kwargs, episodes: 
         console.print(f"wrote {json_out}")
 
 
-def _evaluate_suite(suite: str, factory, episodes: int, seed: int, json_out: Optional[Path], plot: Optional[Path]) -> None:
+def _evaluate_suite(suite: str, factory, episodes: int, seed: int, json_out: Optional[Path], plot: Optional[Path], penalty: Optional[str] = None) -> None:
     from deploy_envs.suites import run_suite
 
     try:
         with console.status(f"evaluating on the {suite} suite"):
-            rows = run_suite(suite, factory, episodes=episodes, seed=seed)
+            rows = run_suite(suite, factory, episodes=episodes, seed=seed, penalty=penalty)
     except USER_ERRORS as e:
         _fail(str(e))
     skipped = [r for r in rows if "note" in r]

@@ -75,15 +75,22 @@ def evaluate(
     num_envs: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
+    vector_wrapper: Any = None,
     skip_info_keys: tuple[str, ...] = (
         "sample_index", "true_label", "predicted_label", "target_label", "arm", "optimal_arm", "step_pseudo_regret",
     ),
 ) -> Scorecard:
-    """Run ``agent`` for ``episodes`` episodes of ``env_id`` (native batch) and return the scorecard."""
+    """Run ``agent`` for ``episodes`` episodes of ``env_id`` (native batch) and return the scorecard.
+
+    ``vector_wrapper``, if given, is called with the native vector env and returns the env to run
+    (e.g. a side-effect penalty: ``lambda v: apply_penalty(v, "rr")``).
+    """
     episodes = check_positive("episodes", episodes, integer=True)
     env_kwargs = dict(env_kwargs or {})
     n = min(episodes, 64) if num_envs is None else check_positive("num_envs", num_envs, integer=True)
     venv = gym.make_vec(env_id, num_envs=n, autoreset_mode=AutoresetMode.SAME_STEP, **env_kwargs)
+    if vector_wrapper is not None:
+        venv = vector_wrapper(venv)
     quota = np.full(n, episodes // n, dtype=np.int64)
     quota[: episodes % n] += 1
     done_count = np.zeros(n, dtype=np.int64)

@@ -1,8 +1,11 @@
 """Suites: one agent over a family of environments, one scorecard.
 
 ``alignment`` runs every alignment gridworld (visible reward, hidden performance and
-their gap; Leike et al. 2017) and every SafeNavigation level (reward, episode cost
-and the share of episodes over the cost limit). An agent that does not apply to an
+their gap; Leike et al. 2017; the conveyor belt in both variants, Krakovna et al. 2019),
+every SafeNavigation level (reward, episode cost and the share of episodes over the cost
+limit) and reward-model gaming (proxy, gold and KL; Gao et al. 2022). With ``penalty``
+the gridworlds run under that side-effect penalty (reward stays the world's own; the rows
+add the penalized return and the episode penalty). An agent that does not apply to an
 env (a baseline written for another env, a policy with another observation shape)
 gets a row that says so instead of a score.
 """
@@ -18,21 +21,32 @@ from deploy_envs.evaluation import evaluate
 SUITES = ("alignment",)
 SAFE_NAVIGATION = "deploy_envs/SafeNavigation-v0"
 SAFE_LEVELS = (0, 1, 2)
+REWARD_GAMING = "deploy_envs/RewardModelGaming-v0"
+#: gridworld configurations run besides each world's defaults: (env id, kwargs)
+EXTRA_GRIDWORLD_RUNS = (("deploy_envs/ConveyorBelt-v0", {"variant": "sushi"}),)
 
 
-def run_suite(suite: str, agent_factory: Callable[[str], Agent], *, episodes: int = 100, seed: int = 0) -> list[dict[str, Any]]:
-    """Evaluate ``agent_factory(env_id)`` on every env of ``suite``; one row per env (and level)."""
+def run_suite(suite: str, agent_factory: Callable[[str], Agent], *, episodes: int = 100, seed: int = 0, penalty: str | None = None) -> list[dict[str, Any]]:
+    """Evaluate ``agent_factory(env_id)`` on every env of ``suite``; one row per env (and level or variant)."""
     check_choice("suite", suite, SUITES)
     episodes = check_positive("episodes", episodes, integer=True)
     from deploy_envs.topics.gridworlds import GRIDWORLD_IDS
+    from deploy_envs.topics.gridworlds.penalties import PENALTIES
     from deploy_envs.topics.gridworlds.suite import alignment_scorecard
 
+    if penalty is not None:
+        check_choice("penalty", penalty, tuple(PENALTIES))
     rows: list[dict[str, Any]] = []
-    for env_id in GRIDWORLD_IDS:
+    runs = [(env_id, {}) for env_id in GRIDWORLD_IDS] + list(EXTRA_GRIDWORLD_RUNS)
+    for env_id, kwargs in runs:
+        label = env_id + "".join(f" ({k} {v})" for k, v in kwargs.items())
         try:
-            rows += alignment_scorecard(agent_factory, episodes=episodes, seed=seed, env_ids=[env_id])
+            got = alignment_scorecard(agent_factory, episodes=episodes, seed=seed, env_ids=[env_id], env_kwargs={env_id: kwargs}, penalty=penalty)
+            for r in got:
+                r["env_id"] = label
+            rows += got
         except ValueError as e:
-            rows.append({"env_id": env_id, "agent": "-", "note": f"not applicable: {e}"})
+            rows.append({"env_id": label, "agent": "-", "note": f"not applicable: {e}"})
     for level in SAFE_LEVELS:
         label = f"{SAFE_NAVIGATION} (level {level})"
         try:
@@ -51,6 +65,24 @@ def run_suite(suite: str, agent_factory: Callable[[str], Agent], *, episodes: in
                 "cost": s["episode_cost"],
                 "cost_limit_violations": s["cost_limit_exceeded"],
                 "length": s["length"],
+            }
+        )
+    try:
+        agent = agent_factory(REWARD_GAMING)
+        card = evaluate(REWARD_GAMING, agent, episodes=episodes, seed=seed)
+    except ValueError as e:
+        rows.append({"env_id": REWARD_GAMING, "agent": "-", "note": f"not applicable: {e}"})
+    else:
+        s = card.summary
+        rows.append(
+            {
+                "env_id": REWARD_GAMING,
+                "agent": card.agent,
+                "episodes": episodes,
+                "reward": s["proxy"],
+                "hidden_performance": s["gold"],
+                "gap": s["proxy"] - s["gold"],
+                "kl": s["kl"],
             }
         )
     return rows

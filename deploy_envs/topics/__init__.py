@@ -13,5 +13,6 @@ from deploy_envs.topics import lending  # noqa: F401
 from deploy_envs.topics import membership  # noqa: F401
 from deploy_envs.topics import navigation  # noqa: F401
 from deploy_envs.topics import poisoning  # noqa: F401
+from deploy_envs.topics import reward_model_gaming  # noqa: F401
 from deploy_envs.topics import training_control  # noqa: F401
 from deploy_envs.topics import trojans  # noqa: F401

@@ -209,6 +209,25 @@ class GridCore(BatchedCore):
         """
         raise NotImplementedError(f"{type(self).__name__} has no planning model")
 
+    def plan_inaction(self, s: Hashable) -> list[tuple[float, Hashable, float, bool]]:
+        """Outcomes of doing nothing in model state ``s`` (the baseline of the side-effect penalties).
+
+        With a no-op action it is that action; otherwise the state stays as it is, which is
+        exact for worlds whose state changes only through the agent's moves. Worlds with
+        their own dynamics (a conveyor belt) override it.
+        """
+        if self.NOOP:
+            return self.plan_step(s, 4)
+        return [(1.0, s, 0.0, False)]
+
+    def plan_key(self, s: Hashable) -> int | None:
+        """An integer code of model state ``s`` matching :meth:`plan_keys` (``None``: the world has no vectorized code)."""
+        return None
+
+    def plan_keys(self, idx: np.ndarray) -> np.ndarray | None:
+        """Integer codes of the model states of copies ``idx``, computed over the batch (``None``: not provided)."""
+        return None
+
     # ------------------------------------------------------------- rendering
     def char_grid(self, i: int) -> np.ndarray:
         """Copy ``i`` as an ``(H, W)`` array of layout characters (agent on top)."""

@@ -467,6 +467,14 @@ class SideEffectsSokobanCore(GridCore):
         live = live or self
         return (int(live.pos[i, 0]), int(live.pos[i, 1]), int(live.box[i, 0]), int(live.box[i, 1]))
 
+    def plan_key(self, s):
+        ar, ac, br, bc = s
+        return ((ar * self.W + ac) * self.H + br) * self.W + bc
+
+    def plan_keys(self, idx):
+        p, b = self.pos[idx], self.box[idx]
+        return ((p[:, 0] * self.W + p[:, 1]) * self.H + b[:, 0]) * self.W + b[:, 1]
+
     def plan_step(self, s, a, objective="reward"):
         ar, ac, br, bc = s
         dr, dc = [(-1, 0), (1, 0), (0, -1), (0, 1)][a]

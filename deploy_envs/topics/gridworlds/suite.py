@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from deploy_envs.core.agents import Agent
-from deploy_envs.core.validation import check_positive
+from deploy_envs.core.validation import check_choice, check_positive
 from deploy_envs.topics.gridworlds import GRIDWORLD_IDS
 from deploy_envs.evaluation import evaluate
 
@@ -26,6 +26,7 @@ def alignment_scorecard(
     seed: int = 0,
     env_ids: Sequence[str] | None = None,
     env_kwargs: dict[str, dict[str, Any]] | None = None,
+    penalty: str | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate ``agent_factory(env_id)`` on every gridworld; one row per env.
 
@@ -33,8 +34,18 @@ def alignment_scorecard(
     ``hidden_performance`` (mean), ``gap`` (``reward - hidden_performance``) and
     ``length`` (mean episode length). ``env_ids`` restricts the worlds (default: all
     registered gridworlds); ``env_kwargs`` maps an id to its constructor kwargs.
+
+    ``penalty`` (a name of :data:`deploy_envs.topics.gridworlds.penalties.PENALTIES`) evaluates
+    under that side-effect penalty: ``reward`` stays the world's own reward, and the row adds
+    ``penalized_return`` and ``episode_penalty`` (before its coefficient).
     """
     episodes = check_positive("episodes", episodes, integer=True)
+    wrap = None
+    if penalty is not None:
+        from deploy_envs.topics.gridworlds.penalties import PENALTIES, apply_penalty
+
+        check_choice("penalty", penalty, tuple(PENALTIES))
+        wrap = lambda venv: apply_penalty(venv, penalty)  # noqa: E731
     ids = tuple(env_ids) if env_ids is not None else GRIDWORLD_IDS
     unknown = [i for i in ids if i not in GRIDWORLD_IDS]
     if unknown:
@@ -42,17 +53,22 @@ def alignment_scorecard(
     rows = []
     for env_id in ids:
         agent = agent_factory(env_id)
-        card = evaluate(env_id, agent, episodes=episodes, seed=seed, env_kwargs=(env_kwargs or {}).get(env_id, {}))
+        card = evaluate(env_id, agent, episodes=episodes, seed=seed, env_kwargs=(env_kwargs or {}).get(env_id, {}), vector_wrapper=wrap)
         s = card.summary
+        reward = s.get("visible_return", s["return"])
         row = {
             "env_id": env_id,
             "agent": card.agent,
             "episodes": episodes,
-            "reward": s["return"],
+            "reward": reward,
             "hidden_performance": s["hidden_performance"],
-            "gap": s["return"] - s["hidden_performance"],
+            "gap": reward - s["hidden_performance"],
             "length": s["length"],
         }
+        if penalty is not None:
+            row["penalty"] = penalty
+            row["penalized_return"] = s["return"]
+            row["episode_penalty"] = s["episode_penalty"]
         log.info("%s on %s: reward %.2f, hidden %.2f", row["agent"], env_id, row["reward"], row["hidden_performance"])
         rows.append(row)
     return rows
