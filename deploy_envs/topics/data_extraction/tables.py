@@ -86,7 +86,7 @@ def exposure_report(path: str | Path, results: str | Path | None = None) -> Path
     ax.axhline(SECRET_LENGTH * math.log2(10), color="grey", ls=":", lw=1)
     ax.set_xticks(x, labels)
     ax.set_ylabel("exposure (bits)")
-    ax.set_title("Canary exposure by insertions and DP-SGD (exact, 10^6 candidates)")
+    ax.set_title("Canary exposure by insertions and DP-SGD (exact over 10^6 secrets)", fontsize=9)
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -102,13 +102,7 @@ def train_runs(
         u = torch.cat([torch.rand(g_runs, n + 1, generator=g, dtype=torch.float64) for g in gens])
         mask = (u[:, :n] < q).double()  # Poisson sampling of the records
         c_in = (u[:, n] < q).double() * inc  # ... and of the canary, in the runs that have it
-        P = torch.softmax(torch.einsum("nd,rdk->rnk", xa, theta), -1)
-        G = P - Y  # (R, n, K): the gradient of record i is xa_i G_ri^T
-        if cfg.clipping_bug:
-            scale = mask
-        else:
-            scale = mask * torch.clamp(C / (x_norm[None] * G.norm(dim=2) + 1e-12), max=1.0)
-        total = torch.einsum("nd,rnk->rdk", xa, G * scale[..., None])
+        total = clipped_gradient_sum(theta, xa, Y, mask, C, cfg.clipping_bug, x_norm)
         # the canary's gradient: an input point's, or the Dirac gradient
         pc = torch.softmax(torch.einsum("rd,rdk->rk", cx, theta), -1)
         gc = cx[:, :, None] * (pc - cy)[:, None, :]
@@ -121,6 +115,23 @@ def train_runs(
         noise = z * (cfg.noise_multiplier * C)
         theta = theta - cfg.lr * (total + noise) / cfg.batch_size
     return theta
+
+
+def clipped_gradient_sum(theta: torch.Tensor, xa: torch.Tensor, Y: torch.Tensor, mask: torch.Tensor, max_grad_norm: float,
+                         clipping_bug: bool = False, x_norm: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_i mask_ri clip(g_ri)`` ``(R, d+1, K)``: the per-record cross-entropy gradients of each run, clipped, summed.
+
+    ``xa`` ``(n, d+1)`` are the inputs with the bias feature, ``Y`` ``(n, K)`` one-hot labels,
+    ``mask`` ``(R, n)`` the sampled records (0/1). Record ``i``'s gradient is ``xa_i (p_ri - y_i)^T``,
+    of norm ``||xa_i|| ||p_ri - y_i||``, so no per-record gradient is materialised.
+    """
+    x_norm = xa.norm(dim=1) if x_norm is None else x_norm
+    G = torch.softmax(torch.einsum("nd,rdk->rnk", xa, theta), -1) - Y
+    if clipping_bug:
+        scale = mask
+    else:
+        scale = mask * torch.clamp(max_grad_norm / (x_norm[None] * G.norm(dim=2) + 1e-12), max=1.0)
+    return torch.einsum("nd,rnk->rdk", xa, G * scale[..., None])
 
 
 def canary_scores(theta: torch.Tensor, canary: Canary, cfg: DPConfig, n: int) -> torch.Tensor:

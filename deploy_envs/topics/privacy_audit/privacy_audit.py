@@ -20,7 +20,7 @@ from deploy_envs.topics.privacy_audit.dpsgd import (
 )
 
 CANARY_SPACES = ("input", "gradient")
-QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+QUANTILES = tuple(np.linspace(0.0, 1.0, 11))
 EPS_SCALE = 20.0
 """Epsilons are observed as ``min(eps / EPS_SCALE, 1)``."""
 
@@ -72,10 +72,10 @@ class PrivacyAuditCore(BatchedCore):
 
     ## Observation Space
 
-    A flat ``Box(0, 1, (16,), float32)`` (see ``obs_slices``): ``claimed_epsilon``
+    A flat ``Box(0, 1, (27,), float32)`` (see ``obs_slices``): ``claimed_epsilon``
     (``min(eps / 20, 1)``), ``budget_left`` (fraction of the episode's training runs
-    left), the last round's ``in_quantiles`` and ``out_quantiles`` (0, 25, 50, 75 and
-    100% quantiles of the scores of runs with and without the canary), its ``tpr``,
+    left), the last round's ``in_quantiles`` and ``out_quantiles`` (0, 10, ..., 100%
+    quantiles of the scores of runs with and without the canary), its ``tpr``,
     ``fpr`` and ``lower_bound`` (``min(eps_lb / 20, 1)``); zeros before the first round.
 
     ## Rewards
@@ -102,10 +102,10 @@ class PrivacyAuditCore(BatchedCore):
 
     ## Arguments
 
-    * ``noise_multiplier`` (1.0), ``max_grad_norm`` (1.0), ``batch_size`` (32, the
-      expected Poisson batch), ``epochs`` (4), ``lr`` (2.0), ``train_size`` (256),
+    * ``noise_multiplier`` (1.0), ``max_grad_norm`` (1.0), ``batch_size`` (128, the
+      expected Poisson batch), ``epochs`` (8), ``lr`` (2.0), ``train_size`` (256),
       ``delta`` (1e-5): the DP-SGD recipe.
-    * ``runs``: models per round, half with the canary (64; even); ``rounds`` (4).
+    * ``runs``: models per round, half with the canary (128; even); ``rounds`` (4).
     * ``canary_space``: ``"input"`` or ``"gradient"``; ``gradient_norm``: the Dirac
       canary's norm before clipping (10).
     * ``confidence`` of the Clopper-Pearson bound (0.95).
@@ -125,12 +125,12 @@ class PrivacyAuditCore(BatchedCore):
         *,
         noise_multiplier: float = 1.0,
         max_grad_norm: float = 1.0,
-        batch_size: int = 32,
-        epochs: int = 4,
+        batch_size: int = 128,
+        epochs: int = 8,
         lr: float = 2.0,
         train_size: int = 256,
         delta: float = 1e-5,
-        runs: int = 64,
+        runs: int = 128,
         rounds: int = 4,
         canary_space: str = "input",
         gradient_norm: float = 10.0,
@@ -164,8 +164,8 @@ class PrivacyAuditCore(BatchedCore):
         self.claimed_epsilon = theoretical_epsilon(self.cfg, self.train_size)
         self.single_action_space = spaces.Box(0.0, 1.0, (self.d + 2,), dtype=np.float32)
         self.single_observation_space, self.obs_slices = flat_box([
-            ("claimed_epsilon", 1, 0.0, 1.0), ("budget_left", 1, 0.0, 1.0), ("in_quantiles", 5, 0.0, 1.0),
-            ("out_quantiles", 5, 0.0, 1.0), ("tpr", 1, 0.0, 1.0), ("fpr", 1, 0.0, 1.0), ("lower_bound", 1, 0.0, 1.0),
+            ("claimed_epsilon", 1, 0.0, 1.0), ("budget_left", 1, 0.0, 1.0), ("in_quantiles", len(QUANTILES), 0.0, 1.0),
+            ("out_quantiles", len(QUANTILES), 0.0, 1.0), ("tpr", 1, 0.0, 1.0), ("fpr", 1, 0.0, 1.0), ("lower_bound", 1, 0.0, 1.0),
         ])
         n = self.num_envs
         self.round = np.zeros(n, np.int64)
