@@ -1,4 +1,4 @@
-"""Auditing DP-SGD: empirical epsilon lower bounds from designed canaries (``PrivacyAudit-v0``)."""
+"""Auditing DP-SGD: empirical epsilon lower bounds from designed canaries (``PrivacyAudit-v0``) and the trainer-vs-auditor game (``PrivacyGame-v0``)."""
 from deploy_envs.core.registration import register_env
 
 register_env(
@@ -12,3 +12,4 @@ register_env(
 )
 
 from deploy_envs.topics.privacy_audit import baselines as _baselines  # noqa: E402,F401  (registers the reference agents)
+from deploy_envs.topics.privacy_audit import privacy_game as _privacy_game  # noqa: E402,F401  (registers PrivacyGame-v0)

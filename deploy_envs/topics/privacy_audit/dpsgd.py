@@ -73,8 +73,12 @@ def train_runs(
     canary: Canary,
     included: torch.Tensor,
     gens: list[torch.Generator],
+    noise_multiplier: torch.Tensor | None = None,
+    max_grad_norm: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Train ``R = len(included)`` runs by DP-SGD; run ``r`` has the canary iff ``included[r]``. Returns ``theta`` ``(R, d+1, K)``.
+
+    ``noise_multiplier`` and ``max_grad_norm`` (``(R,)`` tensors) override ``cfg``'s per run.
 
     The runs form ``len(gens)`` equal groups; group ``g`` draws its sampling and noise from
     ``gens[g]`` alone, so a group's result does not depend on the other groups.
@@ -87,7 +91,8 @@ def train_runs(
     x_norm = xa.norm(dim=1)  # (n,)
     theta = torch.zeros(R, d1, K, dtype=torch.float64)
     q = cfg.batch_size / n
-    C = cfg.max_grad_norm
+    C = torch.full((R,), float(cfg.max_grad_norm), dtype=torch.float64) if max_grad_norm is None else max_grad_norm.double()
+    sigma = torch.full((R,), float(cfg.noise_multiplier), dtype=torch.float64) if noise_multiplier is None else noise_multiplier.double()
     inc = included.double()
     cx = _aug(canary.x.double())  # (R, d+1)
     cy = torch.nn.functional.one_hot(canary.y, K).double()
@@ -112,12 +117,12 @@ def train_runs(
             gc = gc * torch.clamp(C / (norm + 1e-12), max=1.0)[:, None, None]
         total = total + gc * c_in[:, None, None]
         z = torch.cat([torch.randn(g_runs, d1, K, generator=g, dtype=torch.float64) for g in gens])
-        noise = z * (cfg.noise_multiplier * C)
+        noise = z * (sigma * C)[:, None, None]
         theta = theta - cfg.lr * (total + noise) / cfg.batch_size
     return theta
 
 
-def clipped_gradient_sum(theta: torch.Tensor, xa: torch.Tensor, Y: torch.Tensor, mask: torch.Tensor, max_grad_norm: float,
+def clipped_gradient_sum(theta: torch.Tensor, xa: torch.Tensor, Y: torch.Tensor, mask: torch.Tensor, max_grad_norm: float | torch.Tensor,
                          clipping_bug: bool = False, x_norm: torch.Tensor | None = None) -> torch.Tensor:
     """``sum_i mask_ri clip(g_ri)`` ``(R, d+1, K)``: the per-record cross-entropy gradients of each run, clipped, summed.
 
@@ -130,24 +135,28 @@ def clipped_gradient_sum(theta: torch.Tensor, xa: torch.Tensor, Y: torch.Tensor,
     if clipping_bug:
         scale = mask
     else:
-        scale = mask * torch.clamp(max_grad_norm / (x_norm[None] * G.norm(dim=2) + 1e-12), max=1.0)
+        C = torch.as_tensor(max_grad_norm, dtype=torch.float64).reshape(-1, 1)  # a scalar, or one per run
+        scale = mask * torch.clamp(C / (x_norm[None] * G.norm(dim=2) + 1e-12), max=1.0)
     return torch.einsum("nd,rnk->rdk", xa, G * scale[..., None])
 
 
-def canary_scores(theta: torch.Tensor, canary: Canary, cfg: DPConfig, n: int) -> torch.Tensor:
+def canary_scores(theta: torch.Tensor, canary: Canary, cfg: DPConfig, n: int, noise_scale: torch.Tensor | None = None) -> torch.Tensor:
     """The attack's score of each run in ``[0, 1]``, higher = "the canary was in".
 
     Input canary: ``sigmoid(logit(p) / 4)`` of the final model's probability ``p`` of the
     canary's label (monotone in ``p``, without its saturation). Gradient canary:
     ``sigmoid(-theta[coord] / s)`` with ``s`` the std of the noise's total effect on one
     coordinate, ``lr * noise_multiplier * max_grad_norm * sqrt(steps) / batch_size``
-    (training subtracts the canary's gradient, so its coordinate falls when it is in).
+    (training subtracts the canary's gradient, so its coordinate falls when it is in);
+    ``noise_scale`` ``(R,)`` replaces ``s`` per run.
     """
     R, d1, K = theta.shape
     logp = torch.log_softmax(torch.einsum("rd,rdk->rk", _aug(canary.x.double()), theta), -1)[torch.arange(R), canary.y]
     # the label's log-odds, squashed gently (a plain probability saturates in float32)
     p_label = torch.sigmoid((logp - torch.log((-torch.expm1(logp)).clamp_min(1e-300))) / 4.0)
     s = cfg.lr * max(cfg.noise_multiplier, 0.05) * cfg.max_grad_norm * math.sqrt(cfg.steps(n)) / cfg.batch_size
+    if noise_scale is not None:
+        s = noise_scale.double()
     coord = theta.reshape(R, -1)[torch.arange(R), canary.coord]
     g = torch.sigmoid(-coord / s)
     return torch.where(canary.kind == 1, g, p_label)
@@ -189,12 +198,13 @@ def epsilon_lower_bound(tp: np.ndarray, fp: np.ndarray, n_in: int, n_out: int, d
     return out
 
 
-def theoretical_epsilon(cfg: DPConfig, n: int) -> float:
+def theoretical_epsilon(cfg: DPConfig, n: int, noise_multiplier: float | None = None) -> float:
     """The epsilon at ``cfg.delta`` that DP-SGD claims (opacus' RDP accountant; the ``privacy`` extra)."""
     try:
         from opacus.accountants import RDPAccountant
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError("PrivacyAudit-v0 needs opacus for its accountant: pip install 'deploy-envs[privacy]'") from e
     acc = RDPAccountant()
-    acc.history = [(cfg.noise_multiplier, cfg.batch_size / n, cfg.steps(n))]
+    sigma = cfg.noise_multiplier if noise_multiplier is None else noise_multiplier
+    acc.history = [(sigma, cfg.batch_size / n, cfg.steps(n))]
     return float(acc.get_epsilon(cfg.delta))
