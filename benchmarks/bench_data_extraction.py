@@ -10,8 +10,8 @@ Ratios, each measured within this one run, written with the raw timings to
 
 1. **native vs sync** (target >= 8 at 64 copies): steps per second of
    ``gymnasium.make_vec("deploy_envs/DataExtraction-v0", num_envs=64)`` (every copy's query
-   answered in one batched pass of the GRU: up to six batched GRU steps and one read-out
-   per env step) over a ``SyncVectorEnv`` of 64 ``gymnasium.make`` copies; default
+   answered in one batched pass of the GRU: one batched GRU step from the cached parent
+   states and one read-out per env step) over a ``SyncVectorEnv`` of 64 ``gymnasium.make`` copies; default
    arguments (x16 victim, next-character API, 100 queries), random valid actions, copies'
    episodes staggered.
 2. **step / bare pass** (reported): one native step at 64 copies over a bare batched GRU

@@ -182,3 +182,19 @@ def test_random_guess_submits_uniform_secrets():
     assert all(r["submitted"] == 1.0 and r["queries"] == 6 for r in card.records)
     # each digit is right with probability 1/10: 0.6 expected per guess (binomial(6, 0.1))
     assert 0.2 < recovered.mean() < 1.1
+
+
+def test_cached_hidden_states_give_the_answers_of_a_fresh_pass():
+    from deploy_envs.topics.data_extraction.data_extraction import LanguageModelAPI
+
+    model = victims.load_victim("x4")
+    warm, rng = LanguageModelAPI(model), np.random.default_rng(0)
+    hits = 0
+    for _ in range(40):
+        canary, digits, depth = rng.integers(4, size=8), rng.integers(2, size=(8, 6)), rng.integers(0, 6, size=8)
+        before = len(warm._cache)
+        got = warm.digit_logprobs(canary, digits, depth)
+        hits += before + 8 > len(warm._cache)  # some prefixes were answered from the cache
+        cold = LanguageModelAPI(model).digit_logprobs(canary, digits, depth)
+        assert np.allclose(got, cold, atol=1e-5)
+    assert hits > 10

@@ -33,22 +33,60 @@ class LanguageModelAPI:
     with one batched pass through the model.
     """
 
+    CACHE_SIZE = 50_000
+    """Hidden states kept (about 0.5 kB each); the cache is emptied when it is full."""
+
     def __init__(self, model, granularity: str = "next_char", canaries: int = len(CANARY_NAMES)) -> None:
         self.model = model
         self.granularity = check_choice("granularity", granularity, GRANULARITIES)
         self.cost_per_expansion = 1 if granularity == "next_char" else 10
         with torch.no_grad():
             self._h0 = torch.stack([model.prefix_state(canary_prefix(i)) for i in range(canaries)])
+        # the model's hidden state after (canary, digits) for prefixes already answered: an expansion
+        # then needs one GRU step from its parent's state instead of re-reading all its digits
+        self._cache: dict[tuple[int, int, int], torch.Tensor] = {}
+
+    @staticmethod
+    def _keys(canary: np.ndarray, digits: np.ndarray, depth: np.ndarray) -> list[tuple[int, int, int]]:
+        n = digits.shape[1]
+        value = (np.asarray(digits, np.int64) * 10 ** np.arange(n - 1, -1, -1)).sum(1) // 10 ** (n - np.asarray(depth))
+        return list(zip(np.asarray(canary).tolist(), np.asarray(depth).tolist(), value.tolist()))
 
     @torch.no_grad()
     def digit_logprobs(self, canary: np.ndarray, digits: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """``log p(next digit | canary prefix + digits[:depth])`` ``(B, 10)`` for ``B`` prefixes, in one batch."""
-        h = self._h0[torch.from_numpy(np.asarray(canary, np.int64))].clone()
-        depth = np.asarray(depth)
-        tokens = torch.from_numpy(DIGIT_TOKENS[np.asarray(digits, np.int64)])
-        for t in range(int(depth.max(initial=0))):
-            go = torch.from_numpy(np.flatnonzero(depth > t))
-            h[go] = self.model.step(h[go], tokens[go, t])
+        canary, digits, depth = np.asarray(canary, np.int64), np.asarray(digits, np.int64), np.asarray(depth)
+        b = len(canary)
+        keys = self._keys(canary, digits, depth)
+        h = self._h0[torch.from_numpy(canary)].clone()
+        one, full = [], []  # one GRU step from a cached parent / every digit from the canary prefix
+        parents = []
+        for j, (c, d, v) in enumerate(keys):
+            if d == 0:
+                continue
+            hit = self._cache.get((c, d, v))
+            if hit is not None:
+                h[j] = hit
+                continue
+            parent = self._cache.get((c, d - 1, v // 10))
+            if parent is not None:
+                one.append(j)
+                parents.append(parent)
+            else:
+                full.append(j)
+        tokens = torch.from_numpy(DIGIT_TOKENS[digits])
+        if one:
+            rows = torch.tensor(one)
+            h[rows] = self.model.step(torch.stack(parents), tokens[rows, torch.from_numpy(depth[one] - 1)])
+        if full:
+            rows = np.array(full)
+            for t in range(int(depth[rows].max())):
+                go = torch.from_numpy(rows[depth[rows] > t])
+                h[go] = self.model.step(h[go], tokens[go, t])
+        if len(self._cache) + b > self.CACHE_SIZE:
+            self._cache.clear()
+        for j in range(b):
+            self._cache[keys[j]] = h[j].clone()
         return self.model.digit_logprobs(h).numpy()
 
 
