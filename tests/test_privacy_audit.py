@@ -130,3 +130,12 @@ def test_runs_of_one_copy_do_not_depend_on_the_others():
     venv.step(a)
     single.step(a[0])
     assert np.allclose(venv.unwrapped.core.last_scores[0], single.unwrapped.core.last_scores[0])
+
+
+def test_missing_opacus_names_the_privacy_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "opacus", None)
+    monkeypatch.setitem(sys.modules, "opacus.accountants", None)
+    with pytest.raises(ImportError, match=r"deploy-envs\[privacy\]"):
+        gym.make(ENV)
