@@ -62,15 +62,16 @@ def list_cmd() -> None:
     t = Table(title="environments and games")
     entries = [*ENV_CATALOG.values(), *GAME_CATALOG.values()]
     t.add_column("id", no_wrap=True, min_width=max((len(e.id) for e in entries), default=2))
-    for col in ("kind", "topic", "summary"):
-        t.add_column(col)
-    for e in sorted(entries, key=lambda e: (e.topic, e.kind, e.id)):
-        t.add_row(e.id, e.kind, e.topic, e.summary)
-    console.print(t)
     from deploy_envs.core.extras import available
 
     def needs(extra: str | None) -> str:
         return "" if extra is None else extra + ("" if available(extra) else " (not installed)")
+
+    for col in ("kind", "topic", "summary", "extra"):
+        t.add_column(col)
+    for e in sorted(entries, key=lambda e: (e.topic, e.kind, e.id)):
+        t.add_row(e.id, e.kind, e.topic, e.summary, needs(e.extra))
+    console.print(t)
 
     b = Table(title="baselines (deploy-envs evaluate ENV --baseline NAME)")
     for col in ("name", "envs", "summary", "extra"):

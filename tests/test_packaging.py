@@ -80,7 +80,7 @@ def test_every_shipped_agent_has_its_weights_in_the_wheel(wheel_names):
         base = f"deploy_envs/agents/{folder.name}/"
         assert base + "card.json" in wheel_names
         # what the zoo loads: an SB3 zip, an RLlib checkpoint, a solved population, or a Q-table
-        weights = ("model.zip", "rllib_checkpoint/rllib_checkpoint.json", "psro.json", "q_table.npz")
+        weights = ("model.zip", "rllib_checkpoint/rllib_checkpoint.json", "psro.json", "qtable.npz")
         assert any(base + w in wheel_names for w in weights), folder.name
 
 
@@ -137,8 +137,14 @@ from deploy_envs.cli import app
 import gymnasium as gym
 r = CliRunner().invoke(app, ["list"], terminal_width=250)
 assert r.exit_code == 0 and "interpret" in r.output and "(not installed)" in r.output, r.output
-for env_id in deploy_envs.ENV_CATALOG:  # every env's module imports without the extras
-    gym.make(env_id, **deploy_envs.ENV_CATALOG[env_id].test_kwargs).close()
+from deploy_envs.core.extras import MissingExtraError
+for env_id, entry in deploy_envs.ENV_CATALOG.items():  # every env runs without the extras, but those that declare one
+    try:
+        gym.make(env_id, **entry.test_kwargs).close()
+    except MissingExtraError as exc:
+        assert entry.extra is not None and entry.extra in str(exc), (env_id, exc)
+    else:
+        assert entry.extra is None, env_id
 r = CliRunner().invoke(app, ["evaluate", "deploy_envs/Evasion-v0", "--baseline", "fgsm", "--episodes", "4", "-k", "threat_model=white_box", "--no-progress"])
 assert r.exit_code == 0, r.output
 r = CliRunner().invoke(app, ["evaluate", "deploy_envs/Explanation-v0", "--baseline", "saliency", "--episodes", "2", "--no-progress"], terminal_width=250)

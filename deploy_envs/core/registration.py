@@ -39,6 +39,8 @@ class CatalogEntry:
     """Small, fast settings used by the generic conformance tests (same code paths, smaller data)."""
     core: str | None = None
     """``"module:CoreClass"`` of an env's batched core."""
+    extra: str | None = None
+    """The optional extra whose package the env or game needs to run (``None``: the base install runs it)."""
 
 
 ENV_CATALOG: dict[str, CatalogEntry] = {}
@@ -99,12 +101,14 @@ def register_env(
     summary: str,
     kwargs: dict[str, Any] | None = None,
     test_kwargs: dict[str, Any] | None = None,
+    extra: str | None = None,
 ) -> str:
     """Register ``deploy_envs/<name>`` with Gymnasium from its batched core (``"package.module:CoreClass"``).
 
     Generates the single view ``<Name>Env`` and the native batch ``<Name>VectorEnv`` (``Name`` is
     ``name`` without its version) as the id's ``entry_point`` and ``vector_entry_point``.
-    ``test_kwargs`` are small settings the catalog's conformance tests use.
+    ``test_kwargs`` are small settings the catalog's conformance tests use; ``extra`` names the optional
+    extra the env needs (``deploy-envs list`` marks it, the base-install smoke skips it).
     """
     if ":" not in core:
         raise ValueError(f"core={core!r} must look like 'package.module:CoreClass'")
@@ -119,7 +123,7 @@ def register_env(
     entry_point, vector_entry_point = f"{__name__}:{single}", f"{__name__}:{vector}"
     if env_id not in gym.registry:
         gym.register(id=env_id, entry_point=entry_point, vector_entry_point=vector_entry_point, kwargs=kwargs or {})
-    ENV_CATALOG[env_id] = CatalogEntry(env_id, topic, summary, "env", entry_point, dict(test_kwargs or {}), core)
+    ENV_CATALOG[env_id] = CatalogEntry(env_id, topic, summary, "env", entry_point, dict(test_kwargs or {}), core, extra)
     return env_id
 
 
@@ -138,6 +142,7 @@ def register_game(
     topic: str,
     summary: str,
     test_kwargs: dict[str, Any] | None = None,
+    extra: str | None = None,
 ) -> str:
     """Record a game under ``deploy_envs/<name>`` from its batched core (``"package.module:CoreClass"``, a
     :class:`~deploy_envs.core.games.GameCore`); build it with :func:`make_game`.
@@ -154,7 +159,7 @@ def register_game(
     if known is not None and known != (game_id, core):
         raise ValueError(f"name={name!r}: view {view} already generated for {known[0]} ({known[1]})")
     _VIEW_CORES[view] = (game_id, core)
-    GAME_CATALOG[game_id] = CatalogEntry(game_id, topic, summary, "game", f"{__name__}:{view}", dict(test_kwargs or {}), core)
+    GAME_CATALOG[game_id] = CatalogEntry(game_id, topic, summary, "game", f"{__name__}:{view}", dict(test_kwargs or {}), core, extra)
     return game_id
 
 

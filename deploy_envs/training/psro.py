@@ -300,7 +300,7 @@ def ship_population(run_dir: str | Path, name: str, *, root: str | Path | None =
     """
     import shutil
 
-    from deploy_envs.agent_zoo import agents_dir, write_card
+    from deploy_envs.agent_zoo import agents_dir, strip_optimizer_state, write_card
     from deploy_envs.training.cards import build_card
 
     run = load_population(run_dir)
@@ -314,6 +314,9 @@ def ship_population(run_dir: str | Path, name: str, *, root: str | Path | None =
     for rel in files:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(run.folder / rel, dest / rel)
+    for rel in files:  # prediction needs no optimizer moments: keep the zoo small
+        if rel.endswith(".zip"):
+            strip_optimizer_state(dest / rel)
     (dest / MANIFEST).write_text(json.dumps({rel: _sha256(dest / rel) for rel in files if rel.endswith(".zip")}, indent=1) + "\n")
     st, rep = run.state, run.state["report"]
     cfg = st["config"]

@@ -8,6 +8,7 @@ register_env(
     summary="design a canary (input point and label, or a gradient) and a threshold; the env trains DP-SGD models with and "
             "without it; reward = empirical epsilon lower bound (Clopper-Pearson) vs the accountant's claim",
     test_kwargs={"runs": 8, "rounds": 2, "epochs": 1, "train_size": 64, "batch_size": 16},
+    extra="privacy",
 )
 
 register_game(
@@ -17,6 +18,7 @@ register_game(
     summary="a trainer sets DP-SGD's noise multiplier and clipping norm and pays for lost accuracy; an auditor designs a canary "
             "and threshold and is paid the empirical epsilon lower bound",
     test_kwargs={"rounds": 2, "runs": 8, "epochs": 1, "train_size": 64, "batch_size": 16},
+    extra="privacy",
 )
 
 from deploy_envs.topics.privacy_audit import baselines as _baselines  # noqa: E402,F401  (registers the reference agents)

@@ -200,11 +200,10 @@ def epsilon_lower_bound(tp: np.ndarray, fp: np.ndarray, n_in: int, n_out: int, d
 
 def theoretical_epsilon(cfg: DPConfig, n: int, noise_multiplier: float | None = None) -> float:
     """The epsilon at ``cfg.delta`` that DP-SGD claims (opacus' RDP accountant; the ``privacy`` extra)."""
-    try:
-        from opacus.accountants import RDPAccountant
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError("PrivacyAudit-v0 needs opacus for its accountant: pip install 'deploy-envs[privacy]'") from e
-    acc = RDPAccountant()
+    from deploy_envs.core.extras import require
+
+    accountants = require("opacus.accountants", extra="privacy", feature="PrivacyAudit-v0's DP-SGD accountant (opacus)")
+    acc = accountants.RDPAccountant()
     sigma = cfg.noise_multiplier if noise_multiplier is None else noise_multiplier
     acc.history = [(sigma, cfg.batch_size / n, cfg.steps(n))]
     return float(acc.get_epsilon(cfg.delta))
