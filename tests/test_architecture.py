@@ -37,7 +37,7 @@ def example_env(tmp_path, monkeypatch):
 
 
 def test_the_doc_has_its_examples():
-    assert len(BLOCKS) == 5
+    assert len(BLOCKS) == 8
     assert "class CoinGuessCore(BatchedCore)" in BLOCKS[0] and "register_env(" in BLOCKS[1]
 
 
@@ -57,3 +57,22 @@ def test_the_doc_baseline_and_agent_examples_run(example_env):
     exec(compile(BLOCKS[4], "ARCHITECTURE.md", "exec"), ns)
     assert ns["card"].env_id == example_env and ns["card"].evaluations[0]["episodes"] == 16
     assert (Path(ns["agents_dir"]()) / "coin-guess-ppo" / "model.zip").exists()
+
+
+def test_a_new_game_is_one_module_and_one_registration_line(tmp_path, monkeypatch):
+    """The doc's game: a GameCore module, registered by the doc's own line, then made and checked as written."""
+    module, registration_line, usage = BLOCKS[5], BLOCKS[6], BLOCKS[7]
+    (tmp_path / "pennies_example.py").write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "deploy_envs.topics.bandits.pennies:MatchingPenniesCore" in registration_line
+    line = registration_line.replace("deploy_envs.topics.bandits.pennies:MatchingPenniesCore", "pennies_example:MatchingPenniesCore")
+    exec(compile(line, "ARCHITECTURE.md", "exec"), {"register_game": registration.register_game})
+    try:
+        exec(compile(usage, "ARCHITECTURE.md", "exec"), {})
+        game = registration.make_game("deploy_envs/MatchingPennies-v0")
+        assert type(game).__name__ == "MatchingPenniesParallelEnv" and game.metadata["name"] == "matching_pennies_v0"
+    finally:
+        registration.GAME_CATALOG.pop("deploy_envs/MatchingPennies-v0", None)
+        registration._VIEW_CORES.pop("MatchingPenniesParallelEnv", None)
+        registration._VIEWS.pop("MatchingPenniesParallelEnv", None)
+        sys.modules.pop("pennies_example", None)
