@@ -113,3 +113,18 @@ def test_lending_market_regulator_fine_narrows_the_gap_and_the_gaming():
 def test_lending_market_scenario_passes():
     result = run_scenario(load_scenario(ROOT / "scenarios" / "psro_lending_market.yaml"), episodes=8)
     assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_extraction_guard_equilibrium_ties_the_best_fixed_setting():
+    """Measured: the equilibrium guard's worst case equals the best fixed setting's (it does not beat it in this configuration)."""
+    folder = shipped("psro-extraction-guard")
+    check_card_and_manifest(folder, "deploy_envs/ExtractionGuard-v0")
+    out = S.extraction_guard_outcome(folder, episodes=8, seed=55)
+    worst = out["worst_case_guard_return"]
+    assert out["equilibrium_worst_case"] >= out["best_fixed_worst_case"] - 1e-9
+    assert worst["equilibrium"] > worst["max_noise"] + 1.0
+
+
+def test_extraction_guard_scenario_passes():
+    result = run_scenario(load_scenario(ROOT / "scenarios" / "psro_extraction_guard.yaml"), episodes=8)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
