@@ -128,3 +128,10 @@ def test_extraction_guard_equilibrium_ties_the_best_fixed_setting():
 def test_extraction_guard_scenario_passes():
     result = run_scenario(load_scenario(ROOT / "scenarios" / "psro_extraction_guard.yaml"), episodes=8)
     assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_a_population_is_not_loaded_as_one_agent():
+    from deploy_envs.agent_zoo import load_agent
+
+    with pytest.raises(ValueError, match="population"):
+        load_agent("psro-attack-defense")
