@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 from deploy_envs.core.validation import check_choice, check_number
 from deploy_envs.training.roles import Mixture, RoleVecEnv, evaluate_game, game_roles, make_core
@@ -395,41 +396,38 @@ def _train_best_response(game: Any, pop: Population, role: str, sigma: list[np.n
     env.close()
 
 
-class _FiniteWeights:
+class _FiniteWeights(BaseCallback):
     """SB3 callback: keep the last policy weights that are all finite; stop and restore them if an update breaks them.
 
     With high-dimensional Gaussian actions the PPO probability ratio can overflow and
     turn the weights into NaN; the best response then keeps its last finite weights.
     """
 
-    def __new__(cls):
-        from stable_baselines3.common.callbacks import BaseCallback
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot: dict[str, Any] | None = None
+        self.broken = False
 
-        class Callback(BaseCallback):
-            snapshot: dict | None = None
-            broken = False
+    @staticmethod
+    def _finite(params: Mapping[str, Any]) -> bool:
+        import torch
 
-            def _on_rollout_start(self) -> None:
-                import torch
+        return all(bool(torch.isfinite(v).all()) for v in params.values() if v.is_floating_point())
 
-                params = self.model.policy.state_dict()
-                if all(torch.isfinite(v).all() for v in params.values() if v.is_floating_point()):
-                    self.snapshot = {k: v.clone() for k, v in params.items()}
-                else:
-                    self.broken = True
+    def _on_rollout_start(self) -> None:
+        params = self.model.policy.state_dict()
+        if self._finite(params):
+            self.snapshot = {k: v.clone() for k, v in params.items()}
+        else:
+            self.broken = True
 
-            def _on_step(self) -> bool:
-                return not self.broken
+    def _on_step(self) -> bool:
+        return not self.broken
 
-            def restore_if_needed(self, model: Any) -> None:
-                import torch
-
-                params = model.policy.state_dict()
-                if self.snapshot is not None and not all(torch.isfinite(v).all() for v in params.values() if v.is_floating_point()):
-                    model.policy.load_state_dict(self.snapshot)
-                    logger.warning("restored the last finite weights of a best response")
-
-        return Callback()
+    def restore_if_needed(self, model: Any) -> None:
+        if self.snapshot is not None and not self._finite(model.policy.state_dict()):
+            model.policy.load_state_dict(self.snapshot)
+            logger.warning("restored the last finite weights of a best response")
 
 
 def solve(
