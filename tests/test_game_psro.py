@@ -135,3 +135,20 @@ def test_a_population_is_not_loaded_as_one_agent():
 
     with pytest.raises(ValueError, match="population"):
         load_agent("psro-attack-defense")
+
+
+def test_poisoning_sanitizer_equilibrium_stops_the_poisoners_at_the_lowest_clean_cost():
+    folder = shipped("psro-poisoning-sanitizer")
+    scores = check_card_and_manifest(folder, "deploy_envs/PoisoningSanitizer-v0")
+    assert scores["exploitability_per_iteration"][-1] <= scores["exploitability_per_iteration"][0]
+    out = S.poisoning_sanitizer_outcome(folder, episodes=4, seed=99)
+    worst, cost = out["worst_case_gain"], out["clean_discard_rate"]
+    assert out["equilibrium_worst_case_gain"] <= out["best_fixed_worst_case_gain"] + 1e-9
+    assert worst["equilibrium"] < worst["fixed_none"] - 0.01
+    effective = [f for f in worst if f not in ("equilibrium", "fixed_none") and worst[f] <= worst["equilibrium"] + 1e-9]
+    assert effective and all(cost["equilibrium"] < cost[f] for f in effective)
+
+
+def test_poisoning_sanitizer_scenario_passes():
+    result = run_scenario(load_scenario(ROOT / "scenarios" / "psro_poisoning_sanitizer.yaml"), episodes=4)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]

@@ -392,8 +392,32 @@ def _train_best_response(game: Any, pop: Population, role: str, sigma: list[np.n
         logger.warning("best response of %s stopped at a non-finite PPO update (%s); keeping the last finite weights", role, err)
     guard.restore_if_needed(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path, exclude=["env", "rollout_buffer", "ep_info_buffer", "ep_success_buffer"])
+    _save_compact(model, path)
     env.close()
+
+
+def _save_compact(model: Any, path: Path) -> None:
+    """Save a PPO model for prediction: a fresh optimizer (no Adam moments) and no buffers; ``PPO.load`` still loads it."""
+    opt = model.policy.optimizer
+    model.policy.optimizer = type(opt)(model.policy.parameters(), **opt.defaults)
+    model.save(path, exclude=["env", "rollout_buffer", "ep_info_buffer", "ep_success_buffer"])
+
+
+def compact_population(folder: str | Path) -> None:
+    """Re-save every PPO member of a population without optimizer state and rewrite its manifest's sha256s."""
+    from stable_baselines3 import PPO
+
+    pop = load_population(folder)
+    for r in pop.roles:
+        for m in pop.members(r):
+            if m["kind"] == "ppo":
+                path = pop.folder / m["path"]
+                verify_member(pop.folder, m["path"])
+                _save_compact(PPO.load(str(path), device="cpu"), path)
+    manifest = pop.folder / MANIFEST
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({rel: _sha256(pop.folder / rel) for rel in old}, indent=1) + "\n")
 
 
 class _FiniteWeights(BaseCallback):
