@@ -159,6 +159,9 @@ def load_agent(name_or_path: str, deterministic: bool = True) -> tuple[Agent, Ag
     """Load a zoo agent and its card (the card says which env and kwargs it was trained on)."""
     folder = resolve_agent_folder(name_or_path)
     card = read_card(folder)
+    if (folder / "psro.json").exists():
+        raise ValueError(f"agent={name_or_path!r} is a PSRO population of {card.env_id}, not one agent: play it with "
+                         f"`deploy-envs evaluate {card.env_id} --population {folder}` or deploy_envs.training.psro.meta_strategy_policies")
     if (folder / "rllib_checkpoint").exists():  # trained with Ray RLlib (deploy_envs.integrations.rllib)
         from deploy_envs.integrations.rllib import load_rllib_zoo_agent
 

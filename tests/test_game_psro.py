@@ -113,3 +113,42 @@ def test_lending_market_regulator_fine_narrows_the_gap_and_the_gaming():
 def test_lending_market_scenario_passes():
     result = run_scenario(load_scenario(shipped_scenarios_dir() / "psro_lending_market.yaml"), episodes=8)
     assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_extraction_guard_equilibrium_ties_the_best_fixed_setting():
+    """Measured: the equilibrium guard's worst case equals the best fixed setting's (it does not beat it in this configuration)."""
+    folder = shipped("psro-extraction-guard")
+    check_card_and_manifest(folder, "deploy_envs/ExtractionGuard-v0")
+    out = S.extraction_guard_outcome(folder, episodes=8, seed=55)
+    worst = out["worst_case_guard_return"]
+    assert out["equilibrium_worst_case"] >= out["best_fixed_worst_case"] - 1e-9
+    assert worst["equilibrium"] > worst["max_noise"] + 1.0
+
+
+def test_extraction_guard_scenario_passes():
+    result = run_scenario(load_scenario(shipped_scenarios_dir() / "psro_extraction_guard.yaml"), episodes=8)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]
+
+
+def test_a_population_is_not_loaded_as_one_agent():
+    from deploy_envs.agent_zoo import load_agent
+
+    with pytest.raises(ValueError, match="population"):
+        load_agent("psro-attack-defense")
+
+
+def test_poisoning_sanitizer_equilibrium_stops_the_poisoners_at_the_lowest_clean_cost():
+    folder = shipped("psro-poisoning-sanitizer")
+    scores = check_card_and_manifest(folder, "deploy_envs/PoisoningSanitizer-v0")
+    assert scores["exploitability_per_iteration"][-1] <= scores["exploitability_per_iteration"][0]
+    out = S.poisoning_sanitizer_outcome(folder, episodes=4, seed=99)
+    worst, cost = out["worst_case_gain"], out["clean_discard_rate"]
+    assert out["equilibrium_worst_case_gain"] <= out["best_fixed_worst_case_gain"] + 1e-9
+    assert worst["equilibrium"] < worst["fixed_none"] - 0.01
+    effective = [f for f in worst if f not in ("equilibrium", "fixed_none") and worst[f] <= worst["equilibrium"] + 1e-9]
+    assert effective and all(cost["equilibrium"] < cost[f] for f in effective)
+
+
+def test_poisoning_sanitizer_scenario_passes():
+    result = run_scenario(load_scenario(shipped_scenarios_dir() / "psro_poisoning_sanitizer.yaml"), episodes=4)
+    assert result.passed, [(c.expression, c.left, c.right) for c in result.checks if not c.passed]

@@ -242,3 +242,17 @@ def test_solve_runs_on_every_registered_game(tmp_path, game_id):
     assert all(abs(s.sum() - 1) < 1e-6 for s in sigma)
     if len(roles) > 2:
         assert state["report"]["meta_solver"] == "prd"
+
+
+def test_a_best_response_keeps_its_last_finite_weights():
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=32, batch_size=32, device="cpu", seed=0)
+    guard = psro._FiniteWeights()
+    model.learn(64, callback=guard)
+    assert guard.snapshot is not None and not guard.broken
+    with torch.no_grad():
+        next(model.policy.parameters()).fill_(float("nan"))
+    guard.restore_if_needed(model)
+    assert all(torch.isfinite(p).all() for p in model.policy.parameters())

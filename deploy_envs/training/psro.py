@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 from deploy_envs.core.validation import check_choice, check_number
 from deploy_envs.training.roles import Mixture, RoleVecEnv, evaluate_game, game_roles, make_core
@@ -395,45 +396,66 @@ def _train_best_response(game: Any, pop: Population, role: str, sigma: list[np.n
         logger.warning("best response of %s stopped at a non-finite PPO update (%s); keeping the last finite weights", role, err)
     guard.restore_if_needed(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path, exclude=["env", "rollout_buffer", "ep_info_buffer", "ep_success_buffer"])
+    _save_compact(model, path)
     env.close()
 
 
-class _FiniteWeights:
+def _save_compact(model: Any, path: Path) -> None:
+    """Save a PPO model for prediction: a fresh optimizer (no Adam moments) and no buffers; ``PPO.load`` still loads it."""
+    opt = model.policy.optimizer
+    model.policy.optimizer = type(opt)(model.policy.parameters(), **opt.defaults)
+    model.save(path, exclude=["env", "rollout_buffer", "ep_info_buffer", "ep_success_buffer"])
+
+
+def compact_population(folder: str | Path) -> None:
+    """Re-save every PPO member of a population without optimizer state and rewrite its manifest's sha256s."""
+    from stable_baselines3 import PPO
+
+    pop = load_population(folder)
+    for r in pop.roles:
+        for m in pop.members(r):
+            if m["kind"] == "ppo":
+                path = pop.folder / m["path"]
+                verify_member(pop.folder, m["path"])
+                _save_compact(PPO.load(str(path), device="cpu"), path)
+    manifest = pop.folder / MANIFEST
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({rel: _sha256(pop.folder / rel) for rel in old}, indent=1) + "\n")
+
+
+class _FiniteWeights(BaseCallback):
     """SB3 callback: keep the last policy weights that are all finite; stop and restore them if an update breaks them.
 
     With high-dimensional Gaussian actions the PPO probability ratio can overflow and
     turn the weights into NaN; the best response then keeps its last finite weights.
     """
 
-    def __new__(cls):
-        from stable_baselines3.common.callbacks import BaseCallback
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot: dict[str, Any] | None = None
+        self.broken = False
 
-        class Callback(BaseCallback):
-            snapshot: dict | None = None
-            broken = False
+    @staticmethod
+    def _finite(params: Mapping[str, Any]) -> bool:
+        import torch
 
-            def _on_rollout_start(self) -> None:
-                import torch
+        return all(bool(torch.isfinite(v).all()) for v in params.values() if v.is_floating_point())
 
-                params = self.model.policy.state_dict()
-                if all(torch.isfinite(v).all() for v in params.values() if v.is_floating_point()):
-                    self.snapshot = {k: v.clone() for k, v in params.items()}
-                else:
-                    self.broken = True
+    def _on_rollout_start(self) -> None:
+        params = self.model.policy.state_dict()
+        if self._finite(params):
+            self.snapshot = {k: v.clone() for k, v in params.items()}
+        else:
+            self.broken = True
 
-            def _on_step(self) -> bool:
-                return not self.broken
+    def _on_step(self) -> bool:
+        return not self.broken
 
-            def restore_if_needed(self, model: Any) -> None:
-                import torch
-
-                params = model.policy.state_dict()
-                if self.snapshot is not None and not all(torch.isfinite(v).all() for v in params.values() if v.is_floating_point()):
-                    model.policy.load_state_dict(self.snapshot)
-                    logger.warning("restored the last finite weights of a best response")
-
-        return Callback()
+    def restore_if_needed(self, model: Any) -> None:
+        if self.snapshot is not None and not self._finite(model.policy.state_dict()):
+            model.policy.load_state_dict(self.snapshot)
+            logger.warning("restored the last finite weights of a best response")
 
 
 def solve(

@@ -256,3 +256,16 @@ def lending_market_outcome(folder: Any, *, episodes: int = 16, seed: int = 10_00
         out[label] = {k: res["info"]["bank"][k]["mean"] for k in keys}
         out[label].update({f"return_{r}": v["mean"] for r, v in res["returns"].items()})
     return out
+
+
+def extraction_guard_outcome(folder: Any, *, episodes: int = 16, seed: int = 10_000) -> dict[str, Any]:
+    """The guard's return (benign utility minus the extractor's fidelity gain) of the equilibrium guard and of each
+    fixed setting, against every extractor of the population; and each one's worst case."""
+    guards = {"equilibrium": _meta(folder, "guard"), **{n: p for n, p in _members(folder, "guard").items() if not n.startswith("br")}}
+    extractors = _members(folder, "extractor")
+    ret = _cross_returns(folder, "guard", guards, "extractor", extractors, episodes=episodes, seed=seed)
+    worst = {g: min(v["mean"] for v in row.values()) for g, row in ret.items()}
+    fixed = {g: w for g, w in worst.items() if g != "equilibrium"}
+    best_fixed = max(fixed, key=fixed.get)
+    return {"guard_return": ret, "worst_case_guard_return": worst, "best_fixed_setting": best_fixed,
+            "equilibrium_worst_case": worst["equilibrium"], "best_fixed_worst_case": fixed[best_fixed], "episodes": episodes, "seed": seed}
