@@ -114,7 +114,7 @@ class FairLendingCore(BatchedCore):
         num_envs: int = 1,
         render_mode: str | None = None,
         *,
-        groups: Any = "liu",
+        groups: str | tuple[str, ...] | list[str] = "liu",
         loss: float = 4.0,
         population_size: int = 1000,
         applicants_per_step: int = 100,

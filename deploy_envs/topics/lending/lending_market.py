@@ -162,7 +162,7 @@ class LendingMarketCore(BatchedCore):
         num_envs: int = 1,
         render_mode: str | None = None,
         *,
-        groups: Any = "liu",
+        groups: str | tuple[str, ...] | list[str] = "liu",
         loss: float = 4.0,
         population_size: int = 500,
         rounds: int = 10,

@@ -18,7 +18,7 @@ from gymnasium.utils import seeding
 from deploy_envs.core.batched import BatchedCore, validate_batch
 from deploy_envs.core.registration import register_game
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import check_number, check_positive
+from deploy_envs.core.validation import Arg, check_number, check_positive
 from deploy_envs.core.views import ParallelGameView
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.backdoor import triggers
@@ -106,6 +106,11 @@ class TrojanAuditCore(BatchedCore):
 
     * v0: initial release.
     """
+
+    arguments = {
+        "lr": Arg(low=0.0, high=10.0, low_inclusive=False, why="larger rates make the population models diverge to NaN, outside the observation space"),
+        "train_steps": Arg(low=1, high=100_000, why="each model is trained in the constructor; more steps would take hours"),
+    }
 
     metadata = {"render_modes": ["ansi"], "render_fps": 2}
 
