@@ -130,7 +130,11 @@ class PoisoningCore(BatchedCore):
     * v0: initial release (the ``"mlp"`` victim added within v0: new argument values, defaults unchanged).
     """
 
-    arguments = {"num_targets": Arg(low=1, high=1000)}
+    arguments = {
+        "train_steps": Arg(low=1, high=100_000, why="training steps run inside the env; more would take hours"),
+        "final_train_steps": Arg(low=1, high=100_000, why="training steps run inside the env; more would take hours"),
+        "num_targets": Arg(low=1, high=1000),
+    }
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
