@@ -182,3 +182,20 @@ def test_dense_reward_under_decision_needs_the_explicit_override(env_id):
     env = gym.make(env_id, **kw(env_id), threat_model="decision", dense_reward=True, allow_score_leak=True).unwrapped
     assert env.core.dense_reward
     assert not gym.make(env_id, **kw(env_id), threat_model="decision").unwrapped.core.dense_reward
+
+
+@pytest.mark.parametrize("game_id", ["deploy_envs/ExtractionGuard-v0", "deploy_envs/TrojanAudit-v0"])
+def test_the_largest_allowed_learning_rate_keeps_game_observations_in_their_spaces(game_id):
+    env = make_game(game_id, **{**GAME_CATALOG[game_id].test_kwargs, "lr": 10.0})
+    obs, _ = env.reset(seed=0)
+    for t in range(6):
+        for a in env.agents:
+            assert env.observation_space(a).contains(obs[a]), f"{a}'s observation left its space"
+        if not env.agents:
+            break
+        actions = {}
+        for j, a in enumerate(env.agents):
+            env.action_space(a).seed(10 * t + j)
+            actions[a] = env.action_space(a).sample()
+        obs, rewards, *_ = env.step(actions)
+        assert all(np.isfinite(v) for v in rewards.values())
