@@ -155,9 +155,17 @@ def resolve_agent_folder(name_or_path: str) -> Path:
     )
 
 
-def load_agent(name_or_path: str, deterministic: bool = True) -> tuple[Agent, AgentCard]:
-    """Load a zoo agent and its card (the card says which env and kwargs it was trained on)."""
+def load_agent(name_or_path: str, deterministic: bool = True, *, trust_agent_code: bool = False) -> tuple[Agent, AgentCard]:
+    """Load a zoo agent and its card (the card says which env and kwargs it was trained on).
+
+    A shipped agent loads only if its files match the sha256 manifest; any other folder
+    (the user's zoo, a path) needs ``trust_agent_code=True``, since SB3 zips and RLlib
+    checkpoints can execute code when loaded (see :mod:`deploy_envs.trust`).
+    """
+    from deploy_envs.trust import check_agent_path
+
     folder = resolve_agent_folder(name_or_path)
+    check_agent_path(folder, trust_agent_code, what="agent")
     card = read_card(folder)
     if (folder / "psro.json").exists():
         raise ValueError(f"agent={name_or_path!r} is a PSRO population of {card.env_id}, not one agent: play it with "
@@ -165,12 +173,12 @@ def load_agent(name_or_path: str, deterministic: bool = True) -> tuple[Agent, Ag
     if (folder / "rllib_checkpoint").exists():  # trained with Ray RLlib (deploy_envs.integrations.rllib)
         from deploy_envs.integrations.rllib import load_rllib_zoo_agent
 
-        return load_rllib_zoo_agent(folder, card, deterministic), card
+        return load_rllib_zoo_agent(folder, card, deterministic, trust_agent_code=trust_agent_code), card
     if (folder / "qtable.npz").exists():  # a tabular Q-learning agent (deploy_envs.topics.gridworlds.tabular)
         from deploy_envs.topics.gridworlds.tabular import load_q_agent
 
         return load_q_agent(folder), card
-    agent = SB3Agent.load(str(folder / "model.zip"), card.algorithm, deterministic)
+    agent = SB3Agent.load(str(folder / "model.zip"), card.algorithm, deterministic, trust_agent_code=trust_agent_code)
     agent.name = card.name
     return agent, card
 

@@ -100,7 +100,7 @@ def list_cmd() -> None:
 SUITES = ("alignment",)
 
 
-def _suite_agent_factory(agent: str | None, baseline: str | None, call: str | None):
+def _suite_agent_factory(agent: str | None, baseline: str | None, call: str | None, trust_agent_code: bool = False):
     """An ``env_id -> Agent`` factory for a suite run."""
     from deploy_envs.agent_zoo import load_agent
     from deploy_envs.core.agents import make_baseline
@@ -109,7 +109,7 @@ def _suite_agent_factory(agent: str | None, baseline: str | None, call: str | No
         return lambda env_id: make_baseline(baseline, env_id)
     if agent is not None:
         def zoo_agent(env_id: str):
-            a, card = load_agent(agent)
+            a, card = load_agent(agent, trust_agent_code=trust_agent_code)
             if card.env_id != env_id:
                 raise ValueError(f"agent {card.name!r} was trained on {card.env_id}")
             return a
@@ -152,6 +152,7 @@ def evaluate(
     progress: bool = typer.Option(True, help="show a progress bar"),
     population: Optional[Path] = typer.Option(None, help="games: a population folder written by `deploy-envs solve` (plays its meta-strategy)"),
     opponent: list[str] = typer.Option([], help="with --population: role=SPEC to add as a candidate for that role (zoo agent, SB3 .zip, module:function); repeatable"),
+    trust_agent_code: bool = typer.Option(False, "--trust-agent-code", help="allow loading an agent, policy or checkpoint from outside the shipped zoo (SB3 zips and RLlib checkpoints can execute code: only for files you trust)"),
 ) -> None:
     """Evaluate an agent, a baseline, a saved SB3 policy or a callable on an env (or a suite) and print a scorecard.
 
@@ -177,7 +178,7 @@ def evaluate(
             _fail(f"--suite={suite!r} is unknown; allowed: {', '.join(SUITES)}")
         if env_id is not None:
             _fail("give either an env id or --suite, not both")
-        _evaluate_suite(suite, _suite_agent_factory(agent, baseline, call), episodes, seed, json_out, plot, penalty)
+        _evaluate_suite(suite, _suite_agent_factory(agent, baseline, call, trust_agent_code), episodes, seed, json_out, plot, penalty)
         return
     if penalty is not None:
         _fail("--penalty applies to suite runs (--suite alignment)")
@@ -188,14 +189,14 @@ def evaluate(
     if env_id in GAME_CATALOG:
         if plot is not None:
             _fail("--plot is not available for games; use --json and plot the summary yourself")
-        _evaluate_game(env_id, agent, baseline, rllib_checkpoint, _parse_kwargs(env_kwarg), episodes, seed, json_out)
+        _evaluate_game(env_id, agent, baseline, rllib_checkpoint, _parse_kwargs(env_kwarg), episodes, seed, json_out, trust_agent_code)
         return
     if env_id not in ENV_CATALOG:
         _fail(f"env_id={env_id!r} is not registered; allowed: {', '.join(sorted(ENV_CATALOG))}")
     kwargs = _parse_kwargs(env_kwarg)
     try:
         if agent is not None:
-            a, card = load_agent(agent)
+            a, card = load_agent(agent, trust_agent_code=trust_agent_code)
             kwargs = {**card.env_kwargs, **kwargs}
         elif baseline is not None:
             a = make_baseline(baseline, env_id)
@@ -204,11 +205,11 @@ def evaluate(
         elif rllib_checkpoint is not None:
             from deploy_envs.integrations.rllib import RLlibAgent
 
-            a = RLlibAgent.load(rllib_checkpoint.expanduser().resolve(), module_id)
+            a = RLlibAgent.load(rllib_checkpoint.expanduser().resolve(), module_id, trust_agent_code=trust_agent_code)
         else:
             if not policy.exists():
                 _fail(f"policy={str(policy)!r} does not exist")
-            a = SB3Agent.load(str(policy), algorithm)
+            a = SB3Agent.load(str(policy), algorithm, trust_agent_code=trust_agent_code)
         card_ = run_eval(env_id, a, episodes=episodes, seed=seed, env_kwargs=kwargs, progress=progress)
     except USER_ERRORS as e:
         _fail(str(e))
@@ -231,20 +232,20 @@ def evaluate(
         console.print(f"wrote {plot}")
 
 
-def _evaluate_game(game_id: str, agent, baseline, checkpoint, kwargs, episodes: int, seed: int, json_out) -> None:
+def _evaluate_game(game_id: str, agent, baseline, checkpoint, kwargs, episodes: int, seed: int, json_out, trust_agent_code: bool = False) -> None:
     """Score a game: an RLlib policy set (one policy per role) from the zoo or a checkpoint, or a baseline in every role."""
     try:
         from deploy_envs.integrations import rllib as R
 
         if agent is not None:
-            agents, card = R.load_game_zoo_agents(agent)
+            agents, card = R.load_game_zoo_agents(agent, trust_agent_code=trust_agent_code)
             if card.env_id != game_id:
                 _fail(f"agent={agent!r} was trained on {card.env_id}, not {game_id}")
             kwargs = {**card.env_kwargs, **kwargs}
             label = card.name
         elif checkpoint is not None:
             roles = R.game_roles(game_id, kwargs)
-            agents = R.load_game_agents(checkpoint.expanduser().resolve(), R.game_policies(roles, None))
+            agents = R.load_game_agents(checkpoint.expanduser().resolve(), R.game_policies(roles, None), trust_agent_code=trust_agent_code)
             label = str(checkpoint)
         elif baseline is not None:
             from deploy_envs.core.agents import make_baseline
@@ -311,6 +312,7 @@ def run(
     plot: Optional[Path] = typer.Option(None, help="save a bar plot of the results (PNG)"),
     plot_dir: Optional[Path] = typer.Option(None, help="where the scenario's own figures go (default runs/<scenario name>)"),
     progress: bool = typer.Option(True),
+    trust_agent_code: bool = typer.Option(False, "--trust-agent-code", help="allow loading an agent, policy or checkpoint from outside the shipped zoo (SB3 zips and RLlib checkpoints can execute code: only for files you trust)"),
 ) -> None:
     """Train and/or evaluate what a scenario names, print the results, write its figures and check the expected outcome."""
     from deploy_envs.scenarios import ScenarioError, load_scenario, run_scenario
@@ -329,7 +331,7 @@ def run(
             scn.env_kwargs = {**scn.env_kwargs, **overrides}
         console.print(f"[bold]{scn.name}[/]: {scn.description}")
         figures = plot_dir or Path("runs") / scn.name
-        result = run_scenario(scn, episodes=episodes, train=train, progress=progress, plot_dir=figures)  # type: ignore[arg-type]
+        result = run_scenario(scn, episodes=episodes, train=train, progress=progress, plot_dir=figures, trust_agent_code=trust_agent_code)  # type: ignore[arg-type]
     except (ScenarioError, *USER_ERRORS) as e:
         _fail(str(e))
     cols = list(dict.fromkeys(k for r in result.rows for k in r))
@@ -420,7 +422,7 @@ def train_cmd(
         console.print(t)
     if evaluate_after and scn.agents:
         try:
-            result = run_scenario(scn, train="never")
+            result = run_scenario(scn, train="never", trust_agent_code=True)  # evaluates the agent this command just trained
         except (ScenarioError, *USER_ERRORS) as e:
             _fail(str(e))
         for c in result.checks:

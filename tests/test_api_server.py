@@ -276,3 +276,28 @@ def test_serve_command_refuses_remote_hosts_and_bad_key_files(tmp_path):
     bad.write_text("[1, 2]")
     r = runner.invoke(cli, ["serve", "--keys-file", str(bad), "--victim", "linear"])
     assert r.exit_code != 0 and "keys-file" in r.output
+
+
+def test_every_503_under_a_burst_is_the_apps_json(x):
+    """64 threads at once against max_concurrency=4: each 503 is the app's JSON body, none uvicorn's plain text."""
+    app = create_app(ModelAPI("standard"), KEYS, max_concurrency=4)
+    body = json.dumps({"inputs": x[:64].tolist()})
+    answers = []
+    with serve_in_thread(app, "127.0.0.1", 0, log_level="error") as url:
+        def hit(i):
+            with httpx.Client(timeout=30) as http:  # one connection per thread: 64 sockets at once
+                r = http.post(url + "/v1/query", content=body, headers={**ALICE, "Content-Type": "application/json"})
+                answers.append((r.status_code, r.headers.get("content-type", ""), r.text))
+
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            done, pending = wait([pool.submit(hit, i) for i in range(256)], timeout=120)
+        assert not pending
+        for f in done:
+            exc = f.exception()
+            assert exc is None or isinstance(exc, httpx.TransportError), exc
+    shed = [(ctype, text) for status, ctype, text in answers if status == 503]
+    assert len(answers) >= 200 and {s for s, _, _ in answers} <= {200, 503}
+    assert shed, "the burst never went over the limit; the test did not test anything"
+    for ctype, text in shed:
+        assert ctype.startswith("application/json"), f"a 503 that is not JSON: {ctype} {text[:60]!r}"
+        assert "error" in json.loads(text)

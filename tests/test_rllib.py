@@ -65,7 +65,7 @@ def test_ppo_on_evasion_steps_the_native_batch_and_learns(evasion_run):
 
 def test_checkpoint_restores_the_trained_weights_and_evaluates(evasion_run):
     run, ckpt = evasion_run
-    agent = R.RLlibAgent.load(ckpt)
+    agent = R.RLlibAgent.load(ckpt, trust_agent_code=True)  # a checkpoint this test session trained
     state = agent.module.get_state()
     final = run["final_weights"]["default_policy"]
     shared = [k for k in final if k in state]
@@ -74,7 +74,7 @@ def test_checkpoint_restores_the_trained_weights_and_evaluates(evasion_run):
     assert len(card.records) == 8
     assert math.isfinite(card.summary["return"]) and 0.0 <= card.summary["success_rate"] <= 1.0
     # deterministic: the same seed gives the same scorecard
-    assert evaluate(EVASION, R.RLlibAgent.load(ckpt), episodes=8, seed=3, env_kwargs=EV_KWARGS).summary == card.summary
+    assert evaluate(EVASION, R.RLlibAgent.load(ckpt, trust_agent_code=True), episodes=8, seed=3, env_kwargs=EV_KWARGS).summary == card.summary
 
 
 def test_zoo_agent_and_checkpoint_evaluate_like_any_agent(evasion_run, tmp_path, monkeypatch):
@@ -83,12 +83,12 @@ def test_zoo_agent_and_checkpoint_evaluate_like_any_agent(evasion_run, tmp_path,
     folder = tmp_path / "ev-rllib"
     shutil.copytree(ckpt, folder / R.CHECKPOINT_DIR)
     write_card(folder, AgentCard("ev-rllib", EVASION, EV_KWARGS, "RLlib PPO", {"engine": "rllib"}, 320, 8, 0))
-    agent, card = load_agent("ev-rllib")
+    agent, card = load_agent("ev-rllib", trust_agent_code=True)
     assert isinstance(agent, R.RLlibAgent) and card.algorithm == "RLlib PPO"
     direct = evaluate(EVASION, agent, episodes=6, seed=1, env_kwargs=EV_KWARGS).summary
     for how in (["--agent", "ev-rllib"], ["--rllib-checkpoint", str(ckpt)]):
         out = tmp_path / "card.json"
-        r = runner.invoke(app, ["evaluate", EVASION, *how, "--episodes", "6", "--seed", "1", "--json", str(out), "--no-progress",
+        r = runner.invoke(app, ["evaluate", EVASION, *how, "--trust-agent-code", "--episodes", "6", "--seed", "1", "--json", str(out), "--no-progress",
                                 *(f"-k{k}={v}" for k, v in EV_KWARGS.items())])
         assert r.exit_code == 0, r.output
         assert json.loads(out.read_text())["summary"] == pytest.approx(direct)
@@ -112,7 +112,7 @@ def test_game_trains_one_policy_per_role_and_evaluates(ray_local, tmp_path, monk
     assert -GAME_KWARGS["rounds"] <= scores["return_attacker"] <= GAME_KWARGS["rounds"]
     # the same policy set from the CLI: same numbers
     out = tmp_path / "game.json"
-    r = runner.invoke(app, ["evaluate", GAME, "--agent", "ad-rllib", "--episodes", "4", "--seed", "10000", "--json", str(out)])
+    r = runner.invoke(app, ["evaluate", GAME, "--agent", "ad-rllib", "--trust-agent-code", "--episodes", "4", "--seed", "10000", "--json", str(out)])
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["summary"] == pytest.approx(scores)
 
@@ -162,7 +162,7 @@ def test_unknown_engine_env_and_checkpoint_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="num_env_runners"):
         R.build_config(EVASION, num_env_runners=-1)
     with pytest.raises(ValueError, match="is not an RLlib algorithm checkpoint"):
-        R.RLlibAgent.load(tmp_path)
+        R.RLlibAgent.load(tmp_path, trust_agent_code=True)
 
 
 # ------------------------------------------------------ reproduced results

@@ -257,8 +257,12 @@ def new_keys(clients: list[str] | tuple[str, ...] = ("client",)) -> dict[str, st
 def _config(app: FastAPI, host: str, port: int, log_level: str, max_concurrency: int):
     uvicorn = require("uvicorn", extra="serve", feature="the HTTP model API server")
 
-    # uvicorn's own cap (503 past it) backs up the app's; keep-alive bounded so idle sockets are freed
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, limit_concurrency=max_concurrency + 16,
+    # load is shed by the app's own ConcurrencyLimit, which answers the documented JSON 503;
+    # uvicorn's limit_concurrency is left off, since past it uvicorn answers a plain-text 503
+    # (and counts idle keep-alive connections toward it). Sockets stay bounded by the listen
+    # backlog, the keep-alive timeout and the process's file-descriptor limit.
+    del max_concurrency
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, limit_concurrency=None,
                           timeout_keep_alive=5, backlog=256, access_log=False, lifespan="off")
 
 

@@ -53,12 +53,16 @@ class SB3Agent(Agent):
         self.deterministic = deterministic
 
     @classmethod
-    def load(cls, path: str, algorithm: str = "PPO", deterministic: bool = True) -> SB3Agent:
+    def load(cls, path: str, algorithm: str = "PPO", deterministic: bool = True, *, trust_agent_code: bool = False) -> SB3Agent:
+        """Load a saved SB3 model; outside the shipped zoo this needs ``trust_agent_code=True``
+        (an SB3 zip is unpickled and can execute code)."""
         import stable_baselines3 as sb3
 
         from deploy_envs.core.validation import check_choice
+        from deploy_envs.trust import check_agent_path
 
         check_choice("algorithm", algorithm, ("PPO", "A2C", "SAC", "TD3", "DQN"))
+        check_agent_path(path, trust_agent_code, what="policy")
         return cls(getattr(sb3, algorithm).load(path, device="cpu"), deterministic)
 
     def setup(self, env: Any) -> None:

@@ -16,12 +16,13 @@ from ``self.rngs[i]``, which is what makes copy ``i`` of a vector env seeded wit
 from __future__ import annotations
 
 import abc
-from typing import Any
+import functools
+from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
 
-from deploy_envs.core.validation import check_choice, check_positive
+from deploy_envs.core.validation import InvalidTypeError, Option, check_choice, check_options, check_positive
 
 Info = dict[str, np.ndarray]
 """Per-copy info: each key maps to an array with one entry per stepped copy. A key
@@ -39,6 +40,20 @@ class BatchedCore(abc.ABC):
 
     single_observation_space: spaces.Space
     single_action_space: spaces.Space
+
+    reset_options: ClassVar[dict[str, Option]] = {}
+    """The keys ``reset(options=...)`` takes, declared with :class:`~deploy_envs.core.validation.Option`
+    (type, per-copy or not, allowed values); any other key is refused."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # every core's reset_indices/step_indices checks its indices (and reset options)
+        # before its body runs, so a refused call changes nothing, and an empty index set
+        # is a no-op that returns empty results without touching the core
+        super().__init_subclass__(**kwargs)
+        for name, wrap in (("reset_indices", _checked_reset), ("step_indices", _checked_step)):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_checked", False) and not getattr(fn, "__isabstractmethod__", False):
+                setattr(cls, name, wrap(fn))
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None) -> None:
         self.num_envs = check_positive("num_envs", num_envs, integer=True)
@@ -69,6 +84,42 @@ class BatchedCore(abc.ABC):
         """Release resources (nothing by default)."""
 
     # -------------------------------------------------------------- helpers
+    def check_options(self, options: Any, k: int = 1, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Check ``reset`` options against :attr:`reset_options` for ``k`` copies; return them normalized."""
+        return check_options(type(self).__name__.removesuffix("Core"), options, self.reset_options, k, self, extra)
+
+    def check_indices(self, idx: Any) -> np.ndarray:
+        """``idx`` as a 1-D integer array of distinct copies in increasing order, or raise."""
+        if type(idx) is not np.ndarray:
+            try:
+                idx = np.asarray(idx)
+            except (ValueError, TypeError):
+                raise InvalidTypeError(f"idx={idx!r} must be a 1-D array of copy indices") from None
+            if idx.size == 0:
+                idx = idx.astype(np.int64)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu":
+            raise InvalidTypeError(f"idx={idx!r} must be a 1-D integer array of copy indices in 0..{self.num_envs - 1}")
+        n = len(idx)
+        if n and (idx[0] < 0 or idx[-1] >= self.num_envs or (n > 1 and not (idx[1:] > idx[:-1]).all())):
+            raise ValueError(f"idx={idx.tolist()} must be distinct increasing copy indices in 0..{self.num_envs - 1}")
+        return idx
+
+    def _empty_results(self, step: bool) -> tuple:
+        """What reset_indices/step_indices return for no copies (no state is touched)."""
+        single = getattr(self, "single_observation_space", None)
+        if single is not None and not isinstance(single, spaces.Dict):
+            obs: Any = np.zeros((0, *single.shape), dtype=single.dtype)
+            reward: Any = np.zeros(0, dtype=np.float64)
+            info: Any = {}
+        else:
+            roles = list(self.observation_spaces)
+            obs = {a: np.zeros((0, *s.shape), dtype=s.dtype) for a, s in self.observation_spaces.items()}
+            reward = {a: np.zeros(0, dtype=np.float64) for a in roles}
+            info = {a: {} for a in roles}
+        if not step:
+            return obs, info
+        return obs, reward, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool), info
+
     def validate_actions(self, actions: Any, batch: int) -> np.ndarray:
         """Check a batch of actions against ``single_action_space``; raise ``ValueError`` if any is outside.
 
@@ -78,16 +129,59 @@ class BatchedCore(abc.ABC):
         return validate_batch(self.single_action_space, actions, batch)
 
 
+def _checked_reset(fn):
+    @functools.wraps(fn)
+    def reset_indices(self, idx, options=None):
+        idx = self.check_indices(idx)
+        options = self.check_options(options, len(idx))
+        if not len(idx):
+            return self._empty_results(step=False)
+        return fn(self, idx, options or None)
+
+    reset_indices._checked = True
+    return reset_indices
+
+
+def _checked_step(fn):
+    @functools.wraps(fn)
+    def step_indices(self, idx, actions):
+        idx = self.check_indices(idx)
+        k = len(idx)
+        rows = [len(a) for a in actions.values()] if isinstance(actions, dict) else [len(actions)]
+        if any(r != k for r in rows):
+            raise ValueError(f"actions have {rows} rows for {k} copies; step_indices takes one validated action per copy (use validate_actions)")
+        if not k:
+            return self._empty_results(step=True)
+        return fn(self, idx, actions)
+
+    step_indices._checked = True
+    return step_indices
+
+
+_NUMERIC = "iuf"
+
+
+def _as_array(actions: Any, name: str) -> np.ndarray:
+    if type(actions) is np.ndarray:
+        return actions
+    try:
+        return np.asarray(actions)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name}={actions!r} cannot be read as an array ({e})") from None
+
+
 def validate_batch(space: spaces.Space, actions: Any, batch: int, name: str = "action") -> np.ndarray:
     """Return ``actions`` as an array of ``batch`` members of ``space``, or raise ``ValueError``."""
     if isinstance(space, spaces.Box):
-        arr = np.asarray(actions, dtype=space.dtype)
+        arr = _as_array(actions, name)
         want = (batch, *space.shape)
         if arr.shape != want:
-            if arr.size == int(np.prod(want)):
-                arr = arr.reshape(want)
-            else:
-                raise ValueError(f"{name} has shape {np.shape(actions)}; expected {want} for space {space}")
+            raise ValueError(f"{name} has shape {arr.shape}; expected exactly {want} for space {space} (no reshaping)")
+        if arr.dtype.kind not in _NUMERIC:
+            raise InvalidTypeError(f"{name} has dtype {arr.dtype}; a {space} action takes real numbers (not complex, bool, string or object)")
+        if arr.dtype != space.dtype:
+            with np.errstate(over="ignore"):
+                arr = arr.astype(space.dtype)
         # fast path for the usual valid batch: every value finite, at or above the largest lower
         # bound and at or below the smallest upper bound (NaN fails the comparisons)
         if arr.size:
@@ -104,35 +198,35 @@ def validate_batch(space: spaces.Space, actions: Any, batch: int, name: str = "a
             )
         return arr
     if isinstance(space, spaces.Discrete):
-        arr = np.asarray(actions)
-        if arr.shape == ():
-            arr = arr.reshape(1)
-        if arr.shape != (batch,) and arr.size == batch:
-            arr = arr.reshape(batch)
+        arr = _as_array(actions, name)
         if arr.shape != (batch,):
-            raise ValueError(f"{name} has shape {np.shape(actions)}; expected ({batch},) for space {space}")
-        if not np.issubdtype(arr.dtype, np.integer):
-            if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-                raise ValueError(f"{name}={actions!r} must be integers in [{space.start}, {space.start + space.n - 1}]")
-        arr = arr.astype(np.int64)
+            raise ValueError(f"{name} has shape {arr.shape}; expected exactly ({batch},) for space {space} (no reshaping)")
+        arr = _integral(arr, name, space)
         if (arr < space.start).any() or (arr >= space.start + space.n).any():
-            raise ValueError(f"{name}={actions!r} is outside {space}: allowed integers are {space.start}..{space.start + space.n - 1}")
+            raise ValueError(f"{name}={arr.tolist()!r} is outside {space}: allowed integers are {space.start}..{space.start + space.n - 1}")
         return arr
     if isinstance(space, spaces.MultiDiscrete):
-        arr = np.asarray(actions)
+        arr = _as_array(actions, name)
         want = (batch, *space.shape)
-        if arr.shape != want and arr.size == int(np.prod(want)):
-            arr = arr.reshape(want)
         if arr.shape != want:
-            raise ValueError(f"{name} has shape {np.shape(actions)}; expected {want} for space {space}")
-        if not np.issubdtype(arr.dtype, np.integer):
-            if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-                raise ValueError(f"{name} must be integers for space {space}")
-        arr = arr.astype(np.int64)
+            raise ValueError(f"{name} has shape {arr.shape}; expected exactly {want} for space {space} (no reshaping)")
+        arr = _integral(arr, name, space)
         if (arr < space.start).any() or (arr >= space.start + space.nvec).any():
             raise ValueError(f"{name} is outside {space}: each entry k must be in [0, nvec[k])")
         return arr
     raise TypeError(f"validate_batch does not support {type(space).__name__} spaces")
+
+
+def _integral(arr: np.ndarray, name: str, space: spaces.Space) -> np.ndarray:
+    """Integer actions as int64; whole-number floats are taken, anything else is refused."""
+    kind = arr.dtype.kind
+    if kind in "iu":
+        return arr if arr.dtype == np.int64 else arr.astype(np.int64)
+    if kind == "f":
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise ValueError(f"{name}={arr.tolist()!r} must be whole numbers for space {space}")
+        return arr.astype(np.int64)
+    raise InvalidTypeError(f"{name} has dtype {arr.dtype}; {space} takes integers (not complex, bool, string or object)")
 
 
 def select_info(info: Info, i: int) -> dict[str, Any]:

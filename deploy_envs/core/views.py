@@ -24,19 +24,17 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from pettingzoo.utils.env import ParallelEnv
 
-from deploy_envs.core.batched import BatchedCore, select_info
-from deploy_envs.core.validation import (
-    check_known_kwargs,
-    check_positive,
-    constructor_arguments,
-)
+from deploy_envs.core.batched import BatchedCore, _as_array, select_info
+from deploy_envs.core.validation import InvalidTypeError, check_arguments, check_known_kwargs, check_positive, check_seed, constructor_arguments
 
 
 def build_core(core_class: type[BatchedCore], num_envs: int, render_mode: str | None, kwargs: dict[str, Any]) -> BatchedCore:
     """Construct a core, refusing keyword arguments it does not take (listing those it does)."""
+    owner = core_class.__name__.removesuffix("Core")
     allowed = constructor_arguments(core_class)
     if allowed is not None:
-        check_known_kwargs(core_class.__name__.removesuffix("Core"), kwargs, allowed)
+        check_known_kwargs(owner, kwargs, allowed)
+    check_arguments(owner, core_class, kwargs)  # types, ranges, choices and sizes, before anything is built
     return core_class(num_envs=num_envs, render_mode=render_mode, **kwargs)
 
 
@@ -60,16 +58,24 @@ class SingleEnv(gym.Env):
         self._needs_reset = True
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        # validate, then mutate: seed and options are checked before the RNG is touched
+        seed = check_seed("seed", seed)
+        options = self.core.check_options(options, 1)
+        saved = (self._np_random, self._np_random_seed, self.core.rngs[0])
         super().reset(seed=seed)
         self.core.rngs[0] = self.np_random
-        obs, info = self.core.reset_indices(self._idx, options)
+        try:
+            obs, info = self.core.reset_indices(self._idx, options)
+        except Exception:
+            self._np_random, self._np_random_seed, self.core.rngs[0] = saved
+            raise
         self._needs_reset = False
         return obs[0], select_info(info, 0)
 
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError(f"{type(self).__name__}.step() called before reset() or after the episode ended; call reset() first")
-        actions = self.core.validate_actions(np.expand_dims(np.asarray(action), 0), 1)
+        actions = self.core.validate_actions(np.expand_dims(_as_array(action, "action"), 0), 1)
         obs, reward, terminated, truncated, info = self.core.step_indices(self._idx, actions)
         term, trunc = bool(terminated[0]), bool(truncated[0])
         self._needs_reset = term or trunc
@@ -126,23 +132,37 @@ class NativeVectorEnv(gym.vector.VectorEnv):
         self._obs = None
 
     # ---------------------------------------------------------------- seeding
-    def _seed(self, seed: int | list[int | None] | None) -> None:
+    def _seed(self, seed: int | list[int | None] | None, idx: np.ndarray | None = None) -> None:
+        """Check ``seed`` in full, then reseed copies ``idx`` (default: all) from it; a refused
+        seed reseeds nothing."""
         if seed is None:
             return
-        seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, (int, np.integer)) else list(seed)
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"seed has {len(seeds)} entries; expected one per copy ({self.num_envs})")
-        for i, s in enumerate(seeds):
-            if s is not None:
-                self.core.rngs[i], _ = seeding.np_random(int(s))
+        n = self.num_envs
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer, list, tuple, np.ndarray)):
+            raise InvalidTypeError(f"seed={seed!r} must be a non-negative integer, a list of {n} of them (or None), or None")
+        if isinstance(seed, (int, np.integer)):
+            first = check_seed("seed", seed)
+            seeds: list[int | None] = [first + i for i in range(n)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"seed has {len(seeds)} entries; expected one per copy ({n})")
+            seeds = [check_seed(f"seed[{i}]", s) for i, s in enumerate(seeds)]
+        for i in self._all if idx is None else idx:
+            if seeds[i] is not None:
+                self.core.rngs[i], _ = seeding.np_random(seeds[i])
 
     # ------------------------------------------------------------------- API
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
-        self._seed(seed)
+        # validate, then mutate: mask, options and seeds are all checked before any copy changes
+        if options is not None and not isinstance(options, dict):
+            raise InvalidTypeError(f"options={options!r} must be a dict or None, not {type(options).__name__}")
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         if mask is not None:
-            mask = np.asarray(mask, dtype=bool)
+            mask = _as_array(mask, "options['reset_mask']")
+            if mask.dtype != bool:
+                raise InvalidTypeError(f"options['reset_mask'] has dtype {mask.dtype}; expected a bool array of shape ({self.num_envs},)")
             if mask.shape != (self.num_envs,):
                 raise ValueError(f"options['reset_mask'] has shape {mask.shape}; expected ({self.num_envs},)")
             if not self._has_reset and not mask.all():
@@ -150,7 +170,17 @@ class NativeVectorEnv(gym.vector.VectorEnv):
             idx = np.flatnonzero(mask)
         else:
             idx = self._all
-        obs_part, info_part = self.core.reset_indices(idx, options or None)
+        options = self.core.check_options(options, len(idx), extra=("reset_mask",))
+        if not len(idx):  # nothing selected: a no-op, as SyncVectorEnv (it reseeds nothing either)
+            self._seed(seed, idx)  # still checked
+            return self._obs.copy(), {}
+        saved = list(self.core.rngs)
+        self._seed(seed, idx)  # as SyncVectorEnv: only the copies that reset take their seeds
+        try:
+            obs_part, info_part = self.core.reset_indices(idx, options or None)
+        except Exception:
+            self.core.rngs[:] = saved
+            raise
         if self._obs is None or len(idx) == self.num_envs:
             obs = np.array(obs_part, copy=True) if len(idx) == self.num_envs else None
             if obs is None:
@@ -376,9 +406,20 @@ class ParallelGameView(ParallelEnv):
         return self.action_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict | None = None):
+        # validate, then mutate: seed and options are checked before the RNG is touched.
+        # PettingZoo's parallel_api_test probes reset with options={"options": 1}: that key is ignored
+        if isinstance(options, dict) and "options" in options:
+            options = {k: v for k, v in options.items() if k != "options"}
+        seed = check_seed("seed", seed)
+        options = self.core.check_options(options, 1)
+        saved = self.core.rngs[0]
         if seed is not None:
-            self.core.rngs[0], _ = seeding.np_random(int(seed))
-        obs, info = self.core.reset_indices(self._idx, options)
+            self.core.rngs[0], _ = seeding.np_random(seed)
+        try:
+            obs, info = self.core.reset_indices(self._idx, options)
+        except Exception:
+            self.core.rngs[0] = saved
+            raise
         self.agents = list(self.possible_agents)
         return {a: obs[a][0] for a in self.possible_agents}, {a: select_info(info[a], 0) for a in self.possible_agents}
 
@@ -387,7 +428,7 @@ class ParallelGameView(ParallelEnv):
             raise RuntimeError(f"{type(self).__name__}.step() called before reset() or after the episode ended; call reset() first")
         if not isinstance(actions, dict):
             raise ValueError(f"actions must be a dict keyed by agent {tuple(self.possible_agents)}, got {type(actions).__name__}")
-        batch = {a: np.expand_dims(np.asarray(actions[a]), 0) for a in actions}
+        batch = {a: np.expand_dims(_as_array(actions[a], f"actions[{a!r}]"), 0) for a in actions}
         valid = self.core.validate_actions(batch, 1)
         obs, rew, term, trunc, info = self.core.step_indices(self._idx, valid)
         roles = self.possible_agents

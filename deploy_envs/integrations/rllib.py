@@ -434,8 +434,13 @@ class RLlibAgent(Agent):
         self.normalize_actions = normalize_actions
 
     @classmethod
-    def load(cls, checkpoint: str | Path, module_id: str | None = None, deterministic: bool = True) -> RLlibAgent:
-        """Load module ``module_id`` (default: the only one, or ``default_policy``) from an algorithm checkpoint."""
+    def load(cls, checkpoint: str | Path, module_id: str | None = None, deterministic: bool = True, *, trust_agent_code: bool = False) -> RLlibAgent:
+        """Load module ``module_id`` (default: the only one, or ``default_policy``) from an algorithm checkpoint.
+
+        Outside the shipped zoo this needs ``trust_agent_code=True``: checkpoints hold pickles."""
+        from deploy_envs.trust import check_agent_path
+
+        check_agent_path(checkpoint, trust_agent_code, what="checkpoint")
         _require_ray()
         from ray.rllib.core.rl_module.rl_module import RLModule
 
@@ -486,9 +491,9 @@ class RLlibAgent(Agent):
         return actions
 
 
-def load_game_agents(checkpoint: str | Path, mapping: dict[str, str], deterministic: bool = True) -> dict[str, RLlibAgent]:
+def load_game_agents(checkpoint: str | Path, mapping: dict[str, str], deterministic: bool = True, *, trust_agent_code: bool = False) -> dict[str, RLlibAgent]:
     """One :class:`RLlibAgent` per role, following ``mapping`` (role -> policy id)."""
-    return {role: RLlibAgent.load(checkpoint, pid, deterministic) for role, pid in mapping.items()}
+    return {role: RLlibAgent.load(checkpoint, pid, deterministic, trust_agent_code=trust_agent_code) for role, pid in mapping.items()}
 
 
 # -------------------------------------------------------------- evaluation
@@ -603,11 +608,11 @@ def train_rllib_agent(
     if kind == "env":
         from deploy_envs.evaluation import evaluate
 
-        agent = RLlibAgent.load(out_dir / CHECKPOINT_DIR)
+        agent = RLlibAgent.load(out_dir / CHECKPOINT_DIR, trust_agent_code=True)  # written by this run
         agent.name = name
         summary = evaluate(target_id, agent, episodes=eval_episodes, seed=eval_seed, env_kwargs=eval_kwargs).summary
     else:
-        summary = evaluate_game(target_id, load_game_agents(out_dir / CHECKPOINT_DIR, mapping), episodes=eval_episodes, seed=eval_seed, game_kwargs=eval_kwargs)
+        summary = evaluate_game(target_id, load_game_agents(out_dir / CHECKPOINT_DIR, mapping, trust_agent_code=True), episodes=eval_episodes, seed=eval_seed, game_kwargs=eval_kwargs)
     last = run["history"][-1]
     hyper = {
         "engine": "rllib",
@@ -641,19 +646,19 @@ def is_rllib_agent_folder(folder: Path) -> bool:
     return (Path(folder) / CHECKPOINT_DIR).exists()
 
 
-def load_rllib_zoo_agent(folder: Path, card: AgentCard, deterministic: bool = True) -> Agent:
+def load_rllib_zoo_agent(folder: Path, card: AgentCard, deterministic: bool = True, *, trust_agent_code: bool = False) -> Agent:
     """The agent of an RLlib zoo folder (env agents; for games use :func:`load_game_agents`)."""
     if card.env_id in GAME_CATALOG:
         raise ValueError(
             f"agent {card.name!r} is a policy set for the game {card.env_id} (roles {list(card.hyperparameters.get('policies', {}))}); "
             "evaluate it with `deploy-envs evaluate GAME --agent NAME` on the game"
         )
-    agent = RLlibAgent.load(Path(folder) / CHECKPOINT_DIR, deterministic=deterministic)
+    agent = RLlibAgent.load(Path(folder) / CHECKPOINT_DIR, deterministic=deterministic, trust_agent_code=trust_agent_code)
     agent.name = card.name
     return agent
 
 
-def load_game_zoo_agents(name_or_path: str, deterministic: bool = True) -> tuple[dict[str, RLlibAgent], AgentCard]:
+def load_game_zoo_agents(name_or_path: str, deterministic: bool = True, *, trust_agent_code: bool = False) -> tuple[dict[str, RLlibAgent], AgentCard]:
     """The per-role agents of an RLlib game agent in the zoo, and its card."""
     from deploy_envs.agent_zoo import read_card, resolve_agent_folder
 
@@ -662,18 +667,18 @@ def load_game_zoo_agents(name_or_path: str, deterministic: bool = True) -> tuple
     if card.env_id not in GAME_CATALOG or not is_rllib_agent_folder(folder):
         raise ValueError(f"agent={name_or_path!r} is not an RLlib policy set for a game (it was trained on {card.env_id} with {card.algorithm})")
     mapping = card.hyperparameters.get("policies") or {r: r for r in game_roles(card.env_id, card.env_kwargs)}
-    agents = load_game_agents(folder / CHECKPOINT_DIR, mapping, deterministic)
+    agents = load_game_agents(folder / CHECKPOINT_DIR, mapping, deterministic, trust_agent_code=trust_agent_code)
     for role, a in agents.items():
         a.name = f"{card.name}:{role}"
     return agents, card
 
 
-def evaluate_game_spec(game_id: str, spec: Any, *, episodes: int, seed: int, game_kwargs: dict[str, Any]) -> dict[str, float]:
+def evaluate_game_spec(game_id: str, spec: Any, *, episodes: int, seed: int, game_kwargs: dict[str, Any], trust_agent_code: bool = False) -> dict[str, float]:
     """Evaluate a scenario agent spec on a game: a zoo policy set (one policy per role) or a baseline in every role."""
     from deploy_envs.core.agents import make_baseline
 
     if spec.zoo:
-        agents, card = load_game_zoo_agents(spec.zoo)
+        agents, card = load_game_zoo_agents(spec.zoo, trust_agent_code=trust_agent_code)
         if card.env_id != game_id:
             raise ValueError(f"agent {card.name!r} was trained on {card.env_id}, not {game_id}")
     elif spec.baseline:

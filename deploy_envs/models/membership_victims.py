@@ -38,6 +38,7 @@ every load (a mismatch retrains; never loads silently), and in memory for the pr
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 import io
 import json
 import logging
@@ -173,6 +174,37 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+MANIFEST_PATH = Path(__file__).parent / "weights" / "membership_manifest.json"
+"""Digests of the victims' weights (:func:`state_digest`) as the recipes train them; a cached
+file loads only if it matches (a ``.sha256`` sidecar written beside it is not trusted)."""
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and values (independent of the file format)."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def shipped_digests() -> dict[str, str]:
+    if not MANIFEST_PATH.exists():
+        return {}
+    return json.loads(MANIFEST_PATH.read_text())["victims"]
+
+
+def write_membership_manifest() -> Path:
+    """Record the digest of every victim (trained if not cached) in :data:`MANIFEST_PATH`."""
+    digests = {}
+    for name in VICTIMS:
+        recipe = VICTIM_RECIPES[name]
+        digests[f"digits-{name}-{recipe.key()}"] = state_digest(load_victim(name).state_dict())
+    MANIFEST_PATH.write_text(json.dumps({"format": 1, "victims": digests}, indent=1, sort_keys=True) + "\n")
+    return MANIFEST_PATH
+
+
 def load_victim(name: str, dataset: str = "digits") -> nn.Module:
     """The membership victim ``name`` (one of :data:`VICTIMS`), from memory, the verified cache, or trained now."""
     check_choice("victim", name, VICTIMS)
@@ -183,17 +215,25 @@ def load_victim(name: str, dataset: str = "digits") -> nn.Module:
     if state is None:
         path = cache_dir() / "membership" / f"{dataset}-{name}-{recipe.key()}.pt"
         side = path.with_suffix(".sha256")
-        if path.exists() and side.exists():
-            data = path.read_bytes()
-            if _sha256(data) == side.read_text().split()[0]:
-                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        expected = shipped_digests().get(f"{dataset}-{name}-{recipe.key()}")
+        if path.exists() and expected is not None:
+            # only the shipped digest vouches for a cached file: a sidecar beside it could be forged with it
+            try:
+                cached = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+                ok = isinstance(cached, dict) and state_digest(cached) == expected
+            except Exception:  # noqa: BLE001 - unreadable: refused like a mismatch
+                ok = False
+            if ok:
+                state = cached
             else:
-                logger.warning("membership victim %s at %s fails its sha256 check; retraining", name, path)
+                logger.warning("membership victim %s at %s does not match the shipped digest; refusing it and retraining", name, path)
         if state is None:
             x, y = membership_split(dataset)["members"]
             logger.info("training membership victim %s (%s)", name, recipe)
             model = train_victim(recipe, x, y)
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
+            if expected is not None and state_digest(state) != expected:
+                logger.warning("membership victim %s trained here differs from the shipped digest (another platform's arithmetic?)", name)
             buf = io.BytesIO()
             torch.save(state, buf)
             try:

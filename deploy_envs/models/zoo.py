@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,11 +124,24 @@ def _build(entry: ZooEntry) -> nn.Module:
     return build_model(entry.architecture, **entry.arch_kwargs)
 
 
-def load_model(name: str, *, on_corrupt: str = "refuse", device: str = "cpu", manifest_path: Path = MANIFEST_PATH) -> nn.Module:
+def _trusts_cache(trust_cache: bool | None) -> bool:
+    if trust_cache is not None:
+        return bool(trust_cache)
+    return os.environ.get("DEPLOY_ENVS_TRUST_CACHE", "") == "1"
+
+
+def load_model(
+    name: str, *, on_corrupt: str = "refuse", device: str = "cpu", manifest_path: Path = MANIFEST_PATH, trust_cache: bool | None = None
+) -> nn.Module:
     """Load a zoo model in eval mode after verifying its sha256.
 
-    ``on_corrupt``: ``"refuse"`` raises :class:`ZooIntegrityError` for a missing or
-    corrupted file; ``"retrain"`` retrains from the recipe into the cache and loads that.
+    A model in the shipped manifest loads only bytes that match the manifest's sha256:
+    a missing or corrupted file is refused (:class:`ZooIntegrityError`) with
+    ``on_corrupt="refuse"`` (the default), or retrained from its recipe now with
+    ``on_corrupt="retrain"``; a copy in the cache with a ``.sha256`` sidecar never takes
+    its place (anyone who can write the file can write the sidecar). A model with a
+    recipe but no shipped weights loads from the cache (where ``deploy-envs zoo train``
+    puts it) only with the opt-in ``trust_cache=True`` (or ``DEPLOY_ENVS_TRUST_CACHE=1``).
     """
     check_choice("on_corrupt", on_corrupt, ("refuse", "retrain"))
     entries = read_manifest(manifest_path)
@@ -136,6 +150,12 @@ def load_model(name: str, *, on_corrupt: str = "refuse", device: str = "cpu", ma
         cached = _cache_path(name)
         cached_sum = cached.with_suffix(".sha256")
         if name in RECIPES and cached.exists() and cached_sum.exists():
+            if not _trusts_cache(trust_cache):
+                raise ZooIntegrityError(
+                    f"zoo model {name!r} has no shipped weights; the copy in the cache ({cached}) is vouched for only by "
+                    "its own sidecar. Load it only if you trained it yourself: pass trust_cache=True "
+                    "(or set DEPLOY_ENVS_TRUST_CACHE=1)"
+                )
             if sha256_file(cached) == cached_sum.read_text().split()[0]:
                 return _model_from_cache(name, cached, device)
         allowed = sorted(set(entries) | set(RECIPES))
@@ -155,12 +175,8 @@ def load_model(name: str, *, on_corrupt: str = "refuse", device: str = "cpu", ma
         model = _build(entry)
         model.load_state_dict(_load_state(path))
         return model.to(device).eval()
-    # the shipped file is bad: a verified retrained copy in the cache is acceptable
+    # the shipped file is bad: refused, never replaced by a cache copy that only a sidecar vouches for
     cached = _cache_path(name)
-    cached_sum = cached.with_suffix(".sha256")
-    if cached.exists() and cached_sum.exists() and sha256_file(cached) == cached_sum.read_text().split()[0]:
-        logger.warning("%s; using the verified retrained copy at %s", problem, cached)
-        return _model_from_cache(name, cached, device)
     if on_corrupt == "refuse":
         raise ZooIntegrityError(f"{problem}. Refusing to load it; retrain with `deploy-envs zoo train {name}` or pass on_corrupt='retrain'")
     logger.warning("%s; retraining %s from its recipe into %s", problem, name, cached)

@@ -352,13 +352,13 @@ def check_expectations(result: ScenarioResult) -> list[Check]:
 
 
 # ----------------------------------------------------------------- running
-def build_agent(name: str, spec: AgentSpec, env_id: str):
+def build_agent(name: str, spec: AgentSpec, env_id: str, trust_agent_code: bool = False):
     if spec.baseline:
         agent = make_baseline(spec.baseline, env_id, **spec.kwargs)
     elif spec.zoo:
-        agent, _ = load_agent(spec.zoo)
+        agent, _ = load_agent(spec.zoo, trust_agent_code=trust_agent_code)
     else:
-        agent = SB3Agent.load(spec.policy, spec.algorithm)
+        agent = SB3Agent.load(spec.policy, spec.algorithm, trust_agent_code=trust_agent_code)
     agent.name = name
     return agent
 
@@ -371,14 +371,19 @@ def run_scenario(
     agents: list[str] | None = None,
     progress: bool = False,
     plot_dir: str | Path | None = None,
+    trust_agent_code: bool = False,
 ) -> ScenarioResult:
     """Train (if asked and needed), evaluate every agent at every sweep point, check expectations.
 
-    With ``plot_dir``, the scenario's ``plots`` are written there.
+    With ``plot_dir``, the scenario's ``plots`` are written there. Agents from outside the
+    shipped zoo (the user's zoo, a ``policy:`` zip) load only with ``trust_agent_code=True``
+    (they can execute code when loaded), except the one this call has just trained.
     """
+    trained_now: set[str] = set()
     if scn.train is not None and train != "never":
         if train == "always" or not any((root / scn.train.agent / "card.json").exists() for root in zoo_dirs()):
             train_scenario_agent(scn, progress=progress)
+            trained_now.add(scn.train.agent)
     for spec in scn.agents.values():
         if spec.zoo:
             resolve_agent_folder(spec.zoo)  # clear error before any evaluation starts
@@ -396,9 +401,11 @@ def run_scenario(
             elif scn.env in GAME_CATALOG:
                 from deploy_envs.integrations.rllib import evaluate_game_spec
 
-                summary = evaluate_game_spec(scn.env, spec, episodes=n_episodes, seed=scn.protocol.seed, game_kwargs=kwargs)
+                trusted = trust_agent_code or spec.zoo in trained_now
+                summary = evaluate_game_spec(scn.env, spec, episodes=n_episodes, seed=scn.protocol.seed, game_kwargs=kwargs, trust_agent_code=trusted)
             else:
-                agent = build_agent(name, spec, scn.env)
+                trusted = trust_agent_code or (bool(spec.zoo) and spec.zoo in trained_now)
+                agent = build_agent(name, spec, scn.env, trust_agent_code=trusted)
                 summary = evaluate(scn.env, agent, episodes=n_episodes, seed=scn.protocol.seed, num_envs=scn.protocol.num_envs, env_kwargs=kwargs, progress=progress).summary
             # a metric named like a sweep key (FriendFoe's info["bandit"] vs a `bandit` sweep)
             # must not overwrite the sweep value that selectors match on: it moves to "<key>_metric"

@@ -9,7 +9,7 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.backdoor import triggers
 from deploy_envs.topics.backdoor.detectors import DETECTORS, detect
@@ -116,6 +116,11 @@ class BackdoorCore(BatchedCore):
 
     * v0: initial release (activation clustering detector added within v0: a new argument value, defaults unchanged).
     """
+
+    arguments = {
+        "train_steps": Arg(low=1, high=100_000, why="the victim is trained in the constructor; more steps would take hours"),
+        "hidden_sizes": Arg(low=1, high=4096, max_len=8, why="wider or deeper victims would exhaust memory"),
+    }
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 

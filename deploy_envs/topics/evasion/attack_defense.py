@@ -188,7 +188,10 @@ class AttackDefenseCore(GameCore):
         self.attacker_white_box = bool(check_choice("attacker_white_box", attacker_white_box, (True, False)))
 
         self.victim = Victim.build(victim, dataset=dataset, device=device)
-        self.robust = Victim.build(robust_victim, dataset=dataset, device=device) if "robust_model" in self.defenses else None
+        try:
+            self.robust = Victim.build(robust_victim, dataset=dataset, device=device) if "robust_model" in self.defenses else None
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"robust_victim: {e}") from None
         self.pool = self.victim.correct_indices()
         if len(self.pool) == 0:
             raise ValueError(f"victim {self.victim.name!r} classifies no test input correctly; nothing to attack")

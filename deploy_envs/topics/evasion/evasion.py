@@ -7,7 +7,7 @@ import numpy as np
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
-from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.validation import Option, check_choice, check_number, check_positive
 from deploy_envs.topics.evasion.rendering import render_attack
 from deploy_envs.topics.evasion.victim import Victim
 
@@ -91,13 +91,19 @@ class EvasionCore(BatchedCore):
     * ``targeted`` (bool), ``target_class`` (int or None).
     * ``max_queries``: query budget per episode (default 20).
     * ``action_mode``: ``"step"`` or ``"set"``; ``step_size``: step as a fraction of epsilon (default 0.25).
-    * ``reward_scale``, ``success_bonus`` (default 5), ``query_cost`` (default 0), ``dense_reward``.
+    * ``reward_scale``, ``success_bonus`` (default 5), ``query_cost`` (default 0), ``dense_reward``
+      (``True`` under ``decision`` also needs ``allow_score_leak=True``: the margin leaks the scores).
     * ``split``: ``"test"`` (default) or ``"train"`` inputs; ``device``: torch device.
 
     ## Version History
 
     * v0: initial release.
     """
+
+    reset_options = {
+        "index": Option(int, "the test input of the new episode", per_copy=True, allowed=lambda core: core.pool,
+                        allowed_text="indices in env.core.pool (inputs the victim classifies correctly)"),
+    }
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
@@ -120,6 +126,7 @@ class EvasionCore(BatchedCore):
         success_bonus: float = 5.0,
         query_cost: float = 0.0,
         dense_reward: bool | None = None,
+        allow_score_leak: bool = False,
         split: str = "test",
         device: str = "cpu",
     ) -> None:
@@ -135,6 +142,12 @@ class EvasionCore(BatchedCore):
         self.success_bonus = check_number("success_bonus", success_bonus)
         self.query_cost = check_number("query_cost", query_cost, low=0.0)
         self.dense_reward = (threat_model != "decision") if dense_reward is None else bool(dense_reward)
+        if self.threat_model == "decision" and self.dense_reward and not allow_score_leak:
+            raise ValueError(
+                "dense_reward=True under threat_model='decision' puts the victim's margin into the reward, "
+                "which leaks the scores a decision-only attacker must not see; pass allow_score_leak=True "
+                "to do it anyway (e.g. for an upper-bound baseline)"
+            )
         self.victim = Victim.build(victim, dataset=dataset, device=device, split=split)
         K = self.victim.num_classes
         self.target_class = None

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
-from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.validation import Option, check_choice, check_number, check_positive
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.topics.evasion.rendering import render_attack
 from deploy_envs.topics.evasion.victim import Victim, margins
@@ -151,13 +151,19 @@ class SpatialEvasionCore(BatchedCore):
       (default ``None``: ``3 * image_width / 28``).
     * ``n_angles``, ``n_shifts``: grid resolution (>= 1; default 31 and 5; odd counts
       put the identity on the grid).
-    * ``reward_scale``, ``success_bonus`` (default 5), ``query_cost`` (default 0), ``dense_reward``.
+    * ``reward_scale``, ``success_bonus`` (default 5), ``query_cost`` (default 0), ``dense_reward``
+      (``True`` under ``decision`` also needs ``allow_score_leak=True``: the margin leaks the scores).
     * ``split``: ``"test"`` (default) or ``"train"`` inputs; ``device``: torch device.
 
     ## Version History
 
     * v0: initial release.
     """
+
+    reset_options = {
+        "index": Option(int, "the test input of the new episode", per_copy=True, allowed=lambda core: core.pool,
+                        allowed_text="indices in env.core.pool (inputs the victim classifies correctly)"),
+    }
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
@@ -181,6 +187,7 @@ class SpatialEvasionCore(BatchedCore):
         success_bonus: float = 5.0,
         query_cost: float = 0.0,
         dense_reward: bool | None = None,
+        allow_score_leak: bool = False,
         split: str = "test",
         device: str = "cpu",
     ) -> None:
@@ -204,6 +211,12 @@ class SpatialEvasionCore(BatchedCore):
         if dense_reward is not None:
             check_choice("dense_reward", dense_reward, (True, False, None))
         self.dense_reward = (threat_model != "decision") if dense_reward is None else bool(dense_reward)
+        if self.threat_model == "decision" and self.dense_reward and not allow_score_leak:
+            raise ValueError(
+                "dense_reward=True under threat_model='decision' puts the victim's margin into the reward, "
+                "which leaks the scores a decision-only attacker must not see; pass allow_score_leak=True "
+                "to do it anyway (e.g. for an upper-bound baseline)"
+            )
         self.victim = Victim.build(victim, dataset=dataset, device=device, split=split)
         C, H, W = self.victim.image_shape
         if max_shift is None:

@@ -9,7 +9,7 @@ import torch
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
-from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.validation import Option, check_choice, check_number, check_positive
 from deploy_envs.topics.evasion.victim import Victim
 from deploy_envs.topics.explanation.features import (
     REPLACEMENTS,
@@ -125,6 +125,11 @@ class ExplanationCore(BatchedCore):
 
     * v0: initial release.
     """
+
+    reset_options = {
+        "index": Option(int, "the input of the new episode", per_copy=True,
+                        allowed=lambda core: range(len(core.pool))),
+    }
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 

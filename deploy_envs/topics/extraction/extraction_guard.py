@@ -22,7 +22,7 @@ from gymnasium import spaces
 from deploy_envs.api.model_api import ModelAPI, PradaDetector
 from deploy_envs.core.games import GameCore
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.extraction.surrogate import KINDS, BatchedSurrogate
 
@@ -159,6 +159,8 @@ class ExtractionGuardCore(GameCore):
 
     * v0: initial release.
     """
+
+    arguments = {"lr": Arg(low=0.0, high=10.0, low_inclusive=False, why="larger rates make the surrogate diverge to NaN, outside the observation space")}
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
 

@@ -9,7 +9,7 @@ from gymnasium import spaces
 
 from deploy_envs.api.model_api import DEFENSES, OUTPUTS, PRADA_RESPONSES, ModelAPI
 from deploy_envs.core.batched import BatchedCore
-from deploy_envs.core.validation import check_choice, check_number, check_positive, check_probability
+from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive, check_probability
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.extraction.surrogate import FITS, KINDS, BatchedSurrogate
 
@@ -98,6 +98,8 @@ class ExtractionCore(BatchedCore):
 
     * v0: initial release.
     """
+
+    arguments = {"lr": Arg(low=0.0, high=10.0, low_inclusive=False, why="larger rates make the surrogate diverge to NaN, outside the observation space")}
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 

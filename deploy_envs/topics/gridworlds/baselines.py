@@ -313,7 +313,7 @@ def train_gridworld_agent(world: str, algorithm: str = "PPO", *, timesteps: int 
         from deploy_envs.training.cards import evaluation
 
         folder = Path(out_dir) if out_dir is not None else agents_dir() / name
-        agent, _ = load_agent(str(folder))
+        agent, _ = load_agent(str(folder), trust_agent_code=True)  # the agent this function just trained and wrote
         for kwargs in extra:
             summary = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, num_envs=8, env_kwargs=kwargs).summary
             card.evaluations.append(evaluation(summary, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, num_envs=8))

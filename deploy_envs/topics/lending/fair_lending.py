@@ -1,7 +1,6 @@
 """``deploy_envs/FairLending-v0``: a bank lends to groups with FICO score distributions, watched by an auditor."""
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -113,7 +112,7 @@ class FairLendingCore(BatchedCore):
         num_envs: int = 1,
         render_mode: str | None = None,
         *,
-        groups: Any = "liu",
+        groups: str | tuple[str, ...] | list[str] = "liu",
         loss: float = 4.0,
         population_size: int = 1000,
         applicants_per_step: int = 100,

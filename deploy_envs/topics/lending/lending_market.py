@@ -8,7 +8,6 @@ Its PettingZoo view, ``make_game("deploy_envs/LendingMarket-v0")``, is that core
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -159,7 +158,7 @@ class LendingMarketCore(GameCore):
         num_envs: int = 1,
         render_mode: str | None = None,
         *,
-        groups: Any = "liu",
+        groups: str | tuple[str, ...] | list[str] = "liu",
         loss: float = 4.0,
         population_size: int = 500,
         rounds: int = 10,

@@ -73,6 +73,8 @@ class DisturbedNavigationCore(RobustNavigationCore):
     ## Arguments
 
     * ``opponent``: ``"none"``, ``"random"`` (default), ``"wind"`` or a zoo adversary.
+    * ``trust_agent_code``: needed (``True``) to load an ``opponent`` from outside the shipped zoo,
+      whose files are not vouched for by its sha256 manifest (an SB3 zip can execute code).
     * ``disturbance``: the largest force as a fraction of the robot's maximum forward
       force, in [0, 10] (default 0.5).
     * All arguments of ``SafeNavigation-v0`` (``level``, ``max_steps``, ``cost_limit``, ...).
@@ -82,18 +84,19 @@ class DisturbedNavigationCore(RobustNavigationCore):
     * v0: initial release.
     """
 
-    def __init__(self, num_envs: int = 1, render_mode: str | None = None, *, opponent: str = "random", disturbance: float = 0.5, **nav_kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, *, opponent: str = "random", disturbance: float = 0.5,
+                 trust_agent_code: bool = False, **nav_kwargs: Any) -> None:
         super().__init__(num_envs, render_mode, disturbance=disturbance, cost_weight=0.0, **nav_kwargs)
         if not isinstance(opponent, str):
             raise ValueError(f"opponent={opponent!r} must be one of {', '.join(OPPONENTS)} or the name of a zoo adversary")  # noqa: TRY004
         self.opponent = opponent
-        self.model = None if opponent in OPPONENTS else self._load_adversary(opponent)
+        self.model = None if opponent in OPPONENTS else self._load_adversary(opponent, trust_agent_code)
         self.single_observation_space = self.observation_spaces["protagonist"]
         self.single_action_space = self.action_spaces["protagonist"]
         self.adv_obs = np.zeros((self.num_envs, self.observation_spaces["adversary"].shape[0]), np.float32)
         self.wind = np.zeros((self.num_envs, 2))
 
-    def _load_adversary(self, name: str):
+    def _load_adversary(self, name: str, trust_agent_code: bool = False):
         from stable_baselines3 import PPO
 
         from deploy_envs.agent_zoo import resolve_agent_folder
@@ -102,6 +105,9 @@ class DisturbedNavigationCore(RobustNavigationCore):
             folder = resolve_agent_folder(name)
         except ValueError as e:
             raise ValueError(f"opponent={name!r} is not one of {', '.join(OPPONENTS)} nor a zoo adversary: {e}") from None
+        from deploy_envs.trust import check_agent_path
+
+        check_agent_path(folder, trust_agent_code, what="opponent")  # an SB3 zip can execute code when loaded
         model = PPO.load(str(folder / "model.zip"), device="cpu")
         want, got = self.observation_spaces["adversary"].shape, model.observation_space.shape
         if want != got:

@@ -238,6 +238,7 @@ def train_robust(
     num_envs: int = 1,
     adversarial: bool = True,
     init_protagonist: str | Path | None = None,
+    trust_agent_code: bool = False,
 ) -> dict[str, Any]:
     """RARL (Pinto et al. 2017, Algorithm 1) with SB3 PPO: alternate protagonist and adversary, each against the other frozen.
 
@@ -279,6 +280,9 @@ def train_robust(
     n_steps = max(16, min(2048, timesteps_per_role // num_envs))
     ppo = {"n_steps": n_steps, "batch_size": min(64, n_steps * num_envs), "verbose": 0, "device": "cpu", **(ppo_kwargs or {})}
     if init_protagonist is not None:
+        from deploy_envs.trust import check_agent_path
+
+        check_agent_path(init_protagonist, trust_agent_code, what="init_protagonist")  # an SB3 zip can execute code
         protagonist = PPO.load(str(init_protagonist), env=pro_env, device="cpu", **{k: v for k, v in ppo.items() if k not in ("policy_kwargs", "device")})
         protagonist.set_random_seed(seed)
     else:
@@ -312,7 +316,8 @@ RARL_GAME_KWARGS: dict[str, Any] = {"level": 1, "max_steps": 200, "cost_limit": 
 RARL_PPO_KWARGS: dict[str, Any] = {"n_steps": 256, "batch_size": 512, "n_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99, "gae_lambda": 0.95, "ent_coef": 0.0, "policy_kwargs": {"net_arch": [64, 64]}}
 
 
-def ship_rarl_agents(adversarial: bool, *, iterations: int = 10, timesteps_per_role: int = 32_768, num_envs: int = 16, seed: int = 0, root: str | Path | None = None, init: str | None = "safenav-ppo-lagrangian") -> dict[str, Any]:
+def ship_rarl_agents(adversarial: bool, *, iterations: int = 10, timesteps_per_role: int = 32_768, num_envs: int = 16, seed: int = 0, root: str | Path | None = None, init: str | None = "safenav-ppo-lagrangian",
+                     trust_agent_code: bool = False) -> dict[str, Any]:
     """Train with :func:`train_robust` and save protagonist and adversary to the zoo with cards.
 
     ``adversarial=True`` ships ``rarl-protagonist`` / ``rarl-adversary``; ``False`` ships the
@@ -331,10 +336,14 @@ def ship_rarl_agents(adversarial: bool, *, iterations: int = 10, timesteps_per_r
 
     root = Path(root) if root is not None else agents_dir()
     init_zip = None if init is None else resolve_agent_folder(init) / "model.zip"
+    if init_zip is not None:
+        from deploy_envs.trust import check_agent_path
+
+        check_agent_path(init_zip.parent, trust_agent_code, what="init")  # an SB3 zip can execute code when loaded
     pro_name, adv_name = ("rarl-protagonist", "rarl-adversary") if adversarial else ("rarl-baseline", "rarl-baseline-adversary")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = train_robust(iterations, timesteps_per_role, RARL_GAME_KWARGS, seed, tmp, eval_episodes=10, ppo_kwargs=RARL_PPO_KWARGS, num_envs=num_envs, adversarial=adversarial, init_protagonist=init_zip)
+        result = train_robust(iterations, timesteps_per_role, RARL_GAME_KWARGS, seed, tmp, eval_episodes=10, ppo_kwargs=RARL_PPO_KWARGS, num_envs=num_envs, adversarial=adversarial, init_protagonist=init_zip, trust_agent_code=trust_agent_code)
         seconds = time.perf_counter() - start
         for name in (pro_name, adv_name):
             (root / name).mkdir(parents=True, exist_ok=True)

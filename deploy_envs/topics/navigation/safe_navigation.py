@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
-from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.topics.navigation.rendering import render_ansi, render_arena
 
@@ -129,6 +129,11 @@ class SafeNavigationCore(BatchedCore):
     * v0: initial release (``cost_penalty`` added within v0, default 0: unchanged behaviour).
     """
 
+    arguments = {
+        name: Arg(low=0.0, high=100.0, low_inclusive=False, why="object sizes are lengths in an arena a few units wide")
+        for name in ("arena_size", "hazard_size", "vase_size", "goal_size")
+    }
+
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 30}
 
     def __init__(
@@ -177,12 +182,12 @@ class SafeNavigationCore(BatchedCore):
         self.margin = max(0.1, self.hazard_size) if self.num_hazards else 0.1
         free = (2 * (self.arena_size - self.margin)) ** 2
         if free <= 0:
-            raise ValueError(f"arena_size={self.arena_size!r} is too small; it must exceed {self.margin}")
+            raise ValueError(f"arena_size={self.arena_size!r} is too small for hazard_size={self.hazard_size!r}; it must exceed {self.margin}")
         covered = self.num_hazards * math.pi * self.hazard_size**2 + self.num_vases * math.pi * self.vase_size**2
         if covered > 0.4 * free:
             raise ValueError(
-                f"num_hazards={self.num_hazards}, hazard_size={self.hazard_size}, num_vases={self.num_vases} cover "
-                f"{covered:.2f} of the free arena area {free:.2f}; allowed is at most 40% (use fewer or smaller objects, or a larger arena_size)"
+                f"num_hazards={self.num_hazards}, hazard_size={self.hazard_size}, num_vases={self.num_vases}, vase_size={self.vase_size} cover "
+                f"{covered:.2f} of the free arena area {free:.2f}; allowed is at most 40% (use fewer or smaller objects, or a larger arena_size={self.arena_size})"
             )
 
         B = self.lidar_bins

@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.poisoning.mlp_victim import MLPVictims
 from deploy_envs.topics.poisoning.sanitizers import SANITIZERS, Sanitizer
@@ -128,6 +128,12 @@ class PoisoningCore(BatchedCore):
 
     * v0: initial release (the ``"mlp"`` victim added within v0: new argument values, defaults unchanged).
     """
+
+    arguments = {
+        "train_steps": Arg(low=1, high=100_000, why="training steps run inside the env; more would take hours"),
+        "final_train_steps": Arg(low=1, high=100_000, why="training steps run inside the env; more would take hours"),
+        "num_targets": Arg(low=1, high=1000),
+    }
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 

@@ -115,6 +115,8 @@ class PoisoningSanitizerCore(GameCore):
     * v0: initial release.
     """
 
+    forwards_kwargs_to = PoisoningCore  # the game's **kwargs configure the poisoning env it wraps
+
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, *, clean_cost_weight: float = 0.1,

@@ -253,10 +253,12 @@ class TrainingControlCore(BatchedCore):
     def validate_actions(self, actions: Any, batch: int) -> np.ndarray:
         try:
             return validate_batch(self.single_action_space, actions, batch)
-        except ValueError:
-            arr = np.asarray(actions, dtype=np.float64)
-            if arr.size == 3 * batch:
-                arr = arr.reshape(batch, 3)
+        except ValueError as refused:
+            try:
+                arr = np.asarray(actions, dtype=np.float64)
+            except (ValueError, TypeError):
+                raise refused from None
+            if arr.shape == (batch, 3):
                 ranges = (f"lr_range={self.lr_range}", f"batch_size_range={self.batch_size_range}", f"[0, max_weight_decay={self.max_weight_decay}]")
                 for j in range(3):
                     col = arr[:, j]

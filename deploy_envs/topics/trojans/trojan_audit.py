@@ -14,7 +14,7 @@ from gymnasium import spaces
 
 from deploy_envs.core.games import GameCore
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import check_number, check_positive
+from deploy_envs.core.validation import Arg, check_number, check_positive
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.backdoor import triggers
 from deploy_envs.topics.backdoor.mlp import BatchedMLP
@@ -101,6 +101,11 @@ class TrojanAuditCore(GameCore):
 
     * v0: initial release.
     """
+
+    arguments = {
+        "lr": Arg(low=0.0, high=10.0, low_inclusive=False, why="larger rates make the population models diverge to NaN, outside the observation space"),
+        "train_steps": Arg(low=1, high=100_000, why="each model is trained in the constructor; more steps would take hours"),
+    }
 
     metadata = {"render_modes": ["ansi"], "render_fps": 2}
 

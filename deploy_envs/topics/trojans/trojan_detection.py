@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.validation import Option, check_choice, check_number, check_positive
 from deploy_envs.topics.trojans.population import Population, load_images, load_population
 
 KINDS = ("all", "patch", "blend")
@@ -130,6 +130,11 @@ class TrojanDetectionCore(BatchedCore):
 
     * v0: initial release.
     """
+
+    reset_options = {
+        "model": Option(int, "the population model of the new episode", per_copy=True, allowed=lambda core: core.candidates,
+                        allowed_text="indices in env.core.candidates"),
+    }
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
