@@ -482,3 +482,97 @@ def strong_evaluation(
         robust=robust.numpy(),
         settings=settings + f", epsilon {epsilon}, on {len(y)} inputs, seed {seed}",
     )
+
+
+# ---------------------------------------------------------------------------
+# Leaderboard report (``deploy-envs robustness``)
+# ---------------------------------------------------------------------------
+def load_victim(spec: str, dataset: str = "digits") -> tuple[nn.Module, str]:
+    """A zoo model (``"madry"``, ``"digits-madry"``) or a user model by ``"module:function"``.
+
+    ``function`` is called without arguments and must return a ``torch.nn.Module`` that
+    maps ``(n, c, h, w)`` images in [0, 1] to logits. Importing the module runs its
+    code: pass only modules you trust.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"victim={spec!r} must be a zoo model name or 'module:function'")
+    if ":" in spec:
+        import importlib
+
+        module_name, _, func_name = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise ValueError(f"victim={spec!r}: cannot import module {module_name!r} ({e})") from e
+        func = getattr(module, func_name, None)
+        if not callable(func):
+            raise ValueError(f"victim={spec!r}: module {module_name!r} has no callable {func_name!r}")
+        model = func()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"victim={spec!r}: {func_name}() returned {type(model).__name__}, not a torch.nn.Module")
+        return model.eval(), spec
+    from deploy_envs.models.zoo import load_model, resolve_name
+
+    name = resolve_name(spec, dataset)
+    return load_model(name), name
+
+
+def robustness_report(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    *,
+    epsilons: tuple[float, ...] | list[float] = (0.1, 0.2, 0.3),
+    attacks: tuple[str, ...] | list[str] = ATTACKS,
+    name: str = "model",
+    dataset: str = "digits",
+    norm: str = "linf",
+    progress: bool = False,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Clean accuracy and strong-evaluation robust accuracy at each radius, PGD-20 beside it.
+
+    Returns ``{"model", "dataset", "norm", "clean_accuracy", "n", "rows": [...]}`` with one
+    row per radius (RobustBench's layout: clean, robust under the ensemble, and the
+    settings); ``settings`` go to :func:`strong_evaluation`.
+    """
+    if not len(epsilons):
+        raise ValueError("epsilons=[] is empty; give at least one radius")
+    for e in epsilons:
+        check_positive("epsilons", e, allow_zero=True)
+    rows = []
+    clean = None
+    for eps in epsilons:
+        r = strong_evaluation(model, x, y, epsilon=float(eps), norm=norm, attacks=tuple(attacks), progress=progress, **settings)
+        clean = r.clean_accuracy
+        row = r.to_dict()
+        row["pgd20_robust_accuracy"] = round(robust_accuracy(model, x, y, epsilon=float(eps), norm=norm, steps=20), 4)
+        rows.append(row)
+    return {"model": name, "dataset": dataset, "norm": norm, "clean_accuracy": clean, "n": len(y), "rows": rows}
+
+
+def plot_robustness(report: dict[str, Any], path: str) -> str:
+    """Robust accuracy against the radius (strong ensemble, PGD-20 dashed, 95% band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eps = [r["epsilon"] for r in report["rows"]]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    strong = [r["robust_accuracy"] for r in report["rows"]]
+    lo = [r["robust_accuracy_95ci"][0] for r in report["rows"]]
+    hi = [r["robust_accuracy_95ci"][1] for r in report["rows"]]
+    ax.plot(eps, strong, "o-", label="strong ensemble")
+    ax.fill_between(eps, lo, hi, alpha=0.2)
+    ax.plot(eps, [r["pgd20_robust_accuracy"] for r in report["rows"]], "s--", label="PGD-20")
+    ax.axhline(report["clean_accuracy"], color="grey", lw=0.8, ls=":", label="clean")
+    ax.set_xlabel(f"{report['norm']} radius")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{report['model']} on {report['dataset']} (n={report['n']})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
