@@ -59,6 +59,8 @@ class Recipe:
     seed: int = 0
     adversarial: AdversarialTraining | None = None
     eval_epsilons: tuple[float, ...] = (0.1, 0.2, 0.3)
+    eval_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Overrides of :func:`~deploy_envs.metrics.robustness.strong_evaluation`'s settings for the card."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,15 +162,28 @@ def trades_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv: Adversa
     return F.cross_entropy(logits, y) + adv.beta * robust
 
 
-def evaluate_classifier(model: nn.Module, recipe: Recipe, steps: int = 20) -> dict[str, Any]:
-    """Clean test accuracy and PGD robust accuracy at the recipe's evaluation radii."""
+def evaluate_classifier(model: nn.Module, recipe: Recipe, steps: int = 20, progress: bool = False) -> dict[str, Any]:
+    """Clean test accuracy and robust accuracy at the recipe's evaluation radii.
+
+    ``robust_accuracy`` is the strong evaluation (:func:`strong_evaluation`, worst case
+    over APGD-CE with restarts, targeted APGD-DLR and Square), with its 95% interval and
+    settings; ``pgd20_robust_accuracy`` is ``steps``-step PGD, quoted beside it.
+    """
     ds = load_dataset(recipe.dataset)
     metrics: dict[str, Any] = {"clean_accuracy": round(accuracy(model, ds.x_test, ds.y_test), 4)}
-    metrics["robust_accuracy"] = {
+    strong = {eps: strong_evaluation(model, ds.x_test, ds.y_test, epsilon=eps, progress=progress, **recipe.eval_kwargs)
+              for eps in recipe.eval_epsilons}
+    metrics["robust_accuracy"] = {f"linf@{eps}": r.robust_accuracy for eps, r in strong.items()}
+    metrics["robust_accuracy_95ci"] = {f"linf@{eps}": [round(v, 4) for v in r.interval()] for eps, r in strong.items()}
+    metrics["robust_after_attack"] = {f"linf@{eps}": r.after_attack for eps, r in strong.items()}
+    first = next(iter(strong.values()), None)
+    if first is not None:
+        metrics["robust_eval"] = first.settings.split(", epsilon ")[0] + f", on the {len(ds.y_test)} test images, seed 0"
+    metrics["pgd20_robust_accuracy"] = {
         f"linf@{eps}": round(robust_accuracy(model, ds.x_test, ds.y_test, epsilon=eps, steps=steps), 4)
         for eps in recipe.eval_epsilons
     }
-    metrics["robust_eval"] = f"PGD-{steps}, step 2.5*eps/{steps}, no restarts, on the {len(ds.y_test)} test images"
+    metrics["pgd20_eval"] = f"PGD-{steps}, step 2.5*eps/{steps}, no restarts, on the {len(ds.y_test)} test images"
     return metrics
 
 
