@@ -90,7 +90,9 @@ def env_success(baseline: str, idx: np.ndarray, env_kwargs: dict) -> np.ndarray:
 def test_fgsm_matches_art_fast_gradient_method(digits, victim, eps):
     """FGSM is deterministic: ours (one PGD step of size eps from the clean input, and the
     env's ``fgsm`` baseline in ``set`` mode) and ART's ``FastGradientMethod`` must fool the
-    same inputs, up to float ties of the gradient sign (tolerance: 2 of 64 inputs)."""
+    same inputs, up to float ties of the gradient sign (tolerance: 2 of 64 inputs; measured:
+    0 disagreements on either model, ART fooling 37.5% of the standard model's inputs at 0.1
+    and 10.9% of the adversarially trained model's at 0.2)."""
     model = load_model(victim)
     idx, x, y = correct_inputs(model, digits)
     art = fooled(model, FastGradientMethod(art_classifier(model), eps=eps).generate(x=x, y=y), y)
@@ -108,7 +110,9 @@ def test_pgd_matches_art_projected_gradient_descent(digits, victim, eps):
     ``ProjectedGradientDescent`` (``num_random_init=0``) run the same iteration. The env
     stops an episode at its first success, which cannot turn a success into a failure;
     ART keeps iterating and may leave the misclassified region again (it returns the
-    last iterate), so the env may count a few more successes. Tolerance: 3 of 64."""
+    last iterate), so the env may count a few more successes. Tolerance: 3 of 64 (measured:
+    0 disagreements; 50.0% fooled on the standard model at 0.1, 17.2% on the adversarially
+    trained one at 0.2, by all three)."""
     model = load_model(victim)
     idx, x, y = correct_inputs(model, digits)
     art_attack = ProjectedGradientDescent(
@@ -147,7 +151,8 @@ def test_apgd_matches_art_auto_projected_gradient_descent(digits, loss, art_loss
     """APGD, 100 steps, one random start, first step 2 * eps, on the adversarially trained
     model at eps 0.2 (where the attacks separate). Both follow Croce & Hein 2020's
     Algorithm 1; random starts and ART's extra restart bookkeeping differ, so robust
-    accuracies are compared within 0.06 on 96 inputs (measured gaps <= 0.025)."""
+    accuracies are compared within 0.06 on 96 inputs (measured: CE 0.708 ours vs 0.729 ART,
+    DLR 0.688 vs 0.667)."""
     model = load_model("digits-madry")
     x, y = digits.x_test[:96], digits.y_test[:96]
     art_attack = AutoProjectedGradientDescent(
