@@ -2,7 +2,8 @@
 
 The scenario test runs ``scenarios/eot_transforms.yaml`` on a small set with the
 shipped standard model: plain PGD's examples fool the untransformed input but not 90%
-of the transformed views; EOT-PGD's do, at the same radius and query budget.
+of the transformed views; EOT-PGD's do, at the same radius and query budget; the
+shipped PPO attacker (trained without EOT) given the EOT feedback does too.
 """
 from __future__ import annotations
 
@@ -140,3 +141,5 @@ def test_eot_scenario_pgd_examples_lose_their_success_under_transformation():
     failed = [f"{c.expression} ({c.left:.3f} vs {c.right:.3f})" for c in r.checks if not c.passed]
     assert r.checks and not failed, failed
     assert r.lookup("noise", {}, "eot_success_rate") < 0.15
+    # the PPO attacker's own plain examples fare little better than PGD's under the views
+    assert r.lookup("ppo_plain", {}, "eot_success") < r.lookup("ppo_eot", {}, "eot_success") - 0.4
