@@ -143,3 +143,23 @@ def test_eot_scenario_pgd_examples_lose_their_success_under_transformation():
     assert r.lookup("noise", {}, "eot_success_rate") < 0.15
     # the PPO attacker's own plain examples fare little better than PGD's under the views
     assert r.lookup("ppo_plain", {}, "eot_success") < r.lookup("ppo_eot", {}, "eot_success") - 0.4
+
+
+def test_eot_env_draws_the_inputs_of_a_plain_env_with_the_same_seed():
+    """The views come from a generator spawned per episode, so switching EOT on (either
+    mode) does not change which inputs a seed visits: agents compared in the scenario
+    attack the same inputs."""
+    def visited(**kw):
+        env = gym.make(ENV, threat_model="white_box", epsilon=0.2, max_queries=3, **kw)
+        seen = [env.reset(seed=7)[1]["sample_index"]]
+        for _ in range(4):
+            done = False
+            while not done:
+                _, _, term, trunc, info = env.step(env.action_space.sample())
+                done = term or trunc
+            seen.append(env.reset()[1]["sample_index"])
+        return seen
+
+    plain = visited()
+    assert visited(transforms="default", eot_mode="measure") == plain
+    assert visited(transforms="default", eot_mode="attack") == plain

@@ -93,7 +93,8 @@ class EvasionCore(BatchedCore):
     ``eot_samples`` fresh random transformations of the adversarial input (rotation,
     translation, scaling, brightness and contrast, Gaussian noise; see
     :class:`~deploy_envs.topics.evasion.eot.TransformDistribution` for the default
-    ranges), drawn from the copy's own generator. ``info["eot_success_rate"]`` is the
+    ranges), drawn from a generator spawned from the copy's own at each episode start
+    (so the inputs drawn are those of a plain env with the same seed). ``info["eot_success_rate"]`` is the
     fraction of those views that are misclassified (targeted: classified as the target),
     and ``info["eot_success"]`` says whether it reaches ``eot_threshold``.
     With ``eot_mode="attack"`` (default) the whole episode is in expectation: the
@@ -212,6 +213,7 @@ class EvasionCore(BatchedCore):
         self._eye = np.eye(K, dtype=np.float32)
         self._flat_images = self.victim.images.reshape(len(self.victim.labels), d)
         self._all = np.arange(n)
+        self.view_rngs: list[np.random.Generator | None] = [None] * n
 
     # ----------------------------------------------------------------- reset
     def _start(self, idx, options=None) -> np.ndarray:
@@ -237,6 +239,11 @@ class EvasionCore(BatchedCore):
         if draw_target:  # drawn after the input, from the same per-copy generator
             ts = np.array([rngs[i].integers(self.K - 1) for i in idx.tolist()], dtype=np.int64)
         self.sample_index[idx] = ks
+        if self.eot_dist is not None:
+            # the views come from a child generator per episode, so the inputs drawn above
+            # (and at later resets) are the ones a plain env with the same seed draws
+            for i in idx.tolist():
+                self.view_rngs[i] = rngs[i].spawn(1)[0]
         true_label = self.victim.labels[ks]
         self.true_label[idx] = true_label
         if self.targeted:
@@ -321,7 +328,7 @@ class EvasionCore(BatchedCore):
         """Logits ``(k, S, K)`` of fresh transformed views of ``x_adv`` (copy ``idx[j]``'s draws
         from its own generator) and the EOT gradient when ``with_grad``."""
         S = self.eot_samples
-        params = np.stack([self.eot_dist.sample(self.rngs[i], S) for i in np.asarray(idx).tolist()])
+        params = np.stack([self.eot_dist.sample(self.view_rngs[i], S) for i in np.asarray(idx).tolist()])
         x = self.victim._tensor(x_adv)
         lab = torch.from_numpy(np.ascontiguousarray(labels)).to(self.victim.device)
         logits, grad = eot_logits_and_grad(self.victim.model, x, lab, params, self.eot_dist, targeted=self.targeted, with_grad=with_grad)
