@@ -163,3 +163,19 @@ def test_madry_card_figure_reproduces_on_a_subset(data, madry):
     x, y = data
     r = strong_evaluation(madry, x, y, epsilon=0.2, **SMALL)
     assert abs(r.robust_accuracy - card) <= 0.1
+
+
+def test_trades_recipe_trains_and_bad_method_is_refused():
+    """The TRADES path of adversarial training (the recipe of ``digits-madry``) runs end to
+    end on a 1-epoch budget and moves the model (loss finite, better than chance); an
+    unknown method is refused before training."""
+    from deploy_envs.models.training import AdversarialTraining, Recipe, train_classifier
+
+    recipe = Recipe(epochs=1, eval_epsilons=(0.1,), adversarial=AdversarialTraining(epsilon=0.3, steps=2, method="trades", beta=6.0),
+                    eval_kwargs={"apgd_steps": 3, "restarts": 1, "targets": 1, "square_queries": 3})
+    model, metrics = train_classifier(recipe, device="cpu")
+    assert metrics["clean_accuracy"] > 0.3
+    assert metrics["robust_accuracy"]["linf@0.1"] <= metrics["pgd20_robust_accuracy"]["linf@0.1"]
+    bad = Recipe(epochs=1, adversarial=AdversarialTraining(method="mart"))
+    with pytest.raises(ValueError, match="method"):
+        train_classifier(bad, device="cpu")
