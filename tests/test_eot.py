@@ -3,7 +3,8 @@
 The scenario test runs ``scenarios/eot_transforms.yaml`` on a small set with the
 shipped standard model: plain PGD's examples fool the untransformed input but not 90%
 of the transformed views; EOT-PGD's do, at the same radius and query budget; the
-shipped PPO attacker (trained without EOT) given the EOT feedback does too.
+shipped PPO attackers do too: the one trained under EOT, and the quickstart one
+(trained without EOT) given the EOT feedback.
 """
 from __future__ import annotations
 
@@ -143,6 +144,8 @@ def test_eot_scenario_pgd_examples_lose_their_success_under_transformation():
     assert r.lookup("noise", {}, "eot_success_rate") < 0.15
     # the PPO attacker's own plain examples fare little better than PGD's under the views
     assert r.lookup("ppo_plain", {}, "eot_success") < r.lookup("ppo_eot", {}, "eot_success") - 0.4
+    # the PPO attacker trained under EOT (shipped) beats plain PGD's examples under transformation
+    assert r.lookup("ppo_trained_eot", {}, "eot_success") >= r.lookup("pgd", {}, "eot_success") + 0.5
 
 
 def test_eot_env_draws_the_inputs_of_a_plain_env_with_the_same_seed():
