@@ -174,7 +174,7 @@ def apgd_attack(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Auto-PGD (Croce & Hein 2020, Algorithm 1); returns ``(x_adv, fooled)``.
 
-    Step size starts at ``2 * epsilon`` (linf) or ``2 * epsilon`` in l2 and is halved per input at
+    The step size starts at ``2 * epsilon`` (as in AutoAttack, for linf and l2) and is halved per input at
     each checkpoint where the loss rose in at most a fraction ``rho`` of the steps since
     the last one, or where neither step size nor best loss changed since then; after a
     halving the iterate restarts from the best point so far. The update has momentum
