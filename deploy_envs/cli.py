@@ -621,6 +621,58 @@ def zoo_trojans(
     raise typer.Exit(population.main(argv))
 
 
+@app.command("robustness")
+def robustness_cmd(
+    victim: str = typer.Argument(..., help="zoo model (standard, madry, digits-madry) or module:function returning an nn.Module"),
+    eps: list[float] = typer.Option([0.1, 0.2, 0.3], "--eps", help="linf radii (repeatable)"),
+    attacks: list[str] = typer.Option(["apgd-ce", "apgd-t", "square"], "--attacks", help="ensemble members (repeatable): apgd-ce, apgd-dlr, apgd-t, square"),
+    dataset: str = typer.Option("digits", help="dataset whose test split is attacked"),
+    n: Optional[int] = typer.Option(None, help="first n test inputs (default: all)"),
+    apgd_steps: int = typer.Option(100, help="APGD iterations"),
+    restarts: int = typer.Option(5, help="APGD-CE/DLR random restarts"),
+    targets: int = typer.Option(9, help="APGD-T target classes"),
+    square_queries: int = typer.Option(5000, help="Square attack queries"),
+    seed: int = typer.Option(0, help="seed of the attacks' randomness"),
+    out: Path = typer.Option(Path("robustness_results"), help="folder for the JSON and the plot"),
+) -> None:
+    """Clean and robust accuracy of a victim under the strong attack ensemble (RobustBench layout)."""
+    from deploy_envs.data import load_dataset
+    from deploy_envs.metrics.robustness import load_victim, plot_robustness, robustness_report
+
+    if n is not None and n < 1:
+        _fail(f"--n={n} must be a positive integer")
+    try:
+        model, name = load_victim(victim, dataset)
+        ds = load_dataset(dataset)
+        x, y = (ds.x_test, ds.y_test) if n is None else (ds.x_test[:n], ds.y_test[:n])
+        report = robustness_report(
+            model, x, y, epsilons=eps, attacks=attacks, name=name, dataset=dataset, progress=True,
+            apgd_steps=apgd_steps, restarts=restarts, targets=targets, square_queries=square_queries, seed=seed,
+        )
+    except ValueError as e:
+        _fail(str(e))
+    out.mkdir(parents=True, exist_ok=True)
+    stem = name.replace(":", "_").replace("/", "_")
+    json_path = out / f"robustness_{stem}.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    plot_path = plot_robustness(report, str(out / f"robustness_{stem}.png"))
+    cols = ("model", "threat model", "clean accuracy", "robust accuracy (ensemble)", "95% interval", "PGD-20", "after each attack")
+    cells = []
+    for r in report["rows"]:
+        lo, hi = r["robust_accuracy_95ci"]
+        steps = ", ".join(f"{k} {v:.3f}" for k, v in r["after_attack"].items())
+        cells.append((name, f"{r['norm']} eps={r['epsilon']}", f"{report['clean_accuracy']:.2%}", f"{r['robust_accuracy']:.2%}",
+                      f"[{lo:.2%}, {hi:.2%}]", f"{r['pgd20_robust_accuracy']:.2%}", steps))
+    t = Table(title=f"robustness of {name} on {dataset} ({report['n']} test inputs)")
+    for col in cols:
+        t.add_column(col, no_wrap=True)
+    for row in cells:
+        t.add_row(*row)
+    _print_wide(t, [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)])
+    console.print(f"settings: {report['rows'][0]['settings'].split(', epsilon ')[0]}", markup=False, soft_wrap=True)
+    console.print(f"wrote {json_path} and {plot_path}", markup=False, soft_wrap=True)
+
+
 from deploy_envs.api.cli_serve import serve_cmd  # noqa: E402  (imports fastapi only when run)
 
 app.command("serve")(serve_cmd)

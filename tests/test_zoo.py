@@ -56,7 +56,9 @@ def test_corrupted_weights_are_retrained_when_asked(zoo_copy, monkeypatch):
     from deploy_envs.models import training
 
     # a 1-epoch recipe keeps the test fast; the path is the same as the real one
-    monkeypatch.setitem(zoo.RECIPES, "digits-standard", training.Recipe(epochs=3, eval_epsilons=(0.1,)))
+    monkeypatch.setitem(zoo.RECIPES, "digits-standard", training.Recipe(
+        epochs=3, eval_epsilons=(0.1,), eval_kwargs={"apgd_steps": 5, "restarts": 1, "targets": 1, "square_queries": 5}
+    ))
     (zoo_copy.parent / "digits-standard.pt").write_bytes(b"garbage")
     model = zoo.load_model("digits-standard", manifest_path=zoo_copy, on_corrupt="retrain")
     assert isinstance(model, torch.nn.Module)

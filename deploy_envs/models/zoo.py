@@ -35,13 +35,17 @@ MANIFEST_PATH = WEIGHTS_DIR / "manifest.json"
 
 RECIPES: dict[str, Recipe] = {
     "digits-standard": Recipe(dataset="digits", epochs=60),
-    # PGD training at the largest evaluated radius; keeping 30% of each batch clean holds
-    # clean accuracy within ~1.5 points of the standard model on 8x8 digits (pure
-    # adversarial batches at eps 0.3 cost ~10 points there)
+    # TRADES (Zhang et al. 2019) at eps 0.3, beta 10, 10-step PGD on the KL term, 120 epochs:
+    # on 8x8 digits it holds 0.68 at eps 0.2 under the strong evaluation with clean accuracy
+    # within 2 points of the standard model. PGD training of this CNN could not do both:
+    # PGD-40 at eps 0.2 for 40 epochs kept 0.97 clean but ~0.53 against PGD-100 with restarts,
+    # at eps 0.3 it fell to 0.80 clean; the earlier PGD-7 recipe (eps 0.3, 30% clean) gave 0.55
+    # under the strong evaluation. Its training robust accuracy matched its test one, so
+    # the limit was fitting, which the longer schedule fixed.
     "digits-madry": Recipe(
         dataset="digits",
-        epochs=60,
-        adversarial=AdversarialTraining(epsilon=0.3, steps=7, norm="linf", clean_fraction=0.3),
+        epochs=120,
+        adversarial=AdversarialTraining(epsilon=0.3, steps=10, norm="linf", method="trades", beta=10.0),
     ),
     "mnist-standard": Recipe(dataset="mnist", epochs=8, batch_size=128, lr=1e-3),
     "mnist-madry": Recipe(

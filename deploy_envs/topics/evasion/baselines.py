@@ -13,6 +13,7 @@ score-based ones the softmax scores in its ``feedback`` part.
 | ``noise`` | any | any | uniform random perturbations in the ball |
 | ``fgsm`` | ``white_box`` | any | one step of size epsilon along the gradient sign (Goodfellow et al. 2015) |
 | ``pgd`` | ``white_box`` | any | projected gradient ascent (Madry et al. 2018) |
+| ``eot_pgd`` | ``white_box`` + ``transforms`` | any | PGD on the gradient averaged over transformed views (Athalye et al. 2018) |
 | ``square`` | ``scores``, ``white_box`` | ``set`` | Square attack, linf (Andriushchenko et al. 2020) |
 | ``simba`` | ``scores``, ``white_box`` | ``set`` | SimBA, pixel basis (Guo et al. 2019) |
 
@@ -227,6 +228,30 @@ class PGDAttack(GradientAgent):
         if self.cfg.action_mode == "step":
             return direction
         return project_unit(self.part(obs, "delta") + self.cfg.step_size * direction, self.cfg.norm)
+
+
+class EOTPGDAttack(PGDAttack):
+    """EOT-PGD (Athalye, Engstrom, Ilyas & Kwok 2018): PGD on the expected loss over a
+    distribution of transformations.
+
+    The same update as ``pgd``, run in an env made with ``transforms`` (and the default
+    ``eot_mode="attack"``): there the env's gradient is the average of the gradients over
+    the ``eot_samples`` transformed views of each query, which is the EOT estimate of the
+    gradient of the expected loss, and success is measured in expectation over fresh views.
+    The agent refuses an env without transformations, where it would be plain PGD.
+    """
+
+    name = "eot_pgd"
+
+    def setup(self, env: Any) -> None:
+        super().setup(env)
+        core = env.unwrapped.core
+        if getattr(core, "eot_dist", None) is None or getattr(core, "eot_mode", None) != "attack":
+            raise ValueError(
+                "EOTPGDAttack needs an Evasion-v0 env with transforms set and eot_mode='attack' "
+                f"(got transforms={getattr(core, 'eot_dist', None)!r}, eot_mode={getattr(core, 'eot_mode', None)!r}); "
+                "without them use the 'pgd' baseline"
+            )
 
 
 class FGSMAttack(GradientAgent):
@@ -461,6 +486,10 @@ class SimBAAttack(EvasionAgent):
 
 register_baseline("noise", NoiseAttack, envs=(ENV_ID,), summary="uniform random perturbations in the Lp ball (any threat model)")
 register_baseline("fgsm", FGSMAttack, envs=(ENV_ID,), summary="one epsilon step along the clean gradient's sign (white-box; Goodfellow et al. 2015)")
+register_baseline(
+    "eot_pgd", EOTPGDAttack, envs=(ENV_ID,),
+    summary="PGD on the gradient averaged over transformed views (white-box, transforms set; Athalye et al. 2018)",
+)
 register_baseline("pgd", PGDAttack, envs=(ENV_ID,), summary="projected gradient ascent, one step per query (white-box; Madry et al. 2018)")
 register_baseline(
     "square", SquareAttack, envs=(ENV_ID,), summary="Square attack, linf score-based random search (action_mode='set'; Andriushchenko et al. 2020)"

@@ -4,16 +4,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.validation import Option, check_choice, check_number, check_positive
+from deploy_envs.topics.evasion.eot import TransformDistribution, eot_logits_and_grad
 from deploy_envs.topics.evasion.rendering import render_attack
 from deploy_envs.topics.evasion.victim import Victim
 
 THREAT_MODELS = ("white_box", "scores", "decision")
 NORMS = ("linf", "l2")
 ACTION_MODES = ("step", "set")
+EOT_MODES = ("attack", "measure")
 
 
 def _clip_(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -80,7 +83,27 @@ class EvasionCore(BatchedCore):
 
     ``success``, ``queries``, ``perturbation_norm`` (in ``norm``), ``true_label``,
     ``predicted_label``, ``sample_index``; ``target_label`` when targeted; ``margin``
-    except under the ``decision`` threat model.
+    except under the ``decision`` threat model; ``eot_success_rate`` and ``eot_success``
+    when ``transforms`` is set.
+
+    ## Expectation over Transformation
+
+    With ``transforms`` set (Athalye et al. 2018), every query shows the victim
+    ``eot_samples`` fresh random transformations of the adversarial input (rotation,
+    translation, scaling, brightness and contrast, Gaussian noise; see
+    :class:`~deploy_envs.topics.evasion.eot.TransformDistribution` for the default
+    ranges), drawn from a generator spawned from the copy's own at each episode start
+    (so the inputs drawn are those of a plain env with the same seed). ``info["eot_success_rate"]`` is the
+    fraction of those views that are misclassified (targeted: classified as the target),
+    and ``info["eot_success"]`` says whether it reaches ``eot_threshold``.
+    With ``eot_mode="attack"`` (default) the whole episode is in expectation: the
+    feedback is the softmax averaged over the views (``decision``: the one-hot majority
+    label), the white-box gradient is the average of the views' gradients (so the ``pgd``
+    baseline becomes EOT-PGD), the margin (and so the dense reward) is the mean over the
+    views, ``predicted_label`` is the majority label, and ``success`` is
+    ``eot_success_rate >= eot_threshold``. With ``eot_mode="measure"`` the episode is
+    the plain one and only ``eot_success_rate`` is added to the info, to measure how
+    plain adversarial examples fare under the transformations.
 
     ## Arguments
 
@@ -94,10 +117,14 @@ class EvasionCore(BatchedCore):
     * ``reward_scale``, ``success_bonus`` (default 5), ``query_cost`` (default 0), ``dense_reward``
       (``True`` under ``decision`` also needs ``allow_score_leak=True``: the margin leaks the scores).
     * ``split``: ``"test"`` (default) or ``"train"`` inputs; ``device``: torch device.
+    * ``transforms``: ``None`` (default, no EOT), ``"default"``, or a dict of
+      :class:`~deploy_envs.topics.evasion.eot.TransformDistribution` fields over the defaults.
+    * ``eot_samples``: views per query (default 16); ``eot_mode``: ``"attack"`` or
+      ``"measure"``; ``eot_threshold``: success threshold on the view success rate (default 0.5).
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release; ``transforms`` (EOT) added without changing the default behaviour.
     """
 
     reset_options = {
@@ -129,8 +156,16 @@ class EvasionCore(BatchedCore):
         allow_score_leak: bool = False,
         split: str = "test",
         device: str = "cpu",
+        transforms: Any = None,
+        eot_samples: int = 16,
+        eot_mode: str = "attack",
+        eot_threshold: float = 0.5,
     ) -> None:
         super().__init__(num_envs, render_mode)
+        self.eot_dist = None if transforms is None else TransformDistribution.from_value(transforms)
+        self.eot_samples = check_positive("eot_samples", eot_samples, integer=True)
+        self.eot_mode = check_choice("eot_mode", eot_mode, EOT_MODES)
+        self.eot_threshold = check_number("eot_threshold", eot_threshold, low=0.0, high=1.0, low_inclusive=False)
         self.norm = check_choice("norm", norm, NORMS)
         self.epsilon = check_positive("epsilon", epsilon)
         self.threat_model = check_choice("threat_model", threat_model, THREAT_MODELS)
@@ -190,6 +225,7 @@ class EvasionCore(BatchedCore):
         self._eye = np.eye(K, dtype=np.float32)
         self._flat_images = self.victim.images.reshape(len(self.victim.labels), d)
         self._all = np.arange(n)
+        self.view_rngs: list[np.random.Generator | None] = [None] * n
 
     # ----------------------------------------------------------------- reset
     def _start(self, idx, options=None) -> np.ndarray:
@@ -215,6 +251,11 @@ class EvasionCore(BatchedCore):
         if draw_target:  # drawn after the input, from the same per-copy generator
             ts = np.array([rngs[i].integers(self.K - 1) for i in idx.tolist()], dtype=np.int64)
         self.sample_index[idx] = ks
+        if self.eot_dist is not None:
+            # the views come from a child generator per episode, so the inputs drawn above
+            # (and at later resets) are the ones a plain env with the same seed draws
+            for i in idx.tolist():
+                self.view_rngs[i] = rngs[i].spawn(1)[0]
         true_label = self.victim.labels[ks]
         self.true_label[idx] = true_label
         if self.targeted:
@@ -295,7 +336,83 @@ class EvasionCore(BatchedCore):
     def attack_labels(self, idx) -> np.ndarray:
         return self.target[idx] if self.targeted else self.true_label[idx]
 
+    def _eot_views(self, idx, x_adv: np.ndarray, labels: np.ndarray, with_grad: bool):
+        """Logits ``(k, S, K)`` of fresh transformed views of ``x_adv`` (copy ``idx[j]``'s draws
+        from its own generator) and the EOT gradient when ``with_grad``."""
+        S = self.eot_samples
+        params = np.stack([self.eot_dist.sample(self.view_rngs[i], S) for i in np.asarray(idx).tolist()])
+        x = self.victim._tensor(x_adv)
+        lab = torch.from_numpy(np.ascontiguousarray(labels)).to(self.victim.device)
+        logits, grad = eot_logits_and_grad(self.victim.model, x, lab, params, self.eot_dist, targeted=self.targeted, with_grad=with_grad)
+        return logits.cpu().numpy(), (None if grad is None else grad.flatten(1))
+
+    def _view_success(self, z: np.ndarray, labels: np.ndarray, true_label: np.ndarray) -> np.ndarray:
+        pred = z.argmax(-1)
+        hit = (pred == labels[:, None]) if self.targeted else (pred != true_label[:, None])
+        return hit.mean(1)
+
     def _observe(self, idx, x_adv: np.ndarray):
+        if self.eot_dist is not None:
+            if self.eot_mode == "attack":
+                return self._observe_eot(idx, x_adv)
+            obs, info = self._observe_plain(idx, x_adv)
+            labels = info["target_label"] if self.targeted else info["true_label"]
+            z, _ = self._eot_views(idx, x_adv, labels, with_grad=False)
+            rate = self._view_success(z, labels, info["true_label"])
+            info["eot_success_rate"] = rate
+            info["eot_success"] = rate >= self.eot_threshold
+            return obs, info
+        return self._observe_plain(idx, x_adv)
+
+    def _observe_eot(self, idx, x_adv: np.ndarray):
+        """``_observe`` in expectation over transformations (``eot_mode="attack"``)."""
+        k = len(idx)
+        true_label = self.true_label[idx].copy()
+        labels = self.target[idx].copy() if self.targeted else true_label
+        z, grad = self._eot_views(idx, x_adv, labels, with_grad=self.threat_model == "white_box")
+        rows = self._all[:k]
+        z_l = z[rows, :, labels]  # (k, S)
+        others = z.copy()
+        others[rows, :, labels] = -np.inf
+        other = others.max(-1)
+        margin = ((other - z_l) if self.targeted else (z_l - other)).mean(1).astype(np.float32)
+        votes = (z.argmax(-1)[:, :, None] == np.arange(self.K)).sum(1)  # (k, K) view labels per class
+        pred = votes.argmax(1)
+        rate = self._view_success(z, labels, true_label)
+        self.margin[idx] = margin
+        self.pred[idx] = pred
+        delta, queries, sample_index = self.delta[idx], self.queries[idx].copy(), self.sample_index[idx].copy()
+        obs = np.empty((k, self.obs_dim), np.float32)
+        s = self.obs_slices
+        obs[:, s["x"]] = x_adv
+        obs[:, s["delta"]] = np.clip(delta / self.epsilon, -1.0, 1.0)
+        if self.threat_model == "decision":
+            obs[:, s["feedback"]] = self._eye[pred]
+        else:
+            e = np.exp(z - z.max(-1, keepdims=True))
+            obs[:, s["feedback"]] = (e / e.sum(-1, keepdims=True)).mean(1)
+        obs[:, s["label"]] = self._eye[labels]
+        if self.threat_model == "white_box":
+            g = grad.cpu().numpy()
+            obs[:, s["gradient"]] = g / np.maximum(np.abs(g).max(1, keepdims=True), 1e-12)
+        obs[:, s["budget"].start] = 1.0 - queries / self.max_queries
+        info = {
+            "success": rate >= self.eot_threshold,
+            "queries": queries,
+            "perturbation_norm": self._norm(delta),
+            "true_label": true_label,
+            "predicted_label": pred,
+            "sample_index": sample_index,
+            "eot_success_rate": rate,
+            "eot_success": rate >= self.eot_threshold,
+        }
+        if self.targeted:
+            info["target_label"] = labels.copy()
+        if self.threat_model != "decision":
+            info["margin"] = margin
+        return obs, info
+
+    def _observe_plain(self, idx, x_adv: np.ndarray):
         # This runs on every step of every copy: it is written for few, whole-batch
         # numpy operations, since on a small batch each call costs more than its arithmetic.
         k = len(idx)

@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
         for world, penalty in PPO_RUNS if args.world is None else [r for r in PPO_RUNS if r[0] == args.world]:
             card = train_ppo_with_penalty(world, penalty, seed=args.seed)
-            log.info("%s: %s", card.name, next(iter(card.scores.values())))
+            log.info("%s: %s", card.name, card.metrics())
         return
     if args.ppo_table:
         from deploy_envs.agent_zoo import load_agent
