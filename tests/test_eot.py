@@ -8,7 +8,6 @@ shipped PPO attackers do too: the one trained under EOT, and the quickstart one
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

@@ -8,7 +8,6 @@ budgets keep it to seconds; the full protocol runs in ``deploy-envs robustness``
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
