@@ -295,10 +295,10 @@ def _describe(hint: Any) -> str:
         return " or ".join(dict.fromkeys(_describe(h) for h in typing.get_args(hint)))
     if origin is not None:
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        plural = {int: "integers", float: "numbers", bool: "bools", str: "strings"}
+        plural = {int: "integers", float: "numbers (not NaN: finite or infinite)", bool: "bools", str: "strings"}
         inner = plural.get(args[0], _describe(args[0])) if args else "values"
         return f"a sequence of {inner}"
-    return {int: "an integer", float: "a number", bool: "a bool", str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
+    return {int: "an integer", float: "a number (not NaN: finite or infinite)", bool: "a bool", str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _matches(value: Any, hint: Any) -> bool:
