@@ -522,13 +522,13 @@ def _evaluate_population(game_id: str, population: Path, opponent: list[str], ep
         _fail(str(e))
     roles = pop.roles
     t = Table(title=f"{game_id}: meta-strategy of {population} ({episodes} episodes per row, seed {seed})")
-    t.add_column("role replaced")
-    t.add_column("by")
+    t.add_column("role replaced", no_wrap=True)
+    t.add_column("by", no_wrap=True)
     for r in roles:
         t.add_column(f"{r} return (95% CI)", justify="right")
     for row in rows:
         t.add_row(row["role"] or "-", row["opponent"], *(f"{row['returns'][r]['mean']:.3f} ± {row['returns'][r]['ci95']:.3f}" for r in roles))
-    console.print(t)
+    _print_wide(t, [max(13, *(len(r) for r in roles)) + 2, max(len(row["opponent"]) for row in rows) + 2] + [len(r) + 20 for r in roles])
     if json_out:
         json_out.write_text(json.dumps({"game_id": game_id, "population": str(population), "episodes": episodes, "seed": seed, "rows": rows}, indent=2) + "\n")
         console.print(f"wrote {json_out}")
