@@ -165,7 +165,7 @@ def _run(cls, kwargs, n=3, steps=2, seed=0):
         actions = rng.uniform(space.low, space.high, (n, *space.shape)).astype(np.float32)
         before = len(tracker.transfers)
         with tracker:
-            obs, reward, term, trunc, info = core.step_indices(idx, core.validate_actions(actions, n))
+            obs, _, _, _, info = core.step_indices(idx, core.validate_actions(actions, n))
         per_step.append((obs, info, sum(tracker.transfers[before:]), len(tracker.transfers) - before))
     return tracker, core, per_step
 
@@ -173,7 +173,7 @@ def _run(cls, kwargs, n=3, steps=2, seed=0):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_step_keeps_every_tensor_on_the_device(case):
     cls, kwargs = CASES[case]
-    tracker, core, per_step = _run(cls, kwargs)
+    tracker, _, per_step = _run(cls, kwargs)
     assert tracker.violations == [], f"{case}: {tracker.violations[:5]}"
     for obs, info, nbytes, count in per_step:
         # what comes back is the observation batch and the infos, not the training state
@@ -186,7 +186,7 @@ def test_step_keeps_every_tensor_on_the_device(case):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_core_state_lives_on_its_device(case):
     cls, kwargs = CASES[case]
-    tracker, core, _ = _run(cls, kwargs, steps=1)
+    _, core, _ = _run(cls, kwargs, steps=1)
     assert core.device == torch.device("cpu")
     found = list(_attribute_tensors(core, "core", set()))
     assert len(found) >= 3
@@ -284,3 +284,40 @@ def test_cuda_step_matches_cpu(case):
     np.testing.assert_allclose(out["cpu"][0], out["cuda"][0], atol=0.05)
     np.testing.assert_allclose(out["cpu"][1], out["cuda"][1], atol=0.05)
     np.testing.assert_allclose(out["cpu"][2], out["cuda"][2], atol=1.0)
+
+
+def _bench_gpu():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_gpu_refuses_an_unavailable_device(capsys):
+    with pytest.raises(SystemExit):
+        _bench_gpu().main(["--device", "cuda:99"])
+    assert "--device='cuda:99' is not available" in capsys.readouterr().err
+
+
+def test_bench_gpu_writes_native_and_sync_rates(tmp_path):
+    import json
+
+    out = tmp_path / "gpu.json"
+    args = ["--device", "cpu", "--envs", "TrainingControl-v0", "TrojanDetection-v0", "--sizes", "2", "3",
+            "--sync-copies", "2", "--min-steps", "1", "--seconds", "0", "--reps", "1", "--out", str(out)]
+    assert _bench_gpu().main(args) == 0
+    res = json.loads(out.read_text())
+    assert res["machine"]["device"] == "cpu" and res["settings"]["sizes"] == [2, 3]
+    tc, trojan = res["envs"]
+    assert tc["kwargs"]["device"] == "cpu"
+    assert [r["num_envs"] for r in tc["rows"]] == [2, 3]
+    assert [r["sync_num_envs"] for r in tc["rows"]] == [2, 2]
+    for r in tc["rows"]:
+        assert r["native"]["steps_per_s"] > 0 and r["sync"]["steps_per_s"] > 0
+        assert r["ratio"] == pytest.approx(r["native"]["steps_per_s"] / r["sync"]["steps_per_s"])
+    # TrojanDetection-v0's core takes no device: listed, not measured
+    assert trojan == {"env": "deploy_envs/TrojanDetection-v0", "measured": False, "reason": "its core takes no device argument"}
