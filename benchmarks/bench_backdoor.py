@@ -38,7 +38,14 @@ from typing import Any
 import gymnasium as gym
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import add_threads_option, apply_threads, paired
+from deploy_envs.benchmarking import (
+    add_device_option,
+    add_threads_option,
+    apply_threads,
+    device_kwargs,
+    paired,
+    parse_device,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_poisoning import machine
@@ -83,12 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     add_threads_option(parser, default=1)
+    add_device_option(parser)
     args = parser.parse_args(argv)
+    device = parse_device(parser, args)
     apply_threads(args.threads)
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "target": TARGET}
     t0 = time.perf_counter()
     configs = dict(list(CONFIGS.items())[:1]) if args.quick else CONFIGS
-    results["native_vs_sync"] = [bench_native_vs_sync(n, kw, 32, args.quick, args.seed) for n, kw in configs.items()]
+    results["device"] = str(device)
+    results["native_vs_sync"] = [bench_native_vs_sync(n, {**kw, **device_kwargs(device)}, 32, args.quick, args.seed)
+                                 for n, kw in configs.items()]
     results["seconds"] = time.perf_counter() - t0
     for r in results["native_vs_sync"]:
         print(f"native vs sync, {r['config']}, {r['num_envs']} copies: {r['ratio']:.1f}x (target >= {TARGET:g}x, "

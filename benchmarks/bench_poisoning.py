@@ -49,15 +49,24 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, paired
+from deploy_envs.benchmarking import (
+    Stepper,
+    add_device_option,
+    add_threads_option,
+    apply_threads,
+    device_kwargs,
+    paired,
+    parse_device,
+    synchronize,
+)
 
 ENV_ID = "deploy_envs/Poisoning-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "poisoning.json"
 TARGETS = {"native_vs_sync": 10.0, "warm_vs_scratch": 5.0}
 
 
-def bench_native_vs_sync(victim: str, num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
-    kwargs = {"victim": victim}
+def bench_native_vs_sync(victim: str, num_envs: int, quick: bool, seed: int, device: str = "cpu") -> dict[str, Any]:
+    kwargs = {"victim": victim, **device_kwargs(device)}
     native = gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
     sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID, **kwargs) for _ in range(num_envs)])
     n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
@@ -70,8 +79,8 @@ def bench_native_vs_sync(victim: str, num_envs: int, quick: bool, seed: int) -> 
             "met": res["ratio"] >= TARGETS["native_vs_sync"]}
 
 
-def bench_warm_vs_scratch(victim: str, num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
-    env = gym.make_vec(ENV_ID, num_envs=num_envs, victim=victim)
+def bench_warm_vs_scratch(victim: str, num_envs: int, quick: bool, seed: int, device: str = "cpu") -> dict[str, Any]:
+    env = gym.make_vec(ENV_ID, num_envs=num_envs, victim=victim, **device_kwargs(device))
     core = env.unwrapped.core
     v = core.victims
     rng = np.random.default_rng(seed)
@@ -82,7 +91,7 @@ def bench_warm_vs_scratch(victim: str, num_envs: int, quick: bool, seed: int) ->
     ye = (core.y_train[idx] + 1 + rng.integers(core.K - 1, size=(num_envs, P))) % core.K
     we = np.ones((num_envs, P), np.float32)
     we[:, -1] = 0.0
-    theta0 = torch.zeros(num_envs, v.D, v.K)
+    theta0 = torch.zeros(num_envs, v.D, v.K, device=core.device)
     prev = v.train(core.theta_clean.unsqueeze(0).repeat(num_envs, 1, 1), xe, ye, we, 2000)
     we[:, -1] = 1.0  # one more point arrives
     steps = core.train_steps
@@ -103,7 +112,15 @@ def bench_warm_vs_scratch(victim: str, num_envs: int, quick: bool, seed: int) ->
         else:
             lo = mid + 1
     scratch_steps = k
-    res = paired(lambda: v.train(theta0, xe, ye, we, scratch_steps), lambda: v.train(prev, xe, ye, we, steps),
+    def scratch():
+        v.train(theta0, xe, ye, we, scratch_steps)
+        synchronize(core.device)
+
+    def warm_start():
+        v.train(prev, xe, ye, we, steps)
+        synchronize(core.device)
+
+    res = paired(scratch, warm_start,
                  inner_a=1, inner_b=max(1, scratch_steps // steps // 4), reps=3 if quick else 7, warmup=1)
     env.close()
     return {"victim": victim, "num_envs": num_envs, "warm_steps": steps, "scratch_steps": scratch_steps,
@@ -138,13 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     add_threads_option(parser, default=1, help="torch threads (default 1: the batch gains nothing from extra cores)")
+    add_device_option(parser)
     args = parser.parse_args(argv)
+    device = parse_device(parser, args)
     apply_threads(args.threads)
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "targets": TARGETS}
     t0 = time.perf_counter()
     victims = ("logistic",) if args.quick else ("logistic", "svm")
-    results["native_vs_sync"] = [bench_native_vs_sync(v, 32, args.quick, args.seed) for v in victims]
-    results["warm_vs_scratch"] = [bench_warm_vs_scratch(v, 32, args.quick, args.seed) for v in victims]
+    results["device"] = str(device)
+    results["native_vs_sync"] = [bench_native_vs_sync(v, 32, args.quick, args.seed, device) for v in victims]
+    results["warm_vs_scratch"] = [bench_warm_vs_scratch(v, 32, args.quick, args.seed, device) for v in victims]
     results["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results["seconds"] = time.perf_counter() - t0
     report(results)

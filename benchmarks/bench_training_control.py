@@ -35,7 +35,14 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, machine_info, paired
+from deploy_envs.benchmarking import (
+    Stepper,
+    add_device_option,
+    device_kwargs,
+    machine_info,
+    paired,
+    parse_device,
+)
 
 ENV_ID = "deploy_envs/TrainingControl-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "training_control.json"
@@ -51,9 +58,10 @@ class FixedBatchStepper(Stepper):
             a[:, 1] = 0.0
 
 
-def bench(label: str, num_envs: int, quick: bool, seed: int, stepper=Stepper) -> dict[str, Any]:
-    native = gym.make_vec(ENV_ID, num_envs=num_envs)
-    sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID) for _ in range(num_envs)])
+def bench(label: str, num_envs: int, quick: bool, seed: int, stepper=Stepper, kwargs: dict | None = None) -> dict[str, Any]:
+    kwargs = kwargs or {}
+    native = gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
+    sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID, **kwargs) for _ in range(num_envs)])
     n_step, s_step = stepper(native, seed), stepper(sync, seed)
     res = paired(s_step, n_step, inner_a=1 if quick else 2, inner_b=3 if quick else 10, reps=3 if quick else 7, warmup=1)
     native.close()
@@ -69,14 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    add_device_option(parser)
     args = parser.parse_args(argv)
+    device = parse_device(parser, args)
+    kw = device_kwargs(device)
     torch.set_num_threads(1)
     np.random.seed(args.seed)
     t0 = time.perf_counter()
-    results: dict[str, Any] = {"machine": machine_info(), "quick": args.quick}
+    results: dict[str, Any] = {"machine": machine_info(), "quick": args.quick, "device": str(device)}
     results["native_vs_sync"] = [
-        bench("default (random lr, batch size, weight decay)", 64, args.quick, args.seed),
-        bench("batch size fixed at 32", 64, args.quick, args.seed, FixedBatchStepper),
+        bench("default (random lr, batch size, weight decay)", 64, args.quick, args.seed, kwargs=kw),
+        bench("batch size fixed at 32", 64, args.quick, args.seed, FixedBatchStepper, kwargs=kw),
     ]
     results["machine"]["loadavg_end"] = list(os.getloadavg())
     results["seconds"] = time.perf_counter() - t0

@@ -153,3 +153,33 @@ def apply_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def add_device_option(parser: argparse.ArgumentParser, default: str = "cpu") -> None:
+    """``--device D``: the torch device the benchmarked envs run on (passed as their ``device=``).
+
+    Check it with :func:`parse_device` after parsing."""
+    parser.add_argument("--device", default=default, help=f"torch device of the envs, e.g. cpu, cuda, cuda:1 (default {default})")
+
+
+def parse_device(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The ``torch.device`` of ``args.device``; a device this machine lacks ends the script with the parser's usage error."""
+    from deploy_envs.core.validation import check_device
+
+    try:
+        return check_device("--device", args.device)
+    except ValueError as err:
+        parser.error(str(err))
+
+
+def device_kwargs(device) -> dict[str, Any]:
+    """``{"device": ...}`` for a non-CPU device, ``{}`` for the CPU (the envs' default, so CPU results keep their kwargs)."""
+    return {} if str(device) == "cpu" else {"device": str(device)}
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work (CUDA); nothing elsewhere. Call before reading a clock."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)

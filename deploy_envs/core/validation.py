@@ -390,3 +390,38 @@ def check_arguments(owner: str, cls: type, kwargs: dict[str, Any]) -> None:
                 torch.device(value)
             except RuntimeError:
                 raise ValueError(f"{owner}: device={value!r} is not a torch device; use 'cpu', 'cuda', 'cuda:0', 'mps', ...") from None
+
+
+def available_devices() -> list[str]:
+    """The torch devices this machine can run on: ``"cpu"``, then ``"cuda"``, ``"cuda:0"``, ... and ``"mps"`` where present."""
+    import torch
+
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
+def check_device(name: str, value: Any):
+    """Return ``value`` (a string such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or a ``torch.device``) as a
+    ``torch.device`` if this machine has it; raise a ``ValueError`` naming the argument and the available devices otherwise."""
+    import torch
+
+    allowed = available_devices()
+    if not isinstance(value, (str, torch.device)):
+        raise ValueError(f"{name}={value!r} must be a device name; available here: {', '.join(map(repr, allowed))}")
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not a torch device; available here: {', '.join(map(repr, allowed))}") from None
+    ok = dev.type == "cpu" and dev.index in (None, 0)
+    if dev.type == "cuda":
+        ok = torch.cuda.is_available() and (dev.index is None or dev.index < torch.cuda.device_count())
+    elif dev.type == "mps":
+        ok = "mps" in allowed
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not available on this machine; available here: {', '.join(map(repr, allowed))}")
+    return dev

@@ -9,7 +9,7 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive
+from deploy_envs.core.validation import Arg, check_choice, check_device, check_number, check_positive
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.backdoor import triggers
 from deploy_envs.topics.backdoor.detectors import DETECTORS, detect
@@ -111,10 +111,13 @@ class BackdoorCore(BatchedCore):
     * ``detector``: ``"spectral"`` (default), ``"activation_clustering"`` or ``"none"``; ``detection_penalty`` >= 0 (default 1);
       ``ac_size_threshold`` in (0, 0.5] (default 0.35): activation clustering flags a class's smaller
       k-means cluster when its share of the class is below this.
+    * ``device`` (default ``"cpu"``): torch device (``"cuda"``, ``"cuda:1"``, ...) of the training data,
+      the poisoned training sets, the victims' training and the detector; per step only the
+      observations and infos come back to the host.
 
     ## Version History
 
-    * v0: initial release (activation clustering detector added within v0: a new argument value, defaults unchanged).
+    * v0: initial release (activation clustering detector and ``device`` added within v0: new arguments and values, defaults unchanged).
     """
 
     arguments = {
@@ -143,8 +146,10 @@ class BackdoorCore(BatchedCore):
         detector: str = "spectral",
         detection_penalty: float = 1.0,
         ac_size_threshold: float = 0.35,
+        device: str = "cpu",
     ) -> None:
         super().__init__(num_envs, render_mode)
+        self.device = dev = check_device("device", device)
         self.budget = check_number("budget", budget, low=0.0, high=1.0, low_inclusive=False)
         self.trigger = check_choice("trigger", trigger, TRIGGERS)
         self.position = check_choice("position", position, POSITIONS)
@@ -179,11 +184,13 @@ class BackdoorCore(BatchedCore):
         self.eps_points = self.budget_points  # the detector's bound on poisoned points
         self.pools = [np.flatnonzero(self.y_train != c) for c in range(K)]
 
-        self.mlp = BatchedMLP(self.d, self.hidden_sizes, K, lr=self.lr, steps=self.train_steps, init_seed=self.init_seed)
-        self.x_train_t = torch.as_tensor(self.x_train.reshape(N, -1))
-        self.y_train_t = torch.as_tensor(self.y_train)
-        self.x_test_t = torch.as_tensor(self.x_test.reshape(len(self.y_test), -1))
-        self.y_test_t = torch.as_tensor(self.y_test)
+        self.mlp = BatchedMLP(self.d, self.hidden_sizes, K, lr=self.lr, steps=self.train_steps, init_seed=self.init_seed, device=dev)
+        self.x_train_img_t = torch.as_tensor(self.x_train, device=dev)  # (N, C, H, W)
+        self.x_test_img_t = torch.as_tensor(self.x_test, device=dev)
+        self.x_train_t = self.x_train_img_t.reshape(N, -1)
+        self.y_train_t = torch.as_tensor(self.y_train, device=dev)
+        self.x_test_t = self.x_test_img_t.reshape(len(self.y_test), -1)
+        self.y_test_t = torch.as_tensor(self.y_test, device=dev)
         self.clean_accuracy = self._clean_reference()
 
         self.class_means = np.stack([self.x_train[self.y_train == c].mean(0) for c in range(K)]).astype(np.float32)
@@ -210,7 +217,7 @@ class BackdoorCore(BatchedCore):
 
     def _clean_reference(self) -> float:
         """Test accuracy of the victim trained the same way on the clean data (cached per process)."""
-        key = (self.dataset, self.hidden_sizes, self.train_steps, self.lr, self.init_seed)
+        key = (self.dataset, self.hidden_sizes, self.train_steps, self.lr, self.init_seed, str(self.device))
         if key not in _CLEAN_ACC:
             logger.info("training the clean reference victim on %s (hidden %s, %d steps)", self.dataset, self.hidden_sizes, self.train_steps)
             params = self.mlp.train(self.x_train_t[None], self.y_train_t[None])
@@ -288,32 +295,41 @@ class BackdoorCore(BatchedCore):
         target = self.target[idx]
         # per-copy poisoned training sets: the first n_poison points of each copy's order, stamped and relabelled
         P = int(n_poison.max()) if m else 0
-        x = np.broadcast_to(self.x_train, (m, *self.x_train.shape)).copy()
-        y = np.broadcast_to(self.y_train, (m, len(self.y_train))).copy()
-        poisoned = np.zeros((m, len(self.y_train)), bool)
+        N, dev = len(self.y_train), self.device
+        # built on the device: only the triggers (the actions) and the indices go over
+        pattern_t = torch.as_tensor(pattern, device=dev)
+        mask_t = torch.as_tensor(mask, device=dev)
+        target_t = torch.as_tensor(target, device=dev)
+        x = self.x_train_img_t.expand(m, *self.x_train_img_t.shape).clone()
+        y = self.y_train_t.expand(m, N).clone()
+        poisoned = torch.zeros((m, N), dtype=torch.bool, device=dev)
         if P:
             valid = np.arange(P)[None, :] < n_poison[:, None]
             pts = self.order[idx, :P]
-            stamped = triggers.apply(self.x_train[pts], pattern, mask)  # (m, P, C, H, W)
-            b = np.broadcast_to(np.arange(m)[:, None], (m, P))[valid]
-            j = pts[valid]
-            x[b, j] = stamped[valid]
-            y[b, j] = np.broadcast_to(target[:, None], (m, P))[valid]
+            stamped = triggers.apply_torch(self.x_train_img_t[torch.as_tensor(pts, device=dev)], pattern_t, mask_t)  # (m, P, C, H, W)
+            b = torch.as_tensor(np.broadcast_to(np.arange(m)[:, None], (m, P))[valid], device=dev)
+            j = torch.as_tensor(pts[valid], device=dev)
+            x[b, j] = stamped[torch.as_tensor(valid, device=dev)]
+            y[b, j] = torch.as_tensor(np.broadcast_to(target[:, None], (m, P))[valid], device=dev)
             poisoned[b, j] = True
-        xt = torch.as_tensor(x.reshape(m, len(y[0]), -1))
-        yt = torch.as_tensor(y)
+        xt = x.reshape(m, N, -1)
+        yt = y
         params = self.mlp.train(xt, yt)
 
-        clean_acc = (self.mlp.predict(params, self.x_test_t) == self.y_test_t).double().mean(1).numpy()
-        triggered = torch.as_tensor(triggers.apply(self.x_test, pattern, mask, shared=True).reshape(m, len(self.y_test), -1))
-        pred = self.mlp.predict(params, triggered).numpy()
-        other = self.y_test[None, :] != target[:, None]
-        asr = ((pred == target[:, None]) & other).sum(1) / np.maximum(other.sum(1), 1)
+        # counts on the device (exact integers), divided on the host as before
+        correct = (self.mlp.predict(params, self.x_test_t) == self.y_test_t).sum(1)
+        triggered = triggers.apply_torch(self.x_test_img_t, pattern_t, mask_t, shared=True).reshape(m, len(self.y_test), -1)
+        pred = self.mlp.predict(params, triggered)
+        other = self.y_test_t[None, :] != target_t[:, None]
+        hits = ((pred == target_t[:, None]) & other).sum(1)
 
         with torch.no_grad():
             reps = self.mlp.forward(params, xt)[0]
-        flagged = detect(self.detector, reps, yt, self.K, self.eps_points, ac_size_threshold=self.ac_size_threshold).numpy()
-        flagged_poison = (flagged & poisoned).sum(1)
+        flagged = detect(self.detector, reps, yt, self.K, self.eps_points, ac_size_threshold=self.ac_size_threshold)
+        counts = torch.stack([correct, hits, other.sum(1), (flagged & poisoned).sum(1), (flagged & ~poisoned).sum(1)])
+        correct, hits, n_other, flagged_poison, clean_flagged = counts.cpu().numpy()  # the one transfer to the host
+        clean_acc = correct / np.float64(len(self.y_test))
+        asr = hits / np.maximum(n_other, 1)
         flagged_fraction = np.where(n_poison > 0, flagged_poison / np.maximum(n_poison, 1), 0.0)
         drop = self.clean_accuracy - clean_acc
         reward = asr - np.maximum(drop, 0.0) - self.detection_penalty * flagged_fraction
@@ -323,8 +339,8 @@ class BackdoorCore(BatchedCore):
             "clean_accuracy": clean_acc,
             "clean_accuracy_drop": drop,
             "flagged_fraction": flagged_fraction.astype(np.float64),
-            "clean_flagged": (flagged & ~poisoned).sum(1),
-            "clean_flagged_fraction": (flagged & ~poisoned).sum(1) / (len(self.y_train) - n_poison),
+            "clean_flagged": clean_flagged,
+            "clean_flagged_fraction": clean_flagged / (len(self.y_train) - n_poison),
             "poisoned_points": n_poison,
             "target_label": target.copy(),
         }

@@ -58,7 +58,7 @@ def flag_top_per_class(scores: torch.Tensor, labels: torch.Tensor, num_classes: 
     """Boolean mask ``(B, N)``: the ``k`` highest-scoring points of each class (all of a class smaller than ``k``)."""
     B, N = scores.shape
     k = min(int(k), N)
-    flagged = torch.zeros(B, N, dtype=torch.bool)
+    flagged = torch.zeros(B, N, dtype=torch.bool, device=scores.device)
     if k <= 0:
         return flagged
     for c in range(num_classes):
@@ -78,7 +78,7 @@ def two_means(z: torch.Tensor, mask: torch.Tensor, iters: int = 30) -> torch.Ten
     False for non-members); an empty cluster keeps its previous centre.
     """
     assign = (z[..., 0] > 0) & mask
-    c = [torch.zeros(z.shape[0], 1, z.shape[-1], dtype=z.dtype)] * 2
+    c = [torch.zeros(z.shape[0], 1, z.shape[-1], dtype=z.dtype, device=z.device)] * 2
     for _ in range(iters):
         new = []
         for k, members in enumerate((~assign & mask, assign)):
@@ -102,7 +102,7 @@ def activation_clustering(reps: torch.Tensor, labels: torch.Tensor, num_classes:
     reps = reps.double()
     B, N, h = reps.shape
     r = min(int(dims), h)
-    flagged = torch.zeros(B, N, dtype=torch.bool)
+    flagged = torch.zeros(B, N, dtype=torch.bool, device=reps.device)
     for c in range(num_classes):
         mask = labels == c
         m = mask.to(reps.dtype).unsqueeze(-1)
@@ -123,7 +123,7 @@ def detect(kind: str, reps: torch.Tensor, labels: torch.Tensor, num_classes: int
            ac_dims: int = 10, ac_size_threshold: float = 0.35) -> torch.Tensor:
     """Flagged training points ``(B, N)`` of detector ``kind`` (``eps_points``: bound on poisoned points per class)."""
     if kind == "none":
-        return torch.zeros(labels.shape, dtype=torch.bool)
+        return torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
     if kind == "activation_clustering":
         return activation_clustering(reps, labels, num_classes, ac_dims, ac_size_threshold)
     return flag_top_per_class(spectral_scores(reps, labels, num_classes), labels, num_classes, int(round(1.5 * eps_points)))

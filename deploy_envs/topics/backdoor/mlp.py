@@ -22,7 +22,7 @@ class BatchedMLP:
     """``B`` ReLU MLPs ``d -> hidden_sizes... -> K``; see the module docstring."""
 
     def __init__(self, d: int, hidden_sizes: tuple[int, ...], num_classes: int, *, lr: float = 0.01,
-                 steps: int = 150, init_seed: int = 0) -> None:
+                 steps: int = 150, init_seed: int = 0, device: str | torch.device = "cpu") -> None:
         self.sizes = (int(d), *map(int, hidden_sizes), int(num_classes))
         self.lr, self.steps = float(lr), int(steps)
         g = torch.Generator().manual_seed(int(init_seed))
@@ -31,6 +31,8 @@ class BatchedMLP:
             bound = 1.0 / math.sqrt(fan_in)  # torch.nn.Linear's default initialisation range
             self.init.append((torch.rand(1, fan_in, fan_out, generator=g) * 2 - 1) * bound)
             self.init.append((torch.rand(1, 1, fan_out, generator=g) * 2 - 1) * bound)
+        self.device = torch.device(device)
+        self.init = [p.to(self.device) for p in self.init]  # drawn on the CPU: the same start on every device
 
     def fresh(self, batch: int) -> list[torch.Tensor]:
         """``batch`` copies of the initial parameters."""

@@ -16,6 +16,7 @@ images stay in ``[0, 1]`` because the result is a convex combination.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def patch_to_full(pattern: np.ndarray, mask: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -58,3 +59,11 @@ def apply(x: np.ndarray, pattern: np.ndarray, mask: np.ndarray, shared: bool = F
         x = x[None]
     m = np.asarray(mask, np.float32)[:, None, None]
     return (1.0 - m) * x + m * np.asarray(pattern, np.float32)[:, None, None]
+
+
+def apply_torch(x: torch.Tensor, pattern: torch.Tensor, mask: torch.Tensor, shared: bool = False) -> torch.Tensor:
+    """:func:`apply` on tensors (float32, all on one device): the same arithmetic, so the same values on the CPU."""
+    if shared:
+        x = x[None]
+    m = mask[:, None, None]
+    return (1.0 - m) * x + m * pattern[:, None, None]

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deploy_envs.topics.poisoning.victims import as_device
+
 
 class MLPVictims:
     """``B`` ReLU MLPs ``d -> hidden -> K`` sharing one clean training set; see the module docstring."""
@@ -40,9 +42,12 @@ class MLPVictims:
     loss_kind = "logistic"  # softmax cross-entropy, for the loss-based sanitizer
 
     def __init__(self, x: np.ndarray, y: np.ndarray, num_classes: int, lam: float, hidden: int, *,
-                 lr: float = 0.1, radius: float = 4.0, init_seed: int = 0, fit_steps: int = 400) -> None:
-        self.X = torch.as_tensor(np.asarray(x, np.float32))
-        self.y = torch.as_tensor(np.asarray(y, np.int64))
+                 lr: float = 0.1, radius: float = 4.0, init_seed: int = 0, fit_steps: int = 400,
+                 device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.X_host = torch.as_tensor(np.asarray(x, np.float32))  # the clean fit runs on the CPU
+        self.y_host = torch.as_tensor(np.asarray(y, np.int64))
+        self.X, self.y = self.X_host.to(self.device), self.y_host.to(self.device)
         self.N, self.d = self.X.shape
         self.K, self.h, self.lam = int(num_classes), int(hidden), float(lam)
         self.lr, self.radius, self.fit_steps = float(lr), float(radius), int(fit_steps)
@@ -70,21 +75,24 @@ class MLPVictims:
     def scores(self, theta: torch.Tensor, x) -> torch.Tensor:
         """Scores of shared inputs ``x (M, d)`` under every copy: ``(B, M, K)``."""
         with torch.no_grad():
-            return self.forward(theta, torch.as_tensor(np.asarray(x, np.float32)))
+            return self.forward(theta, as_device(x, torch.float32, self.device))
 
     def scores_each(self, theta: torch.Tensor, x) -> torch.Tensor:
         """Scores of per-copy inputs ``x (B, M, d)``: ``(B, M, K)``."""
         with torch.no_grad():
-            return self.forward(theta, torch.as_tensor(np.asarray(x, np.float32)))
+            return self.forward(theta, as_device(x, torch.float32, self.device))
 
     # ---------------------------------------------------------- objective
     def _extra(self, xe, ye, we):
-        return (torch.as_tensor(np.asarray(xe, np.float32)), torch.as_tensor(np.asarray(ye, np.int64)),
-                torch.as_tensor(np.asarray(we, np.float32)))
+        dev = self.device
+        return as_device(xe, torch.float32, dev), as_device(ye, torch.int64, dev), as_device(we, torch.float32, dev)
 
-    def _objective(self, theta: torch.Tensor, xe: torch.Tensor, ye: torch.Tensor, we: torch.Tensor) -> torch.Tensor:
+    def _objective(self, theta: torch.Tensor, xe: torch.Tensor, ye: torch.Tensor, we: torch.Tensor,
+                   X: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         B = theta.shape[0]
-        clean = F.cross_entropy(self.forward(theta, self.X).reshape(-1, self.K), self.y.repeat(B), reduction="none")
+        X = self.X if X is None else X
+        y = self.y if y is None else y
+        clean = F.cross_entropy(self.forward(theta, X).reshape(-1, self.K), y.repeat(B), reduction="none")
         total = clean.view(B, self.N).sum(1)
         if xe.shape[1]:
             extra = F.cross_entropy(self.forward(theta, xe).reshape(-1, self.K), ye.reshape(-1), reduction="none")
@@ -109,14 +117,14 @@ class MLPVictims:
         return theta
 
     def fit_clean(self) -> torch.Tensor:
-        """The victim trained on the clean data alone (full-batch Adam, ``fit_steps`` steps), shape ``(num_params,)``."""
+        """The victim trained on the clean data alone (full-batch Adam, ``fit_steps`` steps, on the CPU), shape ``(num_params,)``."""
         theta = self.theta_init.clone()[None].requires_grad_(True)
         opt = torch.optim.Adam([theta], lr=0.01)
         empty = (torch.zeros(1, 0, self.d), torch.zeros(1, 0, dtype=torch.int64), torch.zeros(1, 0))
         with torch.enable_grad():
             for _ in range(self.fit_steps):
                 opt.zero_grad(set_to_none=True)
-                self._objective(theta, *empty).sum().backward()
+                self._objective(theta, *empty, X=self.X_host, y=self.y_host).sum().backward()
                 opt.step()
                 with torch.no_grad():
                     theta.clamp_(-self.radius, self.radius)

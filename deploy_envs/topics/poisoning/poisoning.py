@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive
+from deploy_envs.core.validation import Arg, check_choice, check_device, check_number, check_positive
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.poisoning.mlp_victim import MLPVictims
 from deploy_envs.topics.poisoning.sanitizers import SANITIZERS, Sanitizer
@@ -123,10 +123,13 @@ class PoisoningCore(BatchedCore):
       ``sanitizer_quantile`` (default 0.95), ``knn_k`` (10), ``knn_agreement`` (0.5).
     * ``threat_model``: ``"white_box"`` (default) or ``"black_box"``; ``num_probes`` (default 20).
     * ``reward_scale`` (default 100), ``removal_penalty`` (default 1).
+    * ``device`` (default ``"cpu"``): torch device (``"cuda"``, ``"cuda:1"``, ...) of the victims, the
+      poison sets, the test data and every retrain; per step only the observations and infos
+      come back to the host. The clean victim is fitted on the CPU, so it is the same on every device.
 
     ## Version History
 
-    * v0: initial release (the ``"mlp"`` victim added within v0: new argument values, defaults unchanged).
+    * v0: initial release (the ``"mlp"`` victim and ``device`` added within v0: new arguments and values, defaults unchanged).
     """
 
     arguments = {
@@ -164,8 +167,10 @@ class PoisoningCore(BatchedCore):
         num_probes: int = 20,
         reward_scale: float = 100.0,
         removal_penalty: float = 1.0,
+        device: str = "cpu",
     ) -> None:
         super().__init__(num_envs, render_mode)
+        self.device = dev = check_device("device", device)
         self.victim_kind = check_choice("victim", victim, VICTIMS)
         hidden_size = check_positive("hidden_size", hidden_size, integer=True)
         mlp_lr = check_positive("mlp_lr", mlp_lr)
@@ -194,7 +199,8 @@ class PoisoningCore(BatchedCore):
         self.x_train, self.y_train = x, ds.y_train.astype(np.int64)
         self.x_test = ds.x_test.reshape(len(ds.y_test), -1).astype(np.float32)
         self.y_test = ds.y_test.astype(np.int64)
-        self.y_test_t = torch.as_tensor(self.y_test)
+        self.x_test_t = torch.as_tensor(self.x_test, device=dev)
+        self.y_test_t = torch.as_tensor(self.y_test, device=dev)
         self.budget_points = max(1, int(round(self.budget * len(x))))
         self.max_steps = math.ceil(self.budget_points / self.points_per_step)
         self.slots = self.max_steps * self.points_per_step
@@ -208,12 +214,13 @@ class PoisoningCore(BatchedCore):
         self.num_targets = check_positive("num_targets", num_targets, integer=True) if self.targeted else 0
 
         if victim == "mlp":
-            self.victims = MLPVictims(x, self.y_train, K, self.lam, hidden_size, lr=mlp_lr, radius=mlp_radius)
+            self.victims = MLPVictims(x, self.y_train, K, self.lam, hidden_size, lr=mlp_lr, radius=mlp_radius, device=dev)
         else:
-            self.victims = LinearVictims(victim, x, self.y_train, K, self.lam, self.budget_points)
-        self.theta_clean = clean_fit(dataset, self.victims)
-        self.sanitizer = Sanitizer(sanitizer, x, self.y_train, K, quantile=quantile, knn_k=knn_k, knn_agreement=knn_agreement)
-        clean_pred = self.victims.scores(self.theta_clean[None], self.x_test)[0].argmax(-1).numpy()
+            self.victims = LinearVictims(victim, x, self.y_train, K, self.lam, self.budget_points, device=dev)
+        self.theta_clean = clean_fit(dataset, self.victims).to(dev)
+        self.sanitizer = Sanitizer(sanitizer, x, self.y_train, K, quantile=quantile, knn_k=knn_k, knn_agreement=knn_agreement,
+                                   device=dev)
+        clean_pred = self.victims.scores(self.theta_clean[None], self.x_test_t)[0].argmax(-1).cpu().numpy()
         self.clean_test_error = float((clean_pred != self.y_test).mean())
         self.target_pool = np.flatnonzero(clean_pred == self.y_test)
         if self.targeted:
@@ -223,6 +230,7 @@ class PoisoningCore(BatchedCore):
         self.class_means = np.stack([x[self.y_train == c].mean(0) for c in range(K)]).astype(np.float32)
         probe_rng = np.random.default_rng(0)  # fixed probe points: part of the env, not of an episode
         self.probes = x[probe_rng.choice(len(x), size=min(self.num_probes, len(x)), replace=False)]
+        self.shared_probes_t = torch.as_tensor(np.concatenate([self.class_means, self.probes]), device=dev)
 
         T = self.num_targets
         parts = []
@@ -240,9 +248,10 @@ class PoisoningCore(BatchedCore):
 
         n = self.num_envs
         self.theta = self.theta_clean.unsqueeze(0).expand(n, *self.theta_clean.shape).clone()
-        self.xe = np.zeros((n, self.slots, d), np.float32)
-        self.ye = np.zeros((n, self.slots), np.int64)
-        self.we = np.zeros((n, self.slots), np.float32)
+        # each copy's poison set (points, labels, weights: 0 = not injected or discarded), on the device
+        self.xe = torch.zeros((n, self.slots, d), dtype=torch.float32, device=dev)
+        self.ye = torch.zeros((n, self.slots), dtype=torch.int64, device=dev)
+        self.we = torch.zeros((n, self.slots), dtype=torch.float32, device=dev)
         self.injected = np.zeros(n, np.int64)
         self.removed = np.zeros(n, np.int64)
         self.since_retrain = np.zeros(n, np.int64)
@@ -272,6 +281,7 @@ class PoisoningCore(BatchedCore):
 
     # --------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):
+        idx = np.asarray(idx, np.int64)
         self.theta[idx] = self.theta_clean
         self.xe[idx] = 0.0
         self.ye[idx] = 0
@@ -309,10 +319,12 @@ class PoisoningCore(BatchedCore):
         keep &= counted
         start = self.injected[idx] if p == 1 else (self.injected[idx] // p) * p
         slot = start[:, None] + np.arange(p)[None, :]
-        rows = np.repeat(idx, p)
-        self.xe[rows, slot.ravel()] = xs.reshape(-1, self.d)
-        self.ye[rows, slot.ravel()] = ys.ravel()
-        self.we[rows, slot.ravel()] = keep.ravel()
+        dev = self.device
+        rows = torch.as_tensor(np.repeat(idx, p), device=dev)
+        cols = torch.as_tensor(slot.ravel(), device=dev)
+        self.xe[rows, cols] = torch.as_tensor(np.ascontiguousarray(xs, np.float32).reshape(-1, self.d), device=dev)
+        self.ye[rows, cols] = torch.as_tensor(np.asarray(ys, np.int64).ravel(), device=dev)
+        self.we[rows, cols] = torch.as_tensor(keep.ravel().astype(np.float32), device=dev)
         n_new = counted.sum(1)
         n_removed = (counted & ~keep).sum(1)
         self.injected[idx] += n_new
@@ -340,11 +352,18 @@ class PoisoningCore(BatchedCore):
     # ----------------------------------------------------------- internals
     def _measure(self, idx) -> None:
         """Test error (and targeted success) of the victims of copies ``idx``."""
-        pred = self.victims.scores(self.theta[idx], self.x_test).argmax(-1).numpy()  # (m, n_test)
-        self.test_error[idx] = (pred != self.y_test[None]).mean(1)
+        dev = self.device
+        pred = self.victims.scores(self.theta[idx], self.x_test_t).argmax(-1)  # (m, n_test), on the device
+        # counts are exact integers: count / n is the mean numpy would take of the boolean array
+        wrong = (pred != self.y_test_t[None]).sum(1)
         if self.targeted:
-            tp = np.take_along_axis(pred, self.targets[idx], axis=1)
-            self.targeted_success[idx] = (tp == self.target[idx][:, None]).mean(1)
+            tp = torch.gather(pred, 1, torch.as_tensor(self.targets[idx], device=dev))
+            hits = (tp == torch.as_tensor(self.target[idx], device=dev)[:, None]).sum(1)
+            wrong, hits = torch.stack([wrong, hits]).cpu().numpy()
+            self.targeted_success[idx] = hits / self.num_targets
+        else:
+            wrong = wrong.cpu().numpy()
+        self.test_error[idx] = wrong / len(self.y_test)
 
     def _observe(self, idx) -> np.ndarray:
         m = len(idx)
@@ -352,14 +371,13 @@ class PoisoningCore(BatchedCore):
         obs = np.empty((m, self.obs_dim), np.float32)
         theta = self.theta[idx]
         if self.threat_model == "white_box":
-            obs[:, s["params"]] = np.clip(theta.reshape(m, -1).numpy() / np.float32(self.victims.radius), -1.0, 1.0)
+            obs[:, s["params"]] = np.clip(theta.reshape(m, -1).cpu().numpy() / np.float32(self.victims.radius), -1.0, 1.0)
         else:
-            shared = np.concatenate([self.class_means, self.probes])
-            pred = self.victims.scores(theta, shared).argmax(-1).numpy()
+            pred = self.victims.scores(theta, self.shared_probes_t).argmax(-1)
             if self.targeted:
-                tp = self.victims.scores_each(theta, self.x_test[self.targets[idx]]).argmax(-1).numpy()
-                pred = np.concatenate([pred, tp], 1)
-            obs[:, s["predictions"]] = self._eye[pred].reshape(m, -1)
+                targets = self.x_test_t[torch.as_tensor(self.targets[idx], device=self.device)]
+                pred = torch.cat([pred, self.victims.scores_each(theta, targets).argmax(-1)], 1)
+            obs[:, s["predictions"]] = self._eye[pred.cpu().numpy()].reshape(m, -1)
         obs[:, s["class_means"]] = self.class_means.reshape(-1)
         if self.targeted:
             obs[:, s["targets"]] = self.x_test[self.targets[idx]].reshape(m, -1)

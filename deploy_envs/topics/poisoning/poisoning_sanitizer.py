@@ -132,7 +132,7 @@ class PoisoningSanitizerCore(GameCore):
         self.F, self.S = len(SANITIZERS), len(QUANTILES)
         knn_k = poisoning_kwargs.get("knn_k", 10)
         self.filters = [[Sanitizer(kind, core.x_train, core.y_train, core.K, quantile=QUANTILES[s], knn_k=knn_k,
-                                   knn_agreement=AGREEMENTS[s]) for s in range(self.S)] for kind in SANITIZERS]
+                                   knn_agreement=AGREEMENTS[s], device=core.device) for s in range(self.S)] for kind in SANITIZERS]
         # share of the clean training points each filter would flag, under the clean victim
         x, y = core.x_train, core.y_train
         theta = core.theta_clean[None]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deploy_envs.topics.poisoning.victims import per_example_loss
+from deploy_envs.topics.poisoning.victims import as_device, per_example_loss
 
 SANITIZERS = ("none", "centroid", "loss", "knn")
 
@@ -36,7 +36,8 @@ class Sanitizer:
     """A screen of incoming points; see the module docstring."""
 
     def __init__(self, kind: str, x: np.ndarray, y: np.ndarray, num_classes: int, *,
-                 quantile: float = 0.95, knn_k: int = 10, knn_agreement: float = 0.5) -> None:
+                 quantile: float = 0.95, knn_k: int = 10, knn_agreement: float = 0.5,
+                 device: str | torch.device = "cpu") -> None:
         if kind not in SANITIZERS:
             raise ValueError(f"sanitizer={kind!r} is not allowed; choose one of {', '.join(map(repr, SANITIZERS))}")
         self.kind = kind
@@ -44,8 +45,9 @@ class Sanitizer:
         self.quantile = float(quantile)
         self.knn_k = int(knn_k)
         self.knn_agreement = float(knn_agreement)
-        self.x = torch.as_tensor(np.asarray(x, np.float32))
-        self.y = torch.as_tensor(np.asarray(y, np.int64))
+        self.device = torch.device(device)
+        self.x = torch.as_tensor(np.asarray(x, np.float32), device=self.device)
+        self.y = torch.as_tensor(np.asarray(y, np.int64), device=self.device)
         self.centroids = np.stack([x[y == c].mean(0) for c in range(self.K)]).astype(np.float32)
         self.radii = np.array(
             [np.quantile(np.linalg.norm(x[y == c] - self.centroids[c], axis=1), self.quantile) for c in range(self.K)],
@@ -62,15 +64,15 @@ class Sanitizer:
             dist = np.linalg.norm(xs - self.centroids[ys], axis=-1)
             return dist <= self.radii[ys]
         if self.kind == "knn":
-            flat = torch.as_tensor(xs.reshape(m * p, -1))
+            flat = as_device(xs.reshape(m * p, -1), torch.float32, self.device)
             d2 = torch.cdist(flat, self.x)
             nn = d2.topk(self.knn_k, dim=1, largest=False).indices
-            agree = (self.y[nn] == torch.as_tensor(ys.reshape(-1)).unsqueeze(1)).float().mean(1)
-            return (agree >= self.knn_agreement).numpy().reshape(m, p)
+            agree = (self.y[nn] == as_device(ys.reshape(-1), torch.int64, self.device).unsqueeze(1)).float().mean(1)
+            return (agree >= self.knn_agreement).cpu().numpy().reshape(m, p)
         # loss-based: threshold from each copy's victim on the clean training set
         if theta is None or victims is None:
             raise ValueError("the loss sanitizer needs the victims' parameters")
         clean = per_example_loss(victims.loss_kind, victims.scores(theta, self.x), self.y.unsqueeze(0).expand(m, -1))
         thresh = torch.quantile(clean, self.quantile, dim=1)
-        new = per_example_loss(victims.loss_kind, victims.scores_each(theta, xs), torch.as_tensor(ys))
-        return (new <= thresh.unsqueeze(1)).numpy()
+        new = per_example_loss(victims.loss_kind, victims.scores_each(theta, xs), as_device(ys, torch.int64, self.device))
+        return (new <= thresh.unsqueeze(1)).cpu().numpy()

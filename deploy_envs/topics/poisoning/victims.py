@@ -48,11 +48,19 @@ import numpy as np
 import torch
 
 KINDS = ("logistic", "svm")
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.int64: np.int64, torch.bool: np.bool_}
 
 
 def _aug(x: torch.Tensor) -> torch.Tensor:
     """Append the constant bias feature."""
-    return torch.cat([x, torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)], dim=-1)
+    return torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
+
+
+def as_device(a, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``a`` (an array, or a tensor on any device) as a tensor of ``dtype`` on ``device`` (no copy when it already is one)."""
+    if isinstance(a, torch.Tensor):
+        return a.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(a, dtype=_NUMPY_DTYPES[dtype]), device=device)
 
 
 def per_example_loss(kind: str, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -82,17 +90,24 @@ class LinearVictims:
         num_classes: ``K``.
         lam: L2 regularisation strength (> 0).
         max_extra: the most extra points a copy can carry (sets the Lipschitz bound).
+        device: torch device of the data, the parameters and every training step (the
+            clean fit and the Lipschitz bound are computed on the CPU, so they do not
+            depend on the device).
     """
 
-    def __init__(self, kind: str, x: np.ndarray, y: np.ndarray, num_classes: int, lam: float, max_extra: int) -> None:
+    def __init__(self, kind: str, x: np.ndarray, y: np.ndarray, num_classes: int, lam: float, max_extra: int,
+                 device: str | torch.device = "cpu") -> None:
         if kind not in KINDS:
             raise ValueError(f"victim={kind!r} is not allowed; choose one of {', '.join(map(repr, KINDS))}")
         self.kind = kind
         self.loss_kind = kind  # the per-example loss (the MLP victim's is "logistic")
         self.K = int(num_classes)
         self.lam = float(lam)
-        self.X = _aug(torch.as_tensor(np.asarray(x, np.float32)))  # (N, D)
-        self.y = torch.as_tensor(np.asarray(y, np.int64))
+        self.device = torch.device(device)
+        self.X_host = _aug(torch.as_tensor(np.asarray(x, np.float32)))  # (N, D), for the clean fit
+        self.y_host = torch.as_tensor(np.asarray(y, np.int64))
+        self.X = self.X_host.to(self.device)
+        self.y = self.y_host.to(self.device)
         self.Y = torch.nn.functional.one_hot(self.y, self.K).float()
         self.N, self.D = self.X.shape
         self.XT = self.X.T.contiguous()  # (D, N)
@@ -104,7 +119,7 @@ class LinearVictims:
         # Lipschitz bound of the averaged loss's gradient, valid for any extra points in [0,1]^d
         # (their squared norms are at most d + 1); logistic: Hessian <= 1/2 x x^T per class
         # (Boehning 1992); squared hinge: <= 2 x x^T per class.
-        lmax = float(torch.linalg.eigvalsh(self.X.T.double() @ self.X.double())[-1])
+        lmax = float(torch.linalg.eigvalsh(self.X_host.T.double() @ self.X_host.double())[-1])
         curv = 0.5 if kind == "logistic" else 2.0
         self.L = curv * (lmax + max_extra * self.D) / self.N + self.lam
         f0 = math.log(self.K) if kind == "logistic" else float(self.K)  # per-example loss at theta = 0
@@ -156,7 +171,9 @@ class LinearVictims:
         buf = self._buf.get(B)
         if buf is None:
             K, N = self.K, self.N
-            buf = {"s": torch.empty(B * K, N), "m": torch.empty(B, 1, N), "z": torch.empty(B, 1, N), "g": torch.empty(B * K, self.D)}
+            dev = self.device
+            buf = {"s": torch.empty(B * K, N, device=dev), "m": torch.empty(B, 1, N, device=dev),
+                   "z": torch.empty(B, 1, N, device=dev), "g": torch.empty(B * K, self.D, device=dev)}
             if len(self._buf) > 8:
                 self._buf.clear()
             self._buf[B] = buf
@@ -184,13 +201,13 @@ class LinearVictims:
         return self.objective_grad(theta, *self._extra(xe, ye, we))[0]
 
     def _extra(self, xe, ye, we):
-        xe_t = _aug(torch.as_tensor(np.asarray(xe, np.float32)))
-        ye_t = torch.as_tensor(np.asarray(ye, np.int64))
-        return xe_t, torch.nn.functional.one_hot(ye_t, self.K).float(), torch.as_tensor(np.asarray(we, np.float32))
+        xe_t = _aug(as_device(xe, torch.float32, self.device))
+        ye_t = as_device(ye, torch.int64, self.device)
+        return xe_t, torch.nn.functional.one_hot(ye_t, self.K).float(), as_device(we, torch.float32, self.device)
 
     def fit_clean(self, tol: float = 1e-7, max_iter: int = 500) -> torch.Tensor:
         """The minimiser on the clean data alone (L-BFGS in float64), shape ``(D, K)``."""
-        X, y = self.X.double(), self.y
+        X, y = self.X_host.double(), self.y_host
         theta = torch.zeros(self.D, self.K, dtype=torch.float64, requires_grad=True)
         opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-12,
                                 history_size=20, line_search_fn="strong_wolfe")
@@ -207,11 +224,11 @@ class LinearVictims:
     # ---------------------------------------------------------- prediction
     def scores(self, theta: torch.Tensor, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Scores of shared inputs ``x (M, d)`` under every copy: ``(B, M, K)`` (one GEMM)."""
-        xa = _aug(torch.as_tensor(np.asarray(x, np.float32)))
+        xa = _aug(as_device(x, torch.float32, self.device))
         B = theta.shape[0]
         s = xa @ theta.permute(1, 0, 2).reshape(self.D, B * self.K)
         return s.view(-1, B, self.K).permute(1, 0, 2)
 
     def scores_each(self, theta: torch.Tensor, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Scores of per-copy inputs ``x (B, M, d)``: ``(B, M, K)``."""
-        return torch.bmm(_aug(torch.as_tensor(np.asarray(x, np.float32))), theta)
+        return torch.bmm(_aug(as_device(x, torch.float32, self.device)), theta)

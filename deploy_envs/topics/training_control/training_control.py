@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore, validate_batch
-from deploy_envs.core.validation import check_number, check_positive, check_probability
+from deploy_envs.core.validation import check_device, check_number, check_positive, check_probability
 from deploy_envs.data import load_dataset
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,9 @@ class TrainingControlCore(BatchedCore):
     * ``label_noise`` (0.0): fraction in [0, 1] of labels replaced by random ones.
     * ``random_labels`` (False): every training/validation label random (Zhang et al. 2017).
     * ``fit_threshold`` (0.95): training accuracy that counts as fitted.
-    * ``device`` (``"cpu"``): torch device.
+    * ``device`` (``"cpu"``): torch device (``"cuda"``, ``"cuda:1"``, ...) of the data, the copies' networks
+      and their training; per step only the observations and infos come back to the host. A device
+      this machine lacks is refused with a ``ValueError``.
 
     ## Version History
 
@@ -175,7 +177,7 @@ class TrainingControlCore(BatchedCore):
             raise ValueError(f"random_labels={random_labels!r} must be True or False")
         self.random_labels = bool(random_labels)
         self.fit_threshold = check_number("fit_threshold", fit_threshold, low=0.0, high=1.0, low_inclusive=False)
-        self.dev = torch.device(device)
+        self.dev = self.device = check_device("device", device)
 
         # ---- data: fixed train/validation inputs from the train split, the test split hidden
         x = ds.x_train.reshape(n_avail, -1)
