@@ -79,7 +79,7 @@ def env_success(baseline: str, idx: np.ndarray, env_kwargs: dict) -> np.ndarray:
         obs, _, terminated, truncated, info = venv.step(agent.act(obs, start))
         start = terminated | truncated
         for i in np.flatnonzero(start & ~finished):
-            success[i] = info["final_info"][i]["success"]  # SAME_STEP autoreset: the last step's info
+            success[i] = info["final_info"]["success"][i]  # SAME_STEP autoreset: the last step's info
             finished[i] = True
     venv.close()
     return success

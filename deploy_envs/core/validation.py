@@ -246,6 +246,11 @@ step counts would exhaust memory or time. A core raises or lowers it per argumen
 :class:`Arg` in its ``arguments``."""
 
 
+#: the largest magnitude of a reward weight (a scale, bonus or cost): far beyond any useful setting,
+#: small enough that the rewards it multiplies stay finite
+REWARD_WEIGHT_LIMIT = 1e6
+
+
 @dataclass(frozen=True)
 class Arg:
     """Refinements of one constructor argument beyond its annotated type.
