@@ -28,7 +28,6 @@ Torch runs on one thread by default (``--threads``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from functools import partial
@@ -45,6 +44,7 @@ from deploy_envs.benchmarking import (
     device_kwargs,
     paired,
     parse_device,
+    write_results,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -104,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results["native_vs_sync"]:
         print(f"native vs sync, {r['config']}, {r['num_envs']} copies: {r['ratio']:.1f}x (target >= {TARGET:g}x, "
               f"{'met' if r['met'] else 'NOT met'}): {r['native_episodes_per_s']:.1f} vs {r['sync_episodes_per_s']:.1f} episodes/s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

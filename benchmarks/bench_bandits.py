@@ -24,7 +24,6 @@ hits both); the median of the per-repetition ratios is reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -37,7 +36,7 @@ import numpy as np
 
 import deploy_envs  # noqa: F401  (registers the envs)
 from deploy_envs.core.agents import make_baseline
-from deploy_envs.benchmarking import native_vs_sync
+from deploy_envs.benchmarking import native_vs_sync, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bandits.json"
 TARGET = 50.0
@@ -105,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:58s} {r['ratio']:7.0f}x {target:>8s}  {r['native_steps_per_s']:,.0f} vs {r['sync_steps_per_s']:,.0f} steps/s{met}")
     e = results["experiment"]
     print(f"{e['agent']} on {e['num_envs']} copies x {e['horizon']} pulls: {e['seconds']:.1f} s, {e['pulls_per_s']:,.0f} pulls/s (agent included), mean regret {e['mean_final_pseudo_regret']:.1f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

@@ -25,7 +25,6 @@ median per-repetition ratio (:func:`deploy_envs.benchmarking.paired`). ``--threa
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ import gymnasium as gym
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, native_vs_sync, paired
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, native_vs_sync, paired, write_results
 
 ENV_ID = "deploy_envs/DataExtraction-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "data_extraction.json"
@@ -86,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results["step_vs_bare"]:
         print(f"DataExtraction-v0 step / bare GRU pass, {r['num_envs']} copies: {r['ratio']:.2f}x "
               f"({r['step_us']:,.0f} vs {r['bare_pass_us']:,.0f} us)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

@@ -31,7 +31,6 @@ the median over repetitions reported. Torch's thread settings are left as they a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -47,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import add_threads_option, apply_threads, paired
+from deploy_envs.benchmarking import add_threads_option, apply_threads, paired, write_results
 from deploy_envs.metrics.robustness import pgd_attack
 
 ENV_ID = "deploy_envs/Evasion-v0"
@@ -360,9 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             f"load average (1 min) at start {start[0]:.2f}, at end {end[0]:.2f}"
             + (": other processes were competing for the CPUs, expect noisier ratios" if busy else "")
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

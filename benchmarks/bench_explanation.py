@@ -23,7 +23,6 @@ adjacent blocks; the median is reported, with the range in the JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, machine_info, native_vs_sync, paired
+from deploy_envs.benchmarking import Stepper, machine_info, native_vs_sync, paired, write_results
 
 ENV_ID = "deploy_envs/Explanation-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "explanation.json"
@@ -82,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"step / bare forward pass, 64 copies: {sb['ratio']:.2f} ({sb['step_s'] * 1e6:.0f} us vs {sb['bare_forward_s'] * 1e6:.0f} us)")
     results["machine"]["loadavg_end"] = list(np.round(__import__("os").getloadavg(), 2))
     results["seconds"] = time.perf_counter() - t0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

@@ -33,7 +33,6 @@ blocks, the median of the per-repetition ratios reported
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, native_vs_sync, paired
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, native_vs_sync, paired, write_results
 
 ENV_ID = "deploy_envs/MembershipInference-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "membership.json"
@@ -130,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results["game_batched_vs_single"]:
         print(f"ExtractionGuard-v0 batched core vs {r['copies']} single games: {r['ratio']:.1f}x "
               f"({r['batched_rounds_per_s']:,.1f} vs {r['single_rounds_per_s']:,.1f} rounds/s)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

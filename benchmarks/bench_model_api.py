@@ -30,7 +30,6 @@ alternating blocks, the median of the per-repetition ratios reported (as in
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, paired
+from deploy_envs.benchmarking import Stepper, paired, write_results
 from deploy_envs.api import ModelAPI
 
 ENV_ID = "deploy_envs/ModelExtraction-v0"
@@ -137,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in results["http_vs_in_process"]:
             print(f"HTTP (loopback) vs in-process, {r['queries_per_call']:5d} queries/call: {r['http_qps']:,.0f} vs "
                   f"{r['in_process_qps']:,.0f} queries/s ({r['http_over_in_process']:.2f}x)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

@@ -35,7 +35,6 @@ alone, not from using more cores than the single copies can.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -58,6 +57,7 @@ from deploy_envs.benchmarking import (
     paired,
     parse_device,
     synchronize,
+    write_results,
 )
 
 ENV_ID = "deploy_envs/Poisoning-v0"
@@ -168,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results["seconds"] = time.perf_counter() - t0
     report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

@@ -23,7 +23,6 @@ blocks (:func:`deploy_envs.benchmarking.paired`), median of the per-repetition r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploy_envs.benchmarking import add_threads_option, apply_threads, machine_info, paired
+from deploy_envs.benchmarking import add_threads_option, apply_threads, machine_info, paired, write_results
 from deploy_envs.topics.privacy_audit.dpsgd import Canary, DPConfig, train_runs
 from deploy_envs.topics.privacy_audit.privacy_audit import audit_data
 
@@ -101,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PrivacyAudit-v0 batched DP-SGD vs {R} sequential opacus runs: {r['ratio']:.1f}x (target >= {TARGET:g}: "
               f"{'yes' if r['met'] else 'NO'}); {r['batched_s']:.2f} s vs {r['opacus_sequential_s']:.2f} s", flush=True)
     results["seconds"] = time.perf_counter() - t0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

@@ -23,7 +23,6 @@ Writes ``benchmarks/results/shift.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -34,7 +33,7 @@ from typing import Any
 import gymnasium as gym
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, paired
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, paired, write_results
 
 ENV_ID = "deploy_envs/DistributionShift-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "shift.json"
@@ -75,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"native vs sync, 64 copies, {r['setting']}: {r['ratio']:.1f}x (range {r['ratio_range'][0]:.1f}-{r['ratio_range'][1]:.1f}; "
               f"target >= {TARGET:g}x: {'met' if r['met'] else 'NOT met'}); "
               f"{r['native_steps_per_s']:,.0f} vs {r['sync_steps_per_s']:,.0f} steps/s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

@@ -22,7 +22,6 @@ the ratio of each repetition from its two adjacent blocks, and the median report
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ from deploy_envs.benchmarking import (
     machine_info,
     paired,
     parse_device,
+    write_results,
 )
 
 ENV_ID = "deploy_envs/TrainingControl-v0"
@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"native vs sync, {r['num_envs']} copies, {r['setting']}: {r['ratio']:.1f}x (range {r['ratio_range'][0]:.1f}-{r['ratio_range'][1]:.1f}; "
               f"target >= {TARGET:g}x: {'met' if r['met'] else 'NOT met'}); "
               f"{r['native_steps_per_s']:,.0f} vs {r['sync_steps_per_s']:,.0f} steps/s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {args.out} ({results['seconds']:.0f} s)")
+    write_results(results, args.out)
     return 0
 
 

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -183,3 +184,12 @@ def synchronize(device) -> None:
 
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def write_results(results: dict[str, Any], path: Path) -> None:
+    """The tail every benchmark shares: write ``results`` as JSON to ``path`` and say where, with the run's seconds."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {path} ({results['seconds']:.0f} s)")

@@ -19,6 +19,12 @@ from gymnasium.utils import seeding
 from deploy_envs.core.batched import BatchedCore, validate_batch
 
 
+def side_by_side(observation_spaces: dict[str, spaces.Box]) -> spaces.Box:
+    """The roles' Box observation spaces concatenated, in role order (the default global state space)."""
+    parts = list(observation_spaces.values())
+    return spaces.Box(np.concatenate([s.low for s in parts]), np.concatenate([s.high for s in parts]), dtype=np.float32)
+
+
 class GameCore(BatchedCore):
     """A batched core with several roles (a PettingZoo parallel game at batch size ``num_envs``)."""
 
@@ -50,8 +56,7 @@ class GameCore(BatchedCore):
 
     def state_space(self) -> spaces.Box:
         """The space of ``state_of``: by default the roles' observation spaces side by side."""
-        parts = [self.observation_spaces[a] for a in self.observation_spaces]
-        return spaces.Box(np.concatenate([s.low for s in parts]), np.concatenate([s.high for s in parts]), dtype=np.float32)
+        return side_by_side(self.observation_spaces)
 
     def state_of(self, idx: np.ndarray) -> np.ndarray:  # pragma: no cover - every game overrides it
         raise NotImplementedError(f"{type(self).__name__} does not define its global state")

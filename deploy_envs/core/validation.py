@@ -269,6 +269,15 @@ class Arg:
     why: str = ""
 
 
+def reward_weight_arguments(*weights: str, costs: tuple[str, ...] = ()) -> dict[str, Arg]:
+    """``Arg`` bounds for reward weights (``|w| <= REWARD_WEIGHT_LIMIT``) and costs (``0 <= c <= REWARD_WEIGHT_LIMIT``),
+    so the rewards they multiply stay finite floats."""
+    why = "larger weights overflow the reward to inf"
+    out = {name: Arg(low=-REWARD_WEIGHT_LIMIT, high=REWARD_WEIGHT_LIMIT, why=why) for name in weights}
+    out.update({name: Arg(low=0.0, high=REWARD_WEIGHT_LIMIT, why=why) for name in costs})
+    return out
+
+
 _HINTS: dict[type, dict[str, Any]] = {}
 
 

@@ -394,9 +394,9 @@ class ParallelGameView(ParallelEnv):
         if hasattr(self.core, "state_space"):  # a GameCore says what its global state is
             self.state_space = self.core.state_space()
         else:  # a plain multi-role core: the roles' observation spaces side by side
-            from deploy_envs.core.games import GameCore
+            from deploy_envs.core.games import side_by_side
 
-            self.state_space = GameCore.state_space(self.core)
+            self.state_space = side_by_side(self.core.observation_spaces)
         self._idx = np.zeros(1, dtype=np.int64)
 
     def observation_space(self, agent: str) -> gym.spaces.Space:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
-from deploy_envs.core.validation import REWARD_WEIGHT_LIMIT, Arg, Option, check_choice, check_number, check_positive
+from deploy_envs.core.validation import Option, check_choice, check_number, check_positive, reward_weight_arguments
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.topics.evasion.rendering import render_attack
 from deploy_envs.topics.evasion.victim import Victim, margins
@@ -161,10 +161,7 @@ class SpatialEvasionCore(BatchedCore):
     """
 
     #: reward weights stay within a range where rewards are finite floats
-    arguments = {
-        name: Arg(low=-REWARD_WEIGHT_LIMIT if name != "query_cost" else 0.0, high=REWARD_WEIGHT_LIMIT, why="larger weights overflow the reward to inf")
-        for name in ("reward_scale", "success_bonus", "query_cost")
-    }
+    arguments = reward_weight_arguments("reward_scale", "success_bonus", costs=("query_cost",))
 
     reset_options = {
         "index": Option(int, "the test input of the new episode", per_copy=True, allowed=lambda core: core.pool,
