@@ -9,6 +9,7 @@ missing package raises one clear error naming the feature and the install comman
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 #: extra -> the packages it brings (what ``deploy-envs list`` reports as needing it)
