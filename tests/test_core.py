@@ -132,3 +132,50 @@ def test_empty_partial_reset_is_a_no_op_in_white_box():
     obs, _ = venv.reset(seed=0)
     obs2, info = venv.reset(options={"reset_mask": np.zeros(3, bool)})
     assert np.array_equal(obs, obs2) and not info.get("_queries", np.zeros(3, bool)).any()
+
+
+def _compare_fused(env_id, kwargs, steps, seed=0):
+    """Step twin cores through ``NEXT_STEP`` autoresets: one with its own fused hook, one with
+    BatchedCore's default (reset_indices + step_indices); both must give the same results."""
+    from deploy_envs.core.batched import BatchedCore
+
+    fused = gym.make_vec(env_id, num_envs=6, **kwargs)
+    plain = gym.make_vec(env_id, num_envs=6, **kwargs)
+    assert type(fused.unwrapped.core).autoreset_step is not BatchedCore.autoreset_step  # the override is under test
+    core = plain.unwrapped.core
+    core.autoreset_step = BatchedCore.autoreset_step.__get__(core)
+    fused.reset(seed=seed)
+    plain.reset(seed=seed)
+    fused.action_space.seed(seed)
+    restarts = 0
+    for _ in range(steps):
+        act = fused.action_space.sample()
+        restarts += int(fused.unwrapped._autoreset.sum())
+        a, b = fused.step(act), plain.step(act)
+        np.testing.assert_allclose(a[0], b[0], atol=1e-5)
+        np.testing.assert_allclose(a[1], b[1], atol=1e-4)
+        assert (a[2] == b[2]).all() and (a[3] == b[3]).all()
+        assert sorted(a[4]) == sorted(b[4])
+        for key, value in a[4].items():
+            if value.dtype.kind in "fc":
+                np.testing.assert_allclose(value, b[4][key], atol=1e-4, err_msg=key)
+            else:
+                assert (value == b[4][key]).all(), key
+    assert restarts > 0  # the fused path ran
+
+
+def test_evasion_fused_autoreset_step_matches_the_default():
+    _compare_fused(EID, {"max_queries": 3}, steps=10)
+
+
+def test_trojan_detection_fused_autoreset_step_matches_the_default():
+    _compare_fused("deploy_envs/TrojanDetection-v0", {"max_queries": 2}, steps=8)
+
+
+def test_fused_step_applies_truncation_once():
+    """max_episode_steps counts only stepped copies: a restarted copy's clock starts at 0."""
+    venv = gym.make_vec(EID, num_envs=2, max_queries=50, max_episode_steps=3)
+    venv.reset(seed=0)
+    zero = np.zeros((2, 64), np.float32)
+    flags = [venv.step(zero)[3].copy() for _ in range(7)]
+    assert [f.all() for f in flags] == [False, False, True, False, False, False, True]

@@ -77,6 +77,29 @@ class BatchedCore(abc.ABC):
         the state of the other copies must not change.
         """
 
+    def autoreset_step(self, reset_mask: np.ndarray, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, Info]:
+        """Restart the copies in ``reset_mask`` and step all the others with their rows of ``actions``.
+
+        The one fused hook of the vector view: under ``NEXT_STEP`` autoreset,
+        :class:`~deploy_envs.core.views.NativeVectorEnv` calls it on every step in which some
+        copy finished on the previous step (otherwise it calls ``step_indices`` on all copies).
+        ``reset_mask`` is a bool array of shape ``(num_envs,)``; ``actions`` is the validated
+        batch of all ``num_envs`` copies (the rows of restarted copies are ignored).
+
+        Returns ``(obs, reward, terminated, truncated, info)`` for all copies, in copy order:
+        a restarted copy has its reset observation and reset info, reward 0 and no done
+        flag. ``info`` is batched over all copies, with a ``_k`` mask for a key only some
+        copies carry. This default is ``reset_indices`` on the restarted copies and
+        ``step_indices`` on the others, combined by :func:`combine_reset_and_step`; a core
+        overrides it to do both halves in one pass (e.g. one forward of a model for the
+        whole batch), returning exactly what the default would.
+        """
+        reset_idx = np.flatnonzero(reset_mask)
+        step_idx = np.flatnonzero(~np.asarray(reset_mask, dtype=bool))
+        r_part = self.reset_indices(reset_idx)
+        s_part = self.step_indices(step_idx, actions[step_idx]) if len(step_idx) else None
+        return combine_reset_and_step(self.num_envs, reset_idx, r_part, step_idx, s_part)
+
     def render_index(self, i: int) -> Any:  # pragma: no cover - overridden where rendering exists
         raise NotImplementedError(f"{type(self).__name__} does not render")
 
@@ -244,3 +267,85 @@ def select_info(info: Info, i: int) -> dict[str, Any]:
         item = value[i]
         out[key] = item.item() if isinstance(item, np.generic) else item
     return out
+
+
+def scatter_info(part: Info, idx: np.ndarray, n: int) -> Info:
+    """Place the info of copies ``idx`` into full-size arrays of ``n`` copies with ``_k`` masks
+    (gymnasium's vector layout); per-copy scalars become float64/int64 as ``SyncVectorEnv`` makes them."""
+    out: Info = {}
+    full = len(idx) == n
+    everyone = np.ones(n, dtype=bool) if full else None
+    for key, value in part.items():
+        if key.startswith("_"):
+            continue
+        sub_mask = part.get("_" + key)
+        if sub_mask is not None and not np.any(sub_mask):
+            continue  # no copy has this key: SyncVectorEnv would not list it
+        value = _as_vector_dtype(np.asarray(value))
+        if full:
+            out[key] = value
+            out["_" + key] = everyone.copy() if sub_mask is None else np.asarray(sub_mask, dtype=bool)
+            continue
+        if value.dtype == object:
+            arr = np.full(n, None, dtype=object)
+        else:
+            arr = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
+        arr[idx] = value
+        mask = np.zeros(n, dtype=bool)
+        mask[idx] = True if sub_mask is None else np.asarray(sub_mask, dtype=bool)
+        out[key], out["_" + key] = arr, mask
+    return out
+
+
+def merge_info(into: Info, other: Info) -> None:
+    """Merge masked batched infos (as :func:`scatter_info` makes them); where both carry a copy's key, ``other`` wins."""
+    for key, value in other.items():
+        if key.startswith("_"):
+            continue
+        mask = other["_" + key]
+        if key not in into:
+            into[key], into["_" + key] = value, mask
+            continue
+        old, old_mask = into[key], into["_" + key]
+        if old.dtype != value.dtype or old.shape[1:] != value.shape[1:]:
+            merged = np.empty(len(mask), dtype=object)
+            merged[:] = list(old)
+            old = merged
+        else:
+            old = old.copy()
+        old[mask] = value[mask]
+        into[key], into["_" + key] = old, old_mask | mask
+
+
+def combine_reset_and_step(n: int, reset_idx: np.ndarray, r_part: tuple | None, step_idx: np.ndarray, s_part: tuple | None):
+    """Full-batch ``(obs, reward, terminated, truncated, info)`` of ``n`` copies from the return
+    of ``reset_indices(reset_idx)`` (``r_part``) and of ``step_indices(step_idx, ...)`` (``s_part``),
+    either of which may be ``None`` for no copies: what :meth:`BatchedCore.autoreset_step` returns."""
+    reward = np.zeros(n, dtype=np.float64)
+    terminated = np.zeros(n, dtype=bool)
+    truncated = np.zeros(n, dtype=bool)
+    info: Info = {}
+    first = r_part[0] if r_part is not None else s_part[0]
+    obs = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+    if r_part is not None:
+        r_obs, r_info = r_part
+        obs[reset_idx] = r_obs
+        merge_info(info, scatter_info(r_info, reset_idx, n))
+    if s_part is not None:
+        s_obs, s_rew, s_term, s_trunc, s_info = s_part
+        obs[step_idx], reward[step_idx] = s_obs, s_rew
+        terminated[step_idx], truncated[step_idx] = s_term, s_trunc
+        merge_info(info, scatter_info(s_info, step_idx, n))
+    return obs, reward, terminated, truncated, info
+
+
+def _as_vector_dtype(value: np.ndarray) -> np.ndarray:
+    """The dtype SyncVectorEnv gives a per-copy scalar: the single view hands out Python
+    floats and ints (``select_info``), which gymnasium batches as float64 and int64."""
+    if value.ndim == 1:
+        kind = value.dtype.kind
+        if kind == "f" and value.dtype != np.float64:
+            return value.astype(np.float64)
+        if kind in "iu" and value.dtype != np.int64:
+            return value.astype(np.int64)
+    return value

@@ -24,7 +24,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from pettingzoo.utils.env import ParallelEnv
 
-from deploy_envs.core.batched import BatchedCore, _as_array, select_info
+from deploy_envs.core.batched import BatchedCore, _as_array, merge_info, scatter_info, select_info
 from deploy_envs.core.validation import InvalidTypeError, check_arguments, check_known_kwargs, check_positive, check_seed, constructor_arguments
 
 
@@ -192,7 +192,7 @@ class NativeVectorEnv(gym.vector.VectorEnv):
         self._autoreset[idx] = False
         self._elapsed[idx] = 0
         self._has_reset = True
-        return obs, _scatter_info(info_part, idx, self.num_envs)
+        return obs, scatter_info(info_part, idx, self.num_envs)
 
     def step(self, actions):
         if not self._has_reset:
@@ -200,57 +200,25 @@ class NativeVectorEnv(gym.vector.VectorEnv):
         actions = self.core.validate_actions(actions, self.num_envs)
         n = self.num_envs
         auto = self._autoreset
-        pending = self.autoreset_mode is AutoresetMode.NEXT_STEP and auto.any()
-        fused = getattr(self.core, "autoreset_step", None) if pending else None
-        if fused is not None and not auto.all():
-            # a core may offer autoreset_step(reset_mask, actions): restart the finished
-            # copies and step the others in one pass (one forward for the whole batch),
-            # returning full-batch results with reward 0 and no done flag for restarted copies
-            obs, reward, terminated, truncated, f_info = fused(auto, actions)
-            reward = np.asarray(reward, dtype=np.float64)
+        if self.autoreset_mode is AutoresetMode.NEXT_STEP and auto.any():
+            # the one fused hook: the copies that finished last step restart and the others
+            # step, in one call (BatchedCore.autoreset_step; a core may override it to do
+            # both halves in one pass), with full-batch results
+            obs, reward, terminated, truncated, core_info = self.core.autoreset_step(auto, actions)
+            stepped = ~auto
             self._elapsed[auto] = 0
-            info = _scatter_info(f_info, self._all, n)  # all copies: no merging needed
-            if self.max_episode_steps is not None:
-                stepped = ~auto
-                self._elapsed[stepped] += 1
-                truncated = truncated | ((self._elapsed >= self.max_episode_steps) & stepped)  # as TimeLimit: terminated or not
         else:
-            info: dict[str, np.ndarray] = {}
-            if pending:
-                reset_idx = np.flatnonzero(auto)
-                step_idx = np.flatnonzero(~auto)
+            obs, reward, terminated, truncated, core_info = self.core.step_indices(self._all, actions)
+            stepped = None  # every copy
+        reward = np.asarray(reward, dtype=np.float64)
+        info = scatter_info(core_info, self._all, n)  # all copies: only masks and dtypes to settle
+        if self.max_episode_steps is not None:  # as TimeLimit: truncated whether terminated or not
+            if stepped is None:
+                self._elapsed += 1
+                truncated = truncated | (self._elapsed >= self.max_episode_steps)
             else:
-                reset_idx, step_idx = None, self._all
-            obs = self._obs.copy() if len(step_idx) < n else None
-            reward = np.zeros(n, dtype=np.float64)
-            terminated = np.zeros(n, dtype=bool)
-            truncated = np.zeros(n, dtype=bool)
-            # a core may offer reset_and_step(reset_idx, step_idx, step_actions): both halves in
-            # one pass (e.g. one forward), returning what reset_indices and step_indices would
-            both = getattr(self.core, "reset_and_step", None) if reset_idx is not None and len(step_idx) else None
-            if both is not None:
-                r_part, s_part = both(reset_idx, step_idx, actions[step_idx])
-            else:
-                r_part = None if reset_idx is None else self.core.reset_indices(reset_idx)
-                s_part = None
-                if len(step_idx):
-                    s_part = self.core.step_indices(step_idx, actions if len(step_idx) == n else actions[step_idx])
-            if r_part is not None:
-                r_obs, r_info = r_part
-                obs[reset_idx] = r_obs
-                self._elapsed[reset_idx] = 0
-                _merge_info(info, _scatter_info(r_info, reset_idx, n))
-            if s_part is not None:
-                s_obs, s_rew, s_term, s_trunc, s_info = s_part
-                if len(step_idx) == n:
-                    obs, reward, terminated, truncated = s_obs, np.asarray(s_rew, dtype=np.float64), s_term, s_trunc
-                else:
-                    obs[step_idx], reward[step_idx] = s_obs, s_rew
-                    terminated[step_idx], truncated[step_idx] = s_term, s_trunc
-                _merge_info(info, _scatter_info(s_info, step_idx, n))
-                if self.max_episode_steps is not None:
-                    self._elapsed[step_idx] += 1
-                    truncated = truncated | ((self._elapsed >= self.max_episode_steps) & ~auto)  # as TimeLimit: terminated or not
+                self._elapsed[stepped] += 1
+                truncated = truncated | ((self._elapsed >= self.max_episode_steps) & stepped)
 
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
@@ -276,7 +244,7 @@ class NativeVectorEnv(gym.vector.VectorEnv):
                     del info[key], info["_" + key]
             info["final_obs"], info["_final_obs"] = final_obs, done.copy()
             info["final_info"], info["_final_info"] = final_info, done.copy()
-            _merge_info(info, _scatter_info(r_info, done_idx, n), overwrite=True)
+            merge_info(info, scatter_info(r_info, done_idx, n))
         else:
             self._autoreset = done
         self._obs = obs
@@ -295,45 +263,6 @@ class NativeVectorEnv(gym.vector.VectorEnv):
 
 
 # ---------------------------------------------------------------- info helpers
-def _as_vector_dtype(value: np.ndarray) -> np.ndarray:
-    """The dtype SyncVectorEnv gives a per-copy scalar: the single view hands out Python
-    floats and ints (``select_info``), which gymnasium batches as float64 and int64."""
-    if value.ndim == 1:
-        kind = value.dtype.kind
-        if kind == "f" and value.dtype != np.float64:
-            return value.astype(np.float64)
-        if kind in "iu" and value.dtype != np.int64:
-            return value.astype(np.int64)
-    return value
-
-
-def _scatter_info(part: dict[str, np.ndarray], idx: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """Place per-copy info of copies ``idx`` into full-size arrays with ``_k`` masks."""
-    out: dict[str, np.ndarray] = {}
-    full = len(idx) == n
-    everyone = np.ones(n, dtype=bool) if full else None
-    for key, value in part.items():
-        if key.startswith("_"):
-            continue
-        sub_mask = part.get("_" + key)
-        if sub_mask is not None and not np.any(sub_mask):
-            continue  # no copy has this key: SyncVectorEnv would not list it
-        value = _as_vector_dtype(np.asarray(value))
-        if full:
-            out[key] = value
-            out["_" + key] = everyone.copy() if sub_mask is None else np.asarray(sub_mask, dtype=bool)
-            continue
-        if value.dtype == object:
-            arr = np.full(n, None, dtype=object)
-        else:
-            arr = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
-        arr[idx] = value
-        mask = np.zeros(n, dtype=bool)
-        mask[idx] = True if sub_mask is None else np.asarray(sub_mask, dtype=bool)
-        out[key], out["_" + key] = arr, mask
-    return out
-
-
 def _final_info(info: dict[str, np.ndarray], done: np.ndarray) -> dict[str, np.ndarray]:
     """The finished copies' step info as SyncVectorEnv's ``final_info``: batched arrays, zero
     (or None) outside the finished copies, each with its ``_k`` mask."""
@@ -351,26 +280,6 @@ def _final_info(info: dict[str, np.ndarray], done: np.ndarray) -> dict[str, np.n
         arr[mask] = value[mask]
         out[key], out["_" + key] = arr, mask
     return out
-
-
-def _merge_info(into: dict[str, np.ndarray], other: dict[str, np.ndarray], overwrite: bool = True) -> None:
-    """Merge masked batched infos; where both carry a copy's key, ``other`` wins."""
-    for key, value in other.items():
-        if key.startswith("_"):
-            continue
-        mask = other["_" + key]
-        if key not in into:
-            into[key], into["_" + key] = value, mask
-            continue
-        old, old_mask = into[key], into["_" + key]
-        if old.dtype != value.dtype or old.shape[1:] != value.shape[1:]:
-            merged = np.empty(len(mask), dtype=object)
-            merged[:] = list(old)
-            old = merged
-        else:
-            old = old.copy()
-        old[mask] = value[mask]
-        into[key], into["_" + key] = old, old_mask | mask
 
 
 class ParallelGameView(ParallelEnv):

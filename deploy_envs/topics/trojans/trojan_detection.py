@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.batched import BatchedCore, combine_reset_and_step
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import Option, check_choice, check_number, check_positive
 from deploy_envs.topics.trojans.population import Population, load_images, load_population
@@ -334,22 +334,29 @@ class TrojanDetectionCore(BatchedCore):
             logits = self.pop.logits(models, x)
             return logits.argmax(-1).numpy(), torch.softmax(logits, -1).mean(1).numpy()
 
-    def reset_and_step(self, reset_idx: np.ndarray, step_idx: np.ndarray, actions: np.ndarray):
-        """``reset_indices(reset_idx)`` and ``step_indices(step_idx, actions)`` with one batched forward.
+    def autoreset_step(self, reset_mask: np.ndarray, actions: np.ndarray):
+        """``reset_indices`` on the copies in ``reset_mask`` and ``step_indices`` on the others, with one batched forward.
 
-        The vector view calls this under ``NEXT_STEP`` autoreset: the restarted copies' clean
-        probes and the probing copies' stamped probes go through their models in one call.
-        Returns ``(reset's return, step's return)``.
+        The vector view's fused hook (:meth:`~deploy_envs.core.batched.BatchedCore.autoreset_step`)
+        under ``NEXT_STEP`` autoreset: the restarted copies' clean probes and the probing copies'
+        stamped probes go through their models in one call. Returns full-batch results, as the
+        default does.
         """
+        reset_idx = np.flatnonzero(reset_mask)
+        step_idx = np.flatnonzero(~reset_mask)
+        if not len(step_idx) or not len(reset_idx):
+            return super().autoreset_step(reset_mask, actions)
         self._draw_models(reset_idx, None)
-        dec = self.decode(actions)
+        dec = self.decode(actions[step_idx])
         rows = np.flatnonzero(~dec["declare"])
         r = len(reset_idx)
         x = torch.empty(r + len(rows), *self.probe_x.shape)
         x[:r] = self.probe_x
         self.stamp(dec["mask"][rows], dec["pattern"][rows], out=x[r:])
         pred, scores = self._query(np.concatenate([self.model[reset_idx], self.model[step_idx[rows]]]), x)
-        return self._restart(reset_idx, pred[:r], scores[:r]), self._advance(step_idx, dec, rows, pred[r:], scores[r:])
+        r_part = self._restart(reset_idx, pred[:r], scores[:r])
+        s_part = self._advance(step_idx, dec, rows, pred[r:], scores[r:])
+        return combine_reset_and_step(self.num_envs, reset_idx, r_part, step_idx, s_part)
 
     def _advance(self, idx: np.ndarray, dec: dict[str, np.ndarray], rows: np.ndarray, pred: np.ndarray, scores: np.ndarray):
         """The step of copies ``idx`` after the probes of rows ``rows`` gave predictions ``pred`` and mean softmax ``scores``; step's return."""
