@@ -18,6 +18,7 @@ from gymnasium import spaces
 from deploy_envs.core.games import GameCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.topics.evasion.query_attack import VictimQueries
 from deploy_envs.topics.evasion.victim import Victim
 
 AGENTS = ("attacker", "defender")
@@ -30,7 +31,7 @@ DENOISE_FILTERS = ("median", "mean")
 CLEAN_ACCURACY_SEED = 0
 
 
-class AttackDefenseCore(GameCore):
+class AttackDefenseCore(VictimQueries, GameCore):
     """## Description
 
     A repeated simultaneous-move game between an evasion attacker and a defender
@@ -187,20 +188,15 @@ class AttackDefenseCore(GameCore):
         self.clean_cost_weight = check_number("clean_cost_weight", clean_cost_weight, low=0.0)
         self.attacker_white_box = bool(check_choice("attacker_white_box", attacker_white_box, (True, False)))
 
-        self.victim = Victim.build(victim, dataset=dataset, device=device)
+        self._load_victim(victim, dataset=dataset, device=device)  # victim, pool, d, K, _flat_images
         try:
             self.robust = Victim.build(robust_victim, dataset=dataset, device=device) if "robust_model" in self.defenses else None
         except (ValueError, TypeError) as e:
             raise type(e)(f"robust_victim: {e}") from None
-        self.pool = self.victim.correct_indices()
-        if len(self.pool) == 0:
-            raise ValueError(f"victim {self.victim.name!r} classifies no test input correctly; nothing to attack")
 
-        d = self.d = int(np.prod(self.victim.image_shape))
-        K = self.K = self.victim.num_classes
+        d, K = self.d, self.K
         D = self.D = len(self.defenses)
-        self._flat_images = self.victim.images.reshape(len(self.victim.labels), d)
-        self._eye_k = np.eye(K, dtype=np.float32)
+        self._eye_k = self._eye
         self._eye_d = np.eye(D, dtype=np.float32)
 
         # ---- spaces
@@ -357,8 +353,7 @@ class AttackDefenseCore(GameCore):
     # ------------------------------------------------------------ internals
     def _draw_inputs(self, idx: np.ndarray) -> None:
         """Draw each copy's next input from its own rng; compute the standard model's scores and gradient sign."""
-        for i in idx:
-            self.sample_index[i] = self.pool[self.rngs[i].integers(len(self.pool))]
+        self.sample_index[idx] = self._draw_samples(idx)
         self.true_label[idx] = self.victim.labels[self.sample_index[idx]]
         self.x0[idx] = self._flat_images[self.sample_index[idx]]
         if self.attacker_white_box:

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from deploy_envs.core.batched import BatchedCore
-from deploy_envs.core.validation import Option, check_choice, check_number, check_positive, reward_weight_arguments
+from deploy_envs.core.spaces import flat_box
+from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.topics.evasion.eot import TransformDistribution, eot_logits_and_grad
+from deploy_envs.topics.evasion.query_attack import QueryAttackCore
 from deploy_envs.topics.evasion.rendering import render_attack
-from deploy_envs.topics.evasion.victim import Victim
 
 THREAT_MODELS = ("white_box", "scores", "decision")
 NORMS = ("linf", "l2")
@@ -25,7 +25,7 @@ def _clip_(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.minimum(a, hi, out=a)
 
 
-class EvasionCore(BatchedCore):
+class EvasionCore(QueryAttackCore):
     """## Description
 
     The agent is an attacker that perturbs one input per episode so that a fixed
@@ -127,146 +127,53 @@ class EvasionCore(BatchedCore):
     * v0: initial release; ``transforms`` (EOT) added without changing the default behaviour.
     """
 
-    #: reward weights stay within a range where rewards are finite floats
-    arguments = reward_weight_arguments("reward_scale", "success_bonus", costs=("query_cost",))
-
-    reset_options = {
-        "index": Option(int, "the test input of the new episode", per_copy=True, allowed=lambda core: core.pool,
-                        allowed_text="indices in env.core.pool (inputs the victim classifies correctly)"),
-    }
-
-    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
+    THREAT_MODELS = THREAT_MODELS
 
     def __init__(
         self,
         num_envs: int = 1,
         render_mode: str | None = None,
         *,
-        dataset: str = "digits",
-        victim: Any = "standard",
         norm: str = "linf",
         epsilon: float = 0.2,
-        threat_model: str = "scores",
-        targeted: bool = False,
-        target_class: int | None = None,
-        max_queries: int = 20,
         action_mode: str = "step",
         step_size: float = 0.25,
-        reward_scale: float = 1.0,
-        success_bonus: float = 5.0,
-        query_cost: float = 0.0,
-        dense_reward: bool | None = None,
-        allow_score_leak: bool = False,
-        split: str = "test",
-        device: str = "cpu",
         transforms: Any = None,
         eot_samples: int = 16,
         eot_mode: str = "attack",
         eot_threshold: float = 0.5,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(num_envs, render_mode)
+        # the threat model's own arguments; the shared ones (victim, targeting, budget, reward
+        # weights) are QueryAttackCore's
         self.eot_dist = None if transforms is None else TransformDistribution.from_value(transforms)
         self.eot_samples = check_positive("eot_samples", eot_samples, integer=True)
         self.eot_mode = check_choice("eot_mode", eot_mode, EOT_MODES)
         self.eot_threshold = check_number("eot_threshold", eot_threshold, low=0.0, high=1.0, low_inclusive=False)
         self.norm = check_choice("norm", norm, NORMS)
         self.epsilon = check_positive("epsilon", epsilon)
-        self.threat_model = check_choice("threat_model", threat_model, THREAT_MODELS)
-        self.targeted = bool(check_choice("targeted", targeted, (True, False)))
-        self.max_queries = check_positive("max_queries", max_queries, integer=True)
         self.action_mode = check_choice("action_mode", action_mode, ACTION_MODES)
         self.step_size = check_positive("step_size", step_size)
-        self.reward_scale = check_number("reward_scale", reward_scale)
-        self.success_bonus = check_number("success_bonus", success_bonus)
-        self.query_cost = check_number("query_cost", query_cost, low=0.0)
-        self.dense_reward = (threat_model != "decision") if dense_reward is None else bool(dense_reward)
-        if self.threat_model == "decision" and self.dense_reward and not allow_score_leak:
-            raise ValueError(
-                "dense_reward=True under threat_model='decision' puts the victim's margin into the reward, "
-                "which leaks the scores a decision-only attacker must not see; pass allow_score_leak=True "
-                "to do it anyway (e.g. for an upper-bound baseline)"
-            )
-        self.victim = Victim.build(victim, dataset=dataset, device=device, split=split)
-        K = self.victim.num_classes
-        self.target_class = None
-        if target_class is not None:
-            if not targeted:
-                raise ValueError(f"target_class={target_class!r} needs targeted=True")
-            self.target_class = check_number("target_class", target_class, low=0, high=K - 1, integer=True)
-        self.pool = self.victim.correct_indices()
-        if self.target_class is not None:
-            self.pool = self.pool[self.victim.labels[self.pool] != self.target_class]
-        if len(self.pool) == 0:
-            raise ValueError(f"victim {self.victim.name!r} classifies no {split} input correctly; nothing to attack")
+        super().__init__(num_envs, render_mode, **kwargs)
 
-        d = self.d = int(np.prod(self.victim.image_shape))
-        self.K = K
-        parts = [("x", d, 0.0, 1.0), ("delta", d, -1.0, 1.0), ("feedback", K, 0.0, 1.0), ("label", K, 0.0, 1.0)]
-        if threat_model == "white_box":
-            parts.append(("gradient", d, -1.0, 1.0))
-        parts.append(("budget", 1, 0.0, 1.0))
-        self.obs_slices: dict[str, slice] = {}
-        lows, highs, start = [], [], 0
-        for name, size, lo, hi in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            lows.append(np.full(size, lo, np.float32))
-            highs.append(np.full(size, hi, np.float32))
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(np.concatenate(lows), np.concatenate(highs), dtype=np.float32)
+        d = self.d
+        after = (("gradient", d, -1.0, 1.0),) if self.threat_model == "white_box" else ()
+        self.single_observation_space, self.obs_slices = flat_box(self.attack_parts(before=(("delta", d, -1.0, 1.0),), after=after))
+        self.obs_dim = self.single_observation_space.shape[0]
         self.single_action_space = spaces.Box(-1.0, 1.0, (d,), dtype=np.float32)
-
-        n = self.num_envs
-        self.x0 = np.zeros((n, d), np.float32)
-        self.delta = np.zeros((n, d), np.float32)
-        self.true_label = np.zeros(n, np.int64)
-        self.target = np.full(n, -1, np.int64)
-        self.sample_index = np.zeros(n, np.int64)
-        self.queries = np.zeros(n, np.int64)
-        self.margin = np.zeros(n, np.float32)
-        self.pred = np.zeros(n, np.int64)
-        self._eye = np.eye(K, dtype=np.float32)
-        self._flat_images = self.victim.images.reshape(len(self.victim.labels), d)
-        self._all = np.arange(n)
-        self.view_rngs: list[np.random.Generator | None] = [None] * n
+        self.delta = np.zeros((self.num_envs, d), np.float32)
+        self.view_rngs: list[np.random.Generator | None] = [None] * self.num_envs
 
     # ----------------------------------------------------------------- reset
     def _start(self, idx, options=None) -> np.ndarray:
         """Draw the new episodes of copies ``idx`` (state only, no query); return their clean inputs."""
-        options = options or {}
-        chosen = options.get("index")
-        if chosen is not None:
-            chosen = np.broadcast_to(np.asarray(chosen, dtype=np.int64), (len(idx),))
-            bad = ~np.isin(chosen, self.pool)
-            if bad.any():
-                raise ValueError(
-                    f"options['index']={chosen[bad][0]} is not an input the victim classifies correctly "
-                    f"(allowed: indices in env.core.pool, {len(self.pool)} of them)"
-                )
-        # only the draws are per copy (each from its own generator); the writes are batched
-        draw_target = self.targeted and self.target_class is None
-        n_pool = len(self.pool)
-        rngs = self.rngs
-        if chosen is not None:
-            ks = chosen.astype(np.int64)
-        else:
-            ks = self.pool[[rngs[i].integers(n_pool) for i in idx.tolist()]]
-        if draw_target:  # drawn after the input, from the same per-copy generator
-            ts = np.array([rngs[i].integers(self.K - 1) for i in idx.tolist()], dtype=np.int64)
-        self.sample_index[idx] = ks
+        x0 = self.start_episodes(idx, options)
         if self.eot_dist is not None:
             # the views come from a child generator per episode, so the inputs drawn above
             # (and at later resets) are the ones a plain env with the same seed draws
             for i in idx.tolist():
-                self.view_rngs[i] = rngs[i].spawn(1)[0]
-        true_label = self.victim.labels[ks]
-        self.true_label[idx] = true_label
-        if self.targeted:
-            self.target[idx] = self.target_class if self.target_class is not None else ts + (ts >= true_label)
-        x0 = self._flat_images[ks]
-        self.x0[idx] = x0
+                self.view_rngs[i] = self.rngs[i].spawn(1)[0]
         self.delta[idx] = 0.0
-        self.queries[idx] = 0
         return x0
 
     def reset_indices(self, idx, options=None):
@@ -276,7 +183,7 @@ class EvasionCore(BatchedCore):
     def step_indices(self, idx, actions):
         prev_margin = self.margin[idx]
         obs, info = self._observe(idx, self._move(idx, actions))
-        return self._outcome(idx, prev_margin, obs, info)
+        return self.outcome(idx, prev_margin, obs, info)
 
     def autoreset_step(self, reset_mask: np.ndarray, actions: np.ndarray):
         """Restart the copies in ``reset_mask`` and step all others, with one victim query.
@@ -292,7 +199,7 @@ class EvasionCore(BatchedCore):
         x = self._move(self._all, actions)  # the restarted copies' moves are undone by _start
         x[reset_idx] = self._start(reset_idx)
         obs, info = self._observe(self._all, x)
-        obs, reward, terminated, truncated, info = self._outcome(self._all, prev_margin, obs, info)
+        obs, reward, terminated, truncated, info = self.outcome(self._all, prev_margin, obs, info)
         reward[reset_idx] = 0.0
         terminated[reset_idx] = False
         return obs, reward, terminated, truncated, info
@@ -317,14 +224,6 @@ class EvasionCore(BatchedCore):
             self.queries[idx] += 1
         return x_adv
 
-    def _outcome(self, idx, prev_margin, obs, info):
-        success = info["success"]
-        reward = self.success_bonus * success - self.query_cost
-        if self.dense_reward:
-            reward = reward + self.reward_scale * (prev_margin - self.margin[idx])
-        terminated = success | (info["queries"] >= self.max_queries)
-        return obs, np.asarray(reward, dtype=np.float64), terminated, np.zeros(len(idx), bool), info
-
     # ------------------------------------------------------------- internals
     def _project(self, delta: np.ndarray) -> np.ndarray:
         """Project (in place) onto the epsilon-ball of the norm."""
@@ -335,9 +234,6 @@ class EvasionCore(BatchedCore):
         scale = np.minimum(1.0, eps / np.maximum(norms, 1e-12)).astype(np.float32)
         delta *= scale[:, None]
         return delta
-
-    def attack_labels(self, idx) -> np.ndarray:
-        return self.target[idx] if self.targeted else self.true_label[idx]
 
     def _eot_views(self, idx, x_adv: np.ndarray, labels: np.ndarray, with_grad: bool):
         """Logits ``(k, S, K)`` of fresh transformed views of ``x_adv`` (copy ``idx[j]``'s draws
@@ -386,33 +282,18 @@ class EvasionCore(BatchedCore):
         self.pred[idx] = pred
         delta, queries, sample_index = self.delta[idx], self.queries[idx].copy(), self.sample_index[idx].copy()
         obs = np.empty((k, self.obs_dim), np.float32)
+        self.write_attack_obs(obs, x_adv, pred, labels, queries)
         s = self.obs_slices
-        obs[:, s["x"]] = x_adv
         obs[:, s["delta"]] = np.clip(delta / self.epsilon, -1.0, 1.0)
-        if self.threat_model == "decision":
-            obs[:, s["feedback"]] = self._eye[pred]
-        else:
+        if self.threat_model != "decision":
             e = np.exp(z - z.max(-1, keepdims=True))
             obs[:, s["feedback"]] = (e / e.sum(-1, keepdims=True)).mean(1)
-        obs[:, s["label"]] = self._eye[labels]
         if self.threat_model == "white_box":
             g = grad.cpu().numpy()
             obs[:, s["gradient"]] = g / np.maximum(np.abs(g).max(1, keepdims=True), 1e-12)
-        obs[:, s["budget"].start] = 1.0 - queries / self.max_queries
-        info = {
-            "success": rate >= self.eot_threshold,
-            "queries": queries,
-            "perturbation_norm": self._norm(delta),
-            "true_label": true_label,
-            "predicted_label": pred,
-            "sample_index": sample_index,
-            "eot_success_rate": rate,
-            "eot_success": rate >= self.eot_threshold,
-        }
-        if self.targeted:
-            info["target_label"] = labels.copy()
-        if self.threat_model != "decision":
-            info["margin"] = margin
+        success = rate >= self.eot_threshold
+        info = self.attack_info(success, queries, true_label, pred, sample_index, labels.copy(), margin, perturbation_norm=self._norm(delta),
+                                eot_success_rate=rate, eot_success=success.copy())
         return obs, info
 
     def _observe_plain(self, idx, x_adv: np.ndarray):
@@ -430,52 +311,26 @@ class EvasionCore(BatchedCore):
         else:
             logits = self.victim.logits(x_adv)
         z = logits.cpu().numpy()
-        rows = self._all[:k]
-        pred = z.argmax(1)
-        z_l = z[rows, labels]
-        others = z.copy()
-        others[rows, labels] = -np.inf
-        other = others.max(1)
-        margin = other - z_l if self.targeted else z_l - other  # = margins(logits, labels, targeted)
+        pred, margin, success = self.query(idx, z, labels)
         if full:
-            self.margin[:] = margin
-            self.pred[:] = pred
             delta, queries, sample_index = self.delta, self.queries.copy(), self.sample_index.copy()
         else:
-            self.margin[idx] = margin
-            self.pred[idx] = pred
             delta, queries, sample_index = self.delta[idx], self.queries[idx], self.sample_index[idx]
         obs = np.empty((k, self.obs_dim), np.float32)
+        self.write_attack_obs(obs, x_adv, pred, labels, queries)
         s = self.obs_slices
-        obs[:, s["x"]] = x_adv
         part = obs[:, s["delta"]]
         _clip_(np.multiply(delta, 1.0 / self.epsilon, out=part), -1.0, 1.0)
-        feedback = obs[:, s["feedback"]]
-        if self.threat_model == "decision":
-            feedback[:] = self._eye[pred]
-        else:  # softmax of the logits, in place
-            np.subtract(z, z[rows, pred][:, None], out=feedback)
+        if self.threat_model != "decision":  # softmax of the logits, in place
+            feedback = obs[:, s["feedback"]]
+            np.subtract(z, z[self._all[:k], pred][:, None], out=feedback)
             np.exp(feedback, out=feedback)
             feedback /= feedback.sum(1, keepdims=True)
-        obs[:, s["label"]] = self._eye[labels]
         if self.threat_model == "white_box":
             g = grad.cpu().numpy()
             np.divide(g, np.maximum(np.abs(g).max(1, keepdims=True), 1e-12), out=obs[:, s["gradient"]])
-        obs[:, s["budget"].start] = 1.0 - queries / self.max_queries
-        success = (pred == labels) if self.targeted else (pred != true_label)
-        info = {  # every array here is fresh: none aliases the core's state
-            "success": success,
-            "queries": queries,
-            "perturbation_norm": self._norm(delta),
-            "true_label": true_label,
-            "predicted_label": pred,
-            "sample_index": sample_index,
-        }
-        if self.targeted:
-            info["target_label"] = labels
-        if self.threat_model != "decision":
-            info["margin"] = margin
-        return obs, info
+        # every array in the info is fresh: none aliases the core's state
+        return obs, self.attack_info(success, queries, true_label, pred, sample_index, labels, margin, perturbation_norm=self._norm(delta))
 
     def _norm(self, delta: np.ndarray) -> np.ndarray:
         if self.norm == "linf":

@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 
-from deploy_envs.core.batched import BatchedCore
-from deploy_envs.core.validation import Option, check_choice, check_number, check_positive, reward_weight_arguments
 from deploy_envs.core.spaces import flat_box
+from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.topics.evasion.query_attack import QueryAttackCore
 from deploy_envs.topics.evasion.rendering import render_attack
-from deploy_envs.topics.evasion.victim import Victim, margins
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def transform_images(images: torch.Tensor, transforms: np.ndarray) -> torch.Tens
     return out.clamp_(0.0, 1.0)
 
 
-class SpatialEvasionCore(BatchedCore):
+class SpatialEvasionCore(QueryAttackCore):
     """## Description
 
     The agent is an attacker that rotates and translates one input per episode so
@@ -160,67 +159,35 @@ class SpatialEvasionCore(BatchedCore):
     * v0: initial release.
     """
 
-    #: reward weights stay within a range where rewards are finite floats
-    arguments = reward_weight_arguments("reward_scale", "success_bonus", costs=("query_cost",))
-
-    reset_options = {
-        "index": Option(int, "the test input of the new episode", per_copy=True, allowed=lambda core: core.pool,
-                        allowed_text="indices in env.core.pool (inputs the victim classifies correctly)"),
-    }
-
-    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
+    THREAT_MODELS = THREAT_MODELS
 
     def __init__(
         self,
         num_envs: int = 1,
         render_mode: str | None = None,
         *,
-        dataset: str = "digits",
-        victim: Any = "standard",
         threat_model: str = "scores",
-        targeted: bool = False,
-        target_class: int | None = None,
         max_queries: int = 100,
         action_type: str = "continuous",
         max_angle: float = DEFAULT_MAX_ANGLE,
         max_shift: float | None = None,
         n_angles: int = DEFAULT_N_ANGLES,
         n_shifts: int = DEFAULT_N_SHIFTS,
-        reward_scale: float = 1.0,
-        success_bonus: float = 5.0,
-        query_cost: float = 0.0,
-        dense_reward: bool | None = None,
-        allow_score_leak: bool = False,
-        split: str = "test",
-        device: str = "cpu",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(num_envs, render_mode)
+        # the threat model's own arguments; the shared ones (victim, targeting, budget, reward
+        # weights) are QueryAttackCore's
         if threat_model == "white_box":
             raise ValueError(
                 "threat_model='white_box' is not meaningful for SpatialEvasion-v0: the attacker searches "
                 "a 3-parameter transform by querying the victim; choose one of 'scores', 'decision' "
                 "(use Evasion-v0 for white-box attacks)"
             )
-        self.threat_model = check_choice("threat_model", threat_model, THREAT_MODELS)
-        self.targeted = bool(check_choice("targeted", targeted, (True, False)))
-        self.max_queries = check_positive("max_queries", max_queries, integer=True)
         self.action_type = check_choice("action_type", action_type, ACTION_TYPES)
         self.max_angle = check_number("max_angle", max_angle, low=0.0, low_inclusive=False, high=180.0)
         self.n_angles = check_positive("n_angles", n_angles, integer=True)
         self.n_shifts = check_positive("n_shifts", n_shifts, integer=True)
-        self.reward_scale = check_number("reward_scale", reward_scale)
-        self.success_bonus = check_number("success_bonus", success_bonus)
-        self.query_cost = check_number("query_cost", query_cost, low=0.0)
-        if dense_reward is not None:
-            check_choice("dense_reward", dense_reward, (True, False, None))
-        self.dense_reward = (threat_model != "decision") if dense_reward is None else bool(dense_reward)
-        if self.threat_model == "decision" and self.dense_reward and not allow_score_leak:
-            raise ValueError(
-                "dense_reward=True under threat_model='decision' puts the victim's margin into the reward, "
-                "which leaks the scores a decision-only attacker must not see; pass allow_score_leak=True "
-                "to do it anyway (e.g. for an upper-bound baseline)"
-            )
-        self.victim = Victim.build(victim, dataset=dataset, device=device, split=split)
+        super().__init__(num_envs, render_mode, threat_model=threat_model, max_queries=max_queries, **kwargs)
         C, H, W = self.victim.image_shape
         if max_shift is None:
             self.max_shift = default_max_shift(W)
@@ -229,17 +196,6 @@ class SpatialEvasionCore(BatchedCore):
         for name, count in (("n_angles", self.n_angles), ("n_shifts", self.n_shifts)):
             if count % 2 == 0:
                 logger.warning("%s=%d is even: the grid does not contain the zero %s", name, count, name[2:-1])
-        K = self.K = self.victim.num_classes
-        self.target_class = None
-        if target_class is not None:
-            if not targeted:
-                raise ValueError(f"target_class={target_class!r} needs targeted=True")
-            self.target_class = check_number("target_class", target_class, low=0, high=K - 1, integer=True)
-        self.pool = self.victim.correct_indices()
-        if self.target_class is not None:
-            self.pool = self.pool[self.victim.labels[self.pool] != self.target_class]
-        if len(self.pool) == 0:
-            raise ValueError(f"victim {self.victim.name!r} classifies no {split} input correctly; nothing to attack")
 
         # the grid of Engstrom et al.: angle-major, then dx, then dy
         self.grid_angles = np.linspace(-self.max_angle, self.max_angle, self.n_angles) if self.n_angles > 1 else np.zeros(1)
@@ -250,27 +206,14 @@ class SpatialEvasionCore(BatchedCore):
         self._scale = np.array([self.max_angle, self.max_shift, self.max_shift], dtype=np.float64)
 
         self.image_shape = (C, H, W)
-        d = self.d = C * H * W
-        parts = [("x", d, 0.0, 1.0), ("feedback", K, 0.0, 1.0), ("label", K, 0.0, 1.0), ("transform", 3, -1.0, 1.0), ("budget", 1, 0.0, 1.0)]
-        self.single_observation_space, self.obs_slices = flat_box(parts)
+        self.single_observation_space, self.obs_slices = flat_box(self.attack_parts(after=(("transform", 3, -1.0, 1.0),)))
         self.obs_dim = self.single_observation_space.shape[0]
         if self.action_type == "continuous":
             self.single_action_space = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
         else:
             self.single_action_space = spaces.Discrete(self.grid_size)
-
-        n = self.num_envs
-        self.x0 = np.zeros((n, d), np.float32)
-        self.x_adv = np.zeros((n, d), np.float32)
-        self.transform = np.zeros((n, 3), np.float64)
-        self.true_label = np.zeros(n, np.int64)
-        self.target = np.full(n, -1, np.int64)
-        self.sample_index = np.zeros(n, np.int64)
-        self.queries = np.zeros(n, np.int64)
-        self.margin = np.zeros(n, np.float32)
-        self.pred = np.zeros(n, np.int64)
-        self._eye = np.eye(K, dtype=np.float32)
-        self._flat_images = self.victim.images.reshape(len(self.victim.labels), d)
+        self.x_adv = np.zeros((self.num_envs, self.d), np.float32)
+        self.transform = np.zeros((self.num_envs, 3), np.float64)
 
     # ------------------------------------------------------------ transforms
     def grid_transform(self, index):
@@ -304,31 +247,8 @@ class SpatialEvasionCore(BatchedCore):
 
     # ----------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):
-        options = options or {}
-        chosen = options.get("index")
-        if chosen is not None:
-            chosen = np.broadcast_to(np.asarray(chosen, dtype=np.int64), (len(idx),))
-            bad = ~np.isin(chosen, self.pool)
-            if bad.any():
-                raise ValueError(
-                    f"options['index']={chosen[bad][0]} is not an input the victim classifies correctly "
-                    f"(allowed: indices in env.core.pool, {len(self.pool)} of them)"
-                )
-        for j, i in enumerate(idx):
-            rng = self.rngs[i]
-            k = int(chosen[j]) if chosen is not None else int(self.pool[rng.integers(len(self.pool))])
-            self.sample_index[i] = k
-            self.true_label[i] = self.victim.labels[k]
-            if self.targeted:
-                if self.target_class is not None:
-                    self.target[i] = self.target_class
-                else:
-                    t = int(rng.integers(self.K - 1))
-                    self.target[i] = t + (t >= self.true_label[i])
-        self.x0[idx] = self._flat_images[self.sample_index[idx]]
-        self.x_adv[idx] = self.x0[idx]
+        self.x_adv[idx] = self.start_episodes(idx, options)
         self.transform[idx] = 0.0
-        self.queries[idx] = 0
         return self._observe(idx)
 
     # ------------------------------------------------------------------ step
@@ -341,52 +261,24 @@ class SpatialEvasionCore(BatchedCore):
         prev_margin = self.margin[idx]
         self.queries[idx] += 1
         obs, info = self._observe(idx)
-        success = info["success"]
-        reward = self.success_bonus * success - self.query_cost
-        if self.dense_reward:
-            reward = reward + self.reward_scale * (prev_margin - self.margin[idx])
-        terminated = success | (self.queries[idx] >= self.max_queries)
-        return obs, np.asarray(reward, dtype=np.float64), terminated, np.zeros(len(idx), bool), info
+        return self.outcome(idx, prev_margin, obs, info)
 
     # ------------------------------------------------------------- internals
-    def attack_labels(self, idx) -> np.ndarray:
-        return self.target[idx] if self.targeted else self.true_label[idx]
-
     def _observe(self, idx):
         labels = self.attack_labels(idx)
         x_adv = self.x_adv[idx]
         logits = self.victim.logits(x_adv).cpu()
-        margin = margins(logits, torch.from_numpy(labels).to(logits.device), self.targeted).cpu().numpy()
-        pred = logits.argmax(1).cpu().numpy()
-        self.margin[idx] = margin
-        self.pred[idx] = pred
-        k = len(idx)
-        obs = np.empty((k, self.obs_dim), np.float32)
+        pred, margin, success = self.query(idx, logits.numpy(), labels)
+        queries = self.queries[idx]
+        obs = np.empty((len(idx), self.obs_dim), np.float32)
+        self.write_attack_obs(obs, x_adv, pred, labels, queries)
         s = self.obs_slices
-        obs[:, s["x"]] = x_adv
-        if self.threat_model == "decision":
-            obs[:, s["feedback"]] = self._eye[pred]
-        else:
-            obs[:, s["feedback"]] = torch.softmax(logits, 1).cpu().numpy()
-        obs[:, s["label"]] = self._eye[labels]
-        obs[:, s["transform"]] = self.normalize_transform(self.transform[idx])
-        obs[:, s["budget"]] = (1.0 - self.queries[idx] / self.max_queries)[:, None]
-        success = (pred == self.target[idx]) if self.targeted else (pred != self.true_label[idx])
-        tr = self.transform[idx]
-        info = {
-            "success": success,
-            "queries": self.queries[idx].copy(),
-            "true_label": self.true_label[idx].copy(),
-            "predicted_label": pred,
-            "sample_index": self.sample_index[idx].copy(),
-            "angle": tr[:, 0].copy(),
-            "dx": tr[:, 1].copy(),
-            "dy": tr[:, 2].copy(),
-        }
-        if self.targeted:
-            info["target_label"] = self.target[idx].copy()
         if self.threat_model != "decision":
-            info["margin"] = margin
+            obs[:, s["feedback"]] = torch.softmax(logits, 1).numpy()
+        tr = self.transform[idx]
+        obs[:, s["transform"]] = self.normalize_transform(tr)
+        info = self.attack_info(success, queries, self.true_label[idx], pred, self.sample_index[idx], labels, margin,
+                                angle=tr[:, 0].copy(), dx=tr[:, 1].copy(), dy=tr[:, 2].copy())
         return obs, info
 
     # ------------------------------------------------------------- rendering

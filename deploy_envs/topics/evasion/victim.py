@@ -125,3 +125,14 @@ def margins(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch
     z_l = logits.gather(1, labels[:, None]).squeeze(1)
     other = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
     return other - z_l if targeted else z_l - other
+
+
+def margins_np(z: np.ndarray, labels: np.ndarray, targeted: bool, rows: np.ndarray | None = None) -> np.ndarray:
+    """:func:`margins` of numpy logits ``z`` ``(k, K)`` (the same values: a gather, a max and a
+    difference); ``rows`` may pass a ready ``arange(k)``."""
+    rows = np.arange(len(z)) if rows is None else rows
+    z_l = z[rows, labels]
+    others = z.copy()
+    others[rows, labels] = -np.inf
+    other = others.max(1)
+    return other - z_l if targeted else z_l - other
