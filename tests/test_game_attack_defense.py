@@ -21,11 +21,11 @@ from deploy_envs.testing import (
     random_joint_actions,
 )
 from deploy_envs.topics.evasion.attack_defense import AGENTS, AttackDefenseCore
+from deploy_envs.training.roles import RoleEnv
 from deploy_envs.training.selfplay import (
     FGSMAttacker,
     FixedDefense,
     RandomPolicy,
-    SingleRoleEnv,
     evaluate,
     train_alternating,
 )
@@ -224,14 +224,14 @@ def test_out_of_space_actions_are_refused_without_changing_state():
 
 
 # ---------------------------------------------------------------- self-play
-def test_single_role_env_passes_gymnasium_checker():
+def test_role_env_passes_gymnasium_checker():
     game = parallel_env(**SMALL)
-    env = SingleRoleEnv(game, "defender", FGSMAttacker(game))
+    env = RoleEnv(game, "defender", FGSMAttacker(game))
     gym_check_env(env, skip_render_check=True)
-    env = SingleRoleEnv(parallel_env(**SMALL), "attacker", RandomPolicy(game.action_space("defender"), seed=0))
+    env = RoleEnv(parallel_env(**SMALL), "attacker", RandomPolicy(game.action_space("defender"), seed=0))
     gym_check_env(env, skip_render_check=True)
     with pytest.raises(ValueError, match="role"):
-        SingleRoleEnv(game, "referee", FGSMAttacker(game))
+        RoleEnv(game, "referee", FGSMAttacker(game))
     with pytest.raises(ValueError, match="defense"):
         FixedDefense(game, "firewall")
 
@@ -252,4 +252,32 @@ def test_train_alternating_tiny_run(tmp_path):
     defender = PPO.load(result["defender_model"], device="cpu")
     assert defender.action_space.n == 5
     # a trained, stochastic opponent is reseeded with the episode: the checker's determinism test passes
-    gym_check_env(SingleRoleEnv(parallel_env(**SMALL), "attacker", defender), skip_render_check=True)
+    gym_check_env(RoleEnv(parallel_env(**SMALL), "attacker", defender), skip_render_check=True)
+
+
+def test_role_env_is_the_batched_adapter_at_one_copy():
+    """RoleEnv gives the role's own reward, flags and info each step, refuses out-of-space actions, and ends with the episode."""
+    from deploy_envs.training.roles import RoleVecEnv
+
+    game = parallel_env(**SMALL)
+    env = RoleEnv(game, "defender", FGSMAttacker(game))
+    assert isinstance(env.vec, RoleVecEnv) and env.vec.num_envs == 1 and env.core is game.core
+    obs, info = env.reset(seed=3)
+    assert env.observation_space.contains(obs) and set(info) >= {"sample_index", "true_label", "round"}
+    with pytest.raises(ValueError, match="action"):
+        env.step(99)
+    assert env.core.round[0] == 0  # the refused action changed nothing
+    twin = parallel_env(**SMALL)
+    t_obs, _ = twin.reset(seed=3)
+    fgsm = FGSMAttacker(twin)
+    for k in range(SMALL.get("rounds", 10)):
+        obs, rew, term, trunc, info = env.step(1)
+        t_obs, t_rew, t_term, t_trunc, t_info = twin.step({"attacker": fgsm(t_obs["attacker"][None])[0], "defender": 1})
+        assert np.array_equal(obs, t_obs["defender"]) and rew == t_rew["defender"]
+        assert (term, trunc) == (t_term["defender"], t_trunc["defender"])
+        assert info["defense"] == 1 and info["fooled"] == t_info["defender"]["fooled"]
+        if term or trunc:
+            break
+    assert term and not trunc
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(1)

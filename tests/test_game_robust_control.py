@@ -19,7 +19,7 @@ from deploy_envs.testing import (
     game_rollout,
 )
 from deploy_envs.topics.navigation.robust_navigation import AGENTS, train_robust
-from deploy_envs.training.selfplay import SingleRoleEnv
+from deploy_envs.training.roles import RoleEnv
 
 parallel_env = partial(make_game, "deploy_envs/RobustNavigation-v0")
 
@@ -195,9 +195,9 @@ def test_bad_actions_are_refused_without_changing_state():
 def test_role_env_passes_gymnasium_checker():
     zero = np.zeros(2, np.float32)
     for role in AGENTS:
-        gym_check_env(SingleRoleEnv(parallel_env(**SMALL), role, lambda obs: zero), skip_render_check=True)
+        gym_check_env(RoleEnv(parallel_env(**SMALL), role, lambda obs: zero), skip_render_check=True)
     with pytest.raises(ValueError, match="role"):
-        SingleRoleEnv(parallel_env(**SMALL), "referee", lambda obs: zero)
+        RoleEnv(parallel_env(**SMALL), "referee", lambda obs: zero)
 
 
 def test_train_robust_tiny_run(tmp_path):

@@ -6,6 +6,8 @@ module turns it into what trainers and evaluators need, for every game alike:
 
 * :class:`RoleVecEnv`: the game seen by one role, as a stable-baselines3 ``VecEnv``
   over ``num_envs`` copies; every other role is played by a fixed policy.
+* :class:`RoleEnv`: the same adapter at one copy, as a ``gymnasium.Env`` (for the
+  gymnasium checker, and for trainers that take a plain env).
 * :func:`evaluate_game`: play a fixed policy per role for ``episodes`` episodes and
   report each role's mean return with a 95% confidence interval (and, on request,
   the mean of info keys).
@@ -22,10 +24,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import gymnasium as gym
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 
+from deploy_envs.core.batched import select_info, validate_batch
 from deploy_envs.core.validation import check_choice, check_number
 
 GameSpec = Any
@@ -218,7 +222,8 @@ class RoleVecEnv(VecEnv):
         return getattr(self, "_obs", None) is not None
 
     def _reset_copies(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        obs, _ = self.core.reset_indices(idx)
+        obs, info = self.core.reset_indices(idx)
+        self.reset_info = info[self.role]  # the role's batched reset info of copies idx
         for seat in self.seats.values():
             seat.draw(idx)
         self._ret[idx] = 0.0
@@ -240,6 +245,9 @@ class RoleVecEnv(VecEnv):
             acts[r] = _clip(seat.act(self._obs[r], self._idx), self.core.action_spaces[r])
         valid = self.core.validate_actions(acts, self.num_envs)
         obs, rewards, terminated, truncated, infos = self.core.step_indices(self._idx, valid)
+        self.step_info = infos[self.role]  # the role's batched info of this step, every copy
+        self.step_flags = (np.asarray(terminated, bool), np.asarray(truncated, bool))
+        self.step_rewards = np.asarray(rewards[self.role], np.float64)
         obs = {r: np.array(v) for r, v in obs.items()}
         reward = np.asarray(rewards[self.role], np.float32)
         self._ret += reward
@@ -248,8 +256,6 @@ class RoleVecEnv(VecEnv):
         out: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         done_idx = np.flatnonzero(dones)
         if len(done_idx):
-            from deploy_envs.core.batched import select_info
-
             info = infos[self.role]
             for i in done_idx:
                 out[i] = select_info(info, int(i))
@@ -282,6 +288,79 @@ class RoleVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class, indices=None):
         return [False for _ in self._get_indices(indices)]
+
+
+class RoleEnv(gym.Env):
+    """One ``role`` of a game as a ``gymnasium.Env``: :class:`RoleVecEnv` at one copy.
+
+    ``game`` is a game id, or a game's PettingZoo view (``make_game(...)``), whose core is
+    then used; ``opponent_policy`` plays the other role (a policy as in the module doc, acting
+    on a batch of one observation), or is a dict naming a policy for every other role. Swap it
+    with :meth:`set_opponent`. Rewards, termination and info are the role's own; an action
+    outside the role's action space is refused. On ``reset(seed=s)`` the copy is seeded ``s``
+    and every seeded opponent member is reseeded from ``s``, so a seeded episode replays exactly.
+    """
+
+    def __init__(self, game: Any, role: str, opponent_policy: Any, game_kwargs: Mapping[str, Any] | None = None) -> None:
+        core = getattr(game, "core", None)
+        if core is None:
+            core = make_core(game, 1, game_kwargs)
+        self._opponents = self._as_opponents(game_roles(core), role, opponent_policy)
+        self.vec = vec = RoleVecEnv(game, role, self._opponents, num_envs=1, seed=0, core=core)
+        self.role = vec.role
+        self.core = vec.core
+        self.metadata = {"render_modes": list(getattr(game, "metadata", self.core.metadata).get("render_modes", []))}
+        self.render_mode = getattr(game, "render_mode", None)
+        self._render = getattr(game, "render", None)
+        self.observation_space = vec.observation_space
+        self.action_space = vec.action_space
+        self._started = False
+
+    @staticmethod
+    def _as_opponents(roles: Sequence[str], role: str, opponent_policy: Any) -> dict[str, Any]:
+        check_choice("role", role, roles)
+        others = [r for r in roles if r != role]
+        if isinstance(opponent_policy, Mapping):
+            return dict(opponent_policy)
+        if len(others) != 1:
+            raise ValueError(f"opponent_policy must be a dict naming a policy for each of the other roles {tuple(others)}")
+        return {others[0]: opponent_policy}
+
+    def set_opponent(self, opponent_policy: Any) -> None:
+        """Set the policy of the other role (or a dict naming one for every other role)."""
+        self._opponents = self._as_opponents(self.vec.roles, self.role, opponent_policy)
+        self.vec.set_opponents(self._opponents)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if options:
+            raise ValueError(f"options={options!r}: RoleEnv.reset takes no options")
+        super().reset(seed=seed)
+        if seed is not None:  # the game copy and every seeded opponent replay with the episode
+            self.vec.seed_value = int(seed)
+            self.vec.seed(int(seed))
+            self.vec.set_opponents(self._opponents)
+        obs = self.vec.reset()
+        self._started = True
+        return obs[0], select_info(self.vec.reset_info, 0)
+
+    def step(self, action):
+        if not self._started:
+            raise RuntimeError("RoleEnv.step() called before reset()")
+        batch = validate_batch(self.action_space, np.expand_dims(np.asarray(action), 0), 1, name=f"action of role {self.role!r}")
+        obs, reward, dones, infos = self.vec.step(batch)
+        terminated, truncated = (bool(f[0]) for f in self.vec.step_flags)
+        if dones[0]:  # the adapter restarted the copy: the episode's last observation is in the info
+            last = infos[0]["terminal_observation"]
+            self._started = False
+        else:
+            last = obs[0]
+        return last, float(self.vec.step_rewards[0]), terminated, truncated, select_info(self.vec.step_info, 0)
+
+    def render(self):
+        return self._render() if self._render is not None else self.core.render_index(0)
+
+    def close(self) -> None:
+        self.vec.close()
 
 
 def _clip(actions: np.ndarray, space: spaces.Space) -> np.ndarray:
@@ -382,5 +461,5 @@ def evaluate_game(game: GameSpec, policies: Mapping[str, Any], episodes: int = 2
     return {"returns": {r: mean_ci(returns[r]) for r in roles}, "info": info_out, "episodes": episodes, "seed": seed}
 
 
-__all__ = ["Mixture", "RoleVecEnv", "SB3BatchPolicy", "as_batch_policy", "evaluate_game", "game_core_class", "game_roles",
+__all__ = ["Mixture", "RoleEnv", "RoleVecEnv", "SB3BatchPolicy", "as_batch_policy", "evaluate_game", "game_core_class", "game_roles",
            "make_core", "mean_ci", "seed_copy"]

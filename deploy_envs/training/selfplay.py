@@ -11,9 +11,10 @@ other role, and the roles alternate for ``iterations`` rounds::
 
 The pieces:
 
-* :class:`SingleRoleEnv` turns the two-player game into a ``gymnasium.Env`` for
-  one role; the other role is played by a frozen policy (a callable
-  ``obs -> action``, or an SB3 model).
+* :class:`~deploy_envs.training.roles.RoleEnv` (the batched role adapter at one
+  copy) turns the two-player game into a ``gymnasium.Env`` for one role; the other
+  role is played by a frozen policy (a callable on a batch of observations, or an
+  SB3 model).
 * Fixed reference policies: :class:`FGSMAttacker` (the sign of the observed
   gradient, i.e. FGSM at the full budget), :class:`RandomPolicy`,
   :class:`FixedDefense` (always the same defense).
@@ -136,59 +137,6 @@ def as_policy(policy: Any, deterministic: bool = False) -> Policy:
 
 
 # --------------------------------------------------------------------------
-# One role of the game as a gymnasium.Env
-# --------------------------------------------------------------------------
-class SingleRoleEnv(gym.Env):
-    """The game seen by one ``role``; the other role is played by ``opponent_policy``.
-
-    ``opponent_policy`` is a callable ``obs -> action`` on the opponent's
-    observation, or an SB3 model (a frozen copy of its policy is taken). Swap it
-    with :meth:`set_opponent`. Rewards, termination and info are the role's own.
-    On ``reset(seed=s)`` an opponent with a ``seed`` method (:class:`RandomPolicy`,
-    :class:`SB3Policy`) is reseeded with ``s + 1``, so a seeded episode replays exactly.
-    """
-
-    def __init__(self, game: ParallelGameView, role: str, opponent_policy: Any) -> None:
-        roles = tuple(game.possible_agents)
-        if len(roles) != 2:
-            raise ValueError(f"SingleRoleEnv needs a two-role game; {type(game).__name__} has roles {roles}")
-        self.role = check_choice("role", role, roles)
-        self.opponent_role = roles[1 - roles.index(role)]
-        self.game = game
-        self.metadata = {"render_modes": list(game.metadata.get("render_modes", []))}
-        self.render_mode = game.render_mode
-        self.observation_space = game.observation_space(role)
-        self.action_space = game.action_space(role)
-        self.set_opponent(opponent_policy)
-        self._opponent_obs: np.ndarray | None = None
-
-    def set_opponent(self, opponent_policy: Any) -> None:
-        self.opponent = as_policy(opponent_policy)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is not None and hasattr(self.opponent, "seed"):
-            self.opponent.seed(seed + 1)  # a stochastic opponent replays with the episode
-        obs, infos = self.game.reset(seed=seed, options=options)
-        self._opponent_obs = obs[self.opponent_role]
-        return obs[self.role], infos[self.role]
-
-    def step(self, action):
-        if self._opponent_obs is None:
-            raise RuntimeError("SingleRoleEnv.step() called before reset()")
-        actions = {self.role: action, self.opponent_role: self.opponent(self._opponent_obs)}
-        obs, rew, term, trunc, infos = self.game.step(actions)
-        self._opponent_obs = obs[self.opponent_role]
-        return obs[self.role], rew[self.role], term[self.role], trunc[self.role], infos[self.role]
-
-    def render(self):
-        return self.game.render()
-
-    def close(self) -> None:
-        self.game.close()
-
-
-# --------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------
 def evaluate(game: ParallelGameView, attacker: Any, defender: Any, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
@@ -250,9 +198,11 @@ def train_alternating(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    # 1. one game per learner (each SingleRoleEnv owns its game's state), one for evaluation
-    att_env = SingleRoleEnv(make_game(GAME_ID, **game_kwargs), "attacker", opponent_policy=lambda obs: 0)
-    def_env = SingleRoleEnv(make_game(GAME_ID, **game_kwargs), "defender", opponent_policy=lambda obs: 0)
+    from deploy_envs.training.roles import RoleEnv
+
+    # 1. one game per learner (each RoleEnv owns its game's state), one for evaluation
+    att_env = RoleEnv(make_game(GAME_ID, **game_kwargs), "attacker", opponent_policy=lambda obs: 0)
+    def_env = RoleEnv(make_game(GAME_ID, **game_kwargs), "defender", opponent_policy=lambda obs: 0)
     eval_game = make_game(GAME_ID, **game_kwargs)
     fgsm = FGSMAttacker(eval_game) if eval_game.core.attacker_white_box else None
 

@@ -29,8 +29,9 @@ from deploy_envs.core.registration import make_game
 from deploy_envs.core.validation import check_number
 from deploy_envs.core.views import ParallelGameView
 from deploy_envs.topics.navigation.safe_navigation import ACCEL, DAMPING, V_MAX, SafeNavigationCore
+from deploy_envs.training.roles import RoleEnv
 from deploy_envs.training.roles import RoleVecEnv as GameRoleVecEnv
-from deploy_envs.training.selfplay import SingleRoleEnv, as_policy
+from deploy_envs.training.selfplay import as_policy
 
 logger = logging.getLogger(__name__)
 
@@ -271,8 +272,8 @@ def train_robust(
         return np.zeros(np.shape(obs)[:-1] + (2,), np.float32)
 
     if num_envs == 1:
-        pro_env = SingleRoleEnv(make_game(GAME_ID, **game_kwargs), "protagonist", opponent_policy=lambda obs: zero)
-        adv_env = SingleRoleEnv(make_game(GAME_ID, **game_kwargs), "adversary", opponent_policy=lambda obs: zero)
+        pro_env = RoleEnv(make_game(GAME_ID, **game_kwargs), "protagonist", opponent_policy=lambda obs: zero)
+        adv_env = RoleEnv(make_game(GAME_ID, **game_kwargs), "adversary", opponent_policy=lambda obs: zero)
     else:
         pro_env = RoleVecEnv("protagonist", no_push, num_envs, seed, **game_kwargs)
         adv_env = RoleVecEnv("adversary", no_push, num_envs, seed + 10_000, **game_kwargs)
