@@ -127,6 +127,27 @@ def register_env(
     return env_id
 
 
+def env(name: str, core: str, summary: str, **options: Any) -> tuple[str, str, str, str, dict[str, Any]]:
+    """An env of a topic block for :func:`register_topic`: its name, its core as ``"module:CoreClass"``
+    relative to the topic package, its summary, and :func:`register_env`'s other keyword arguments."""
+    return ("env", name, core, summary, options)
+
+
+def game(name: str, core: str, summary: str, **options: Any) -> tuple[str, str, str, str, dict[str, Any]]:
+    """A game of a topic block for :func:`register_topic` (as :func:`env`, for :func:`register_game`)."""
+    return ("game", name, core, summary, options)
+
+
+def register_topic(package: str, topic: str, *entries: tuple) -> list[str]:
+    """Register a topic package's envs and games (made with :func:`env` and :func:`game`), in order,
+    under one ``topic``; a core named ``"module:CoreClass"`` is looked up in ``package``. Returns the ids."""
+    ids = []
+    for kind, name, core, summary, options in entries:
+        register = register_env if kind == "env" else register_game
+        ids.append(register(name, core=f"{package}.{core}", topic=topic, summary=summary, **options))
+    return ids
+
+
 def core_of(env_id: str) -> type:
     """The batched core class of a registered env or game."""
     entry = ENV_CATALOG.get(env_id) or GAME_CATALOG.get(env_id)
