@@ -179,3 +179,24 @@ def test_fused_step_applies_truncation_once():
     zero = np.zeros((2, 64), np.float32)
     flags = [venv.step(zero)[3].copy() for _ in range(7)]
     assert [f.all() for f in flags] == [False, False, True, False, False, False, True]
+
+
+def test_register_topic_registers_a_block_under_one_topic(monkeypatch):
+    from deploy_envs.core import registration as reg
+
+    monkeypatch.setattr(reg, "ENV_CATALOG", dict(reg.ENV_CATALOG))
+    monkeypatch.setattr(reg, "GAME_CATALOG", dict(reg.GAME_CATALOG))
+    monkeypatch.setattr(reg, "_VIEW_CORES", dict(reg._VIEW_CORES))
+    monkeypatch.setattr(gym.envs.registration, "registry", dict(gym.registry))
+    ids = reg.register_topic(
+        "deploy_envs.topics.bandits", "probe topic",
+        reg.env("ProbeBandit-v0", "bandit:BanditCore", "a probe", test_kwargs={"horizon": 3}),
+        reg.game("ProbePennies-v0", "bandit:BanditCore", "a probe game"),
+    )
+    assert ids == ["deploy_envs/ProbeBandit-v0", "deploy_envs/ProbePennies-v0"]
+    entry = reg.ENV_CATALOG["deploy_envs/ProbeBandit-v0"]
+    assert (entry.topic, entry.core, entry.test_kwargs) == ("probe topic", "deploy_envs.topics.bandits.bandit:BanditCore", {"horizon": 3})
+    assert reg.GAME_CATALOG["deploy_envs/ProbePennies-v0"].kind == "game"
+    env = gym.make("deploy_envs/ProbeBandit-v0", horizon=3)
+    env.reset(seed=0)
+    assert type(env.unwrapped.core).__name__ == "BanditCore"
