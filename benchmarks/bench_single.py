@@ -160,8 +160,7 @@ def bench_peer(reps: int, seconds: float) -> dict:
     pygame = import_peer()
     peer, ours = gym.make(PEER_ID), gym.make(OURS_ID)
     res = paired_blocks(SingleStepper(peer), SingleStepper(ours), reps, seconds)
-    peer.close()
-    ours.close()
+    ours.close()  # the peer's close() needs a renderer it only builds with a render_mode: left open
     return {"peer": PEER_ID, "ours": OURS_ID, "peer_package": "safety-gridworlds-gymnasium " + _version("safety-gridworlds-gymnasium"),
             "pygame": pygame, "peer_steps_per_s": 1 / res["a_s"], "ours_steps_per_s": 1 / res["b_s"],
             "ratio": res["ratio"], "ratio_range": res["ratio_range"], "ratios": res["ratios"], "reps": reps, "target": PEER_TARGET}

@@ -214,7 +214,7 @@ def _gpu_rows(root: Path) -> list[dict[str, Any]]:
     for env in data.get("envs", []):
         if not env.get("measured"):
             rows.append({"env": env["env"], "copies": None, "ratio": "native_vs_sync", "value": None, "range": None, "runs": None,
-                         "machine": machine, "date": date, "note": env.get("error") or "not measured"})
+                         "machine": machine, "date": date, "note": env.get("reason") or "not measured"})
             continue
         for r in env.get("rows", []):
             if _number(r.get("ratio")):
