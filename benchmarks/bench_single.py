@@ -120,13 +120,14 @@ class CoreStepper:
 
 
 def seconds_per_step(stepper, seconds: float) -> float:
-    """Mean seconds per call over a block of at least ``seconds`` (checked every 200 calls)."""
-    n = 0
+    """Mean seconds per call over a block of at least ``seconds`` (the clock read after 1, 2, 4, ... up to 200 calls)."""
+    n, chunk = 0, 1
     t0 = time.perf_counter()
     while True:
-        for _ in range(200):
+        for _ in range(chunk):
             stepper()
-        n += 200
+        n += chunk
+        chunk = min(2 * chunk, 200)
         dt = time.perf_counter() - t0
         if dt >= seconds:
             return dt / n
@@ -134,9 +135,8 @@ def seconds_per_step(stepper, seconds: float) -> float:
 
 def paired_blocks(a, b, reps: int, seconds: float) -> dict:
     """Alternating blocks of ``a`` and ``b``; ratio = time(a) / time(b) (= rate(b) / rate(a))."""
-    for _ in range(200):
-        a()
-        b()
+    seconds_per_step(a, seconds / 2)  # warm-up
+    seconds_per_step(b, seconds / 2)
     ta, tb, ratios = [], [], []
     for r in range(reps):
         if r % 2 == 0:
@@ -221,8 +221,7 @@ def child(ids: list[str], seconds: float) -> None:
     for env_id in ids:
         env = gym.make(env_id)
         step = SingleStepper(env)
-        for _ in range(300):
-            step()
+        seconds_per_step(step, seconds / 2)  # warm-up
         out[env_id] = 1 / seconds_per_step(step, seconds)
         env.close()
     print(json.dumps(out))
