@@ -173,7 +173,13 @@ def build_summary(root: Path, rerun: dict[str, str] | None = None) -> dict[str, 
     root = Path(root)
     rerun = rerun or {}
     rows = []
-    for file, (script, default, default_env) in SOURCES.items():
+    files = []
+    for file, spec in SOURCES.items():
+        files.append((file, spec))
+        # repeated runs of a script (benchmarks/results/<name>_run<i>.json) are rows of their own
+        stem = file.removesuffix(".json")
+        files += [(p.name, spec) for p in sorted((root / RESULTS_DIR).glob(f"{stem}_run*.json"))]
+    for file, (script, default, default_env) in files:
         path = root / RESULTS_DIR / file
         if not path.exists():
             continue
@@ -186,6 +192,8 @@ def build_summary(root: Path, rerun: dict[str, str] | None = None) -> dict[str, 
         date = rerun.get(file) or _file_date(path, root)
         for row in extract_rows(data, file, default, default_env):
             row.update({"machine": machine, "date": date, "script": f"benchmarks/{script}"})
+            if "_run" in file:
+                row["run"] = int(file.removesuffix(".json").rsplit("_run", 1)[1])
             if load:
                 row["loadavg_at_start"] = [round(float(x), 2) for x in load]
             rows.append(row)
@@ -237,6 +245,8 @@ def render_performance(root: Path) -> str:
         env = str(r["env"]).removeprefix("deploy_envs/")
         if r.get("setting"):
             env += f" ({r['setting']})"
+        if r.get("run"):
+            env += f", run {r['run']}"
         if r.get("value") is None:
             value = r.get("note", "not measured")
         else:
