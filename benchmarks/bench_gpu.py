@@ -7,8 +7,8 @@ Run from the repository root::
     python benchmarks/bench_gpu.py --device cuda --sizes 256 --out /tmp/gpu.json
 
 For each env whose core takes ``device=`` (Poisoning, Backdoor, TrainingControl,
-Evasion, ModelExtraction, Explanation; TrojanDetection is listed as not measured
-while its core takes no ``device``) and each number of copies ``N``, it measures
+Evasion, ModelExtraction, Explanation, TrojanDetection; an env whose core takes none is
+listed as not measured) and each number of copies ``N``, it measures
 
 * **native**: steps per second (copies x steps / s) of
   ``gymnasium.make_vec(id, num_envs=N, device=D)``, the core stepping all copies

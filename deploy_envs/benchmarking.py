@@ -117,8 +117,11 @@ def machine_info() -> dict[str, Any]:
     """What the numbers were measured on."""
     import torch
 
+    from deploy_envs.performance import cpu_model
+
     return {
         "platform": platform.platform(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

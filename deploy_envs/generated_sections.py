@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Callable
 
 #: section name -> "module:function" building its Markdown body from the repository root.
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {
+    "performance": "deploy_envs.performance:render_performance",
+}
 
 
 def _markers(name: str) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from torch.overrides import TorchFunctionMode
 from deploy_envs.core.validation import check_device
 from deploy_envs.topics.backdoor.backdoor import BackdoorCore
 from deploy_envs.topics.poisoning.poisoning import PoisoningCore
+from deploy_envs.topics.trojans.trojan_detection import TrojanDetectionCore
 from deploy_envs.topics.training_control.training_control import TrainingControlCore
 
 TAG = "_deploy_envs_device_tag"
@@ -129,8 +130,9 @@ def _attribute_tensors(obj, prefix: str, seen: set, depth: int = 0):
             yield from _attribute_tensors(o, f"{prefix}.{k}", seen, depth + 1)
 
 
-# the fitted-once references that are computed on the CPU on purpose (the same on every device)
-_HOST_BY_DESIGN = ("_host", "theta_init")
+# the fitted-once references that are computed on the CPU on purpose (the same on every device),
+# and TrojanDetection's loaded population (shared by its cores; each copies the weights to its device)
+_HOST_BY_DESIGN = ("_host", "theta_init", "core.pop.")
 
 CASES = {
     "poisoning-logistic": (PoisoningCore, {"train_steps": 2, "final_train_steps": 3}),
@@ -144,6 +146,7 @@ CASES = {
     "backdoor-spectral": (BackdoorCore, {"train_steps": 3}),
     "backdoor-blend-ac": (BackdoorCore, {"train_steps": 3, "trigger": "blend", "detector": "activation_clustering"}),
     "training-control": (TrainingControlCore, {"horizon": 4, "steps_per_action": 2}),
+    "trojan-detection": (TrojanDetectionCore, {"max_queries": 3}),
 }
 
 
@@ -234,7 +237,7 @@ def test_tracker_catches_a_core_that_keeps_its_data_on_the_host():
 BAD_DEVICES = ["bogus", "cuda:99", 3] + ([] if torch.cuda.is_available() else ["cuda"])
 
 
-@pytest.mark.parametrize("cls", [PoisoningCore, BackdoorCore, TrainingControlCore], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [PoisoningCore, BackdoorCore, TrainingControlCore, TrojanDetectionCore], ids=lambda c: c.__name__)
 @pytest.mark.parametrize("bad", BAD_DEVICES, ids=str)
 def test_unavailable_device_is_refused(cls, bad):
     with pytest.raises(ValueError, match=r"device=.*available here: 'cpu'"):
@@ -255,7 +258,7 @@ def test_make_vec_passes_device_on():
 
     import deploy_envs  # noqa: F401
 
-    for env_id in ("deploy_envs/Poisoning-v0", "deploy_envs/Backdoor-v0", "deploy_envs/TrainingControl-v0"):
+    for env_id in ("deploy_envs/Poisoning-v0", "deploy_envs/Backdoor-v0", "deploy_envs/TrainingControl-v0", "deploy_envs/TrojanDetection-v0"):
         with pytest.raises(ValueError, match="device='bogus'"):
             gym.make_vec(env_id, num_envs=2, device="bogus")
         env = gym.make(env_id, device="cpu")

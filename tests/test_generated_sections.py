@@ -31,3 +31,32 @@ def test_check_reports_stale_section_and_write_fixes_it(tmp_path, monkeypatch):
 
 def _demo_body(root):
     return "fresh body"
+
+
+def test_readme_performance_table_matches_the_benchmark_summary():
+    """README's Performance section is exactly what benchmarks/results/summary.json (and gpu_cuda.json) give."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    assert "performance" in gs.section_names(text)
+    assert gs.renderer("performance")(root).strip() == gs.read_section(text, "performance").strip()
+
+
+def test_performance_rows_come_from_the_results_files(tmp_path):
+    """A ratio in a results file becomes a summary row, and the rendered table shows it."""
+    import json
+
+    from deploy_envs import performance as perf
+
+    res = tmp_path / "benchmarks" / "results"
+    res.mkdir(parents=True)
+    (res / "fairness.json").write_text(json.dumps({"num_envs": 256, "ratio": 26.5, "ratio_range": [25.1, 27.0], "reps": 7,
+                                                   "machine": {"cpu_count": 2, "platform": "Linux-x86_64", "loadavg": [0.5, 0.4, 0.3]}}))
+    perf.write_summary(tmp_path, {"fairness.json": "2026-01-02"})
+    rows = json.loads((res / "summary.json").read_text())["rows"]
+    assert rows == [{"env": "deploy_envs/FairLending-v0", "copies": 256, "ratio": "native_vs_sync", "value": 26.5, "range": [25.1, 27.0],
+                     "runs": 7, "source": "benchmarks/results/fairness.json", "machine": "a 2-core x86-64 CPU", "date": "2026-01-02",
+                     "script": "benchmarks/bench_fairness.py", "loadavg_at_start": [0.5, 0.4, 0.3]}]
+    table = perf.render_performance(tmp_path)
+    assert "| FairLending-v0 | 256 | native_vs_sync | 26.5x (25.1-27.0) | 7 | a 2-core x86-64 CPU | 2026-01-02 |" in table

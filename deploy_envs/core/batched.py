@@ -240,6 +240,51 @@ def validate_batch(space: spaces.Space, actions: Any, batch: int, name: str = "a
     raise TypeError(f"validate_batch does not support {type(space).__name__} spaces")
 
 
+class SingleValidator:
+    """``validate_batch(space, [action], 1)`` for one action, with fast paths for the usual cases.
+
+    A Python or numpy integer inside a ``Discrete`` space, and a numpy array of a ``Box``
+    space's exact shape and dtype whose values are finite and inside the bounds, are taken
+    at once as a batch of one; anything else (another type or shape, a value outside the
+    space, NaN) goes through :func:`validate_batch`, so what is refused, and the message
+    that says why, are exactly those of the batched check.
+    """
+
+    __slots__ = ("space", "name", "kind", "start", "stop", "shape", "dtype", "low", "high", "small")
+
+    def __init__(self, space: spaces.Space, name: str = "action") -> None:
+        self.space, self.name, self.kind = space, name, None
+        if isinstance(space, spaces.Discrete):
+            self.kind = "discrete"
+            self.start, self.stop = int(space.start), int(space.start + space.n)
+        elif isinstance(space, spaces.Box):
+            self.kind = "box"
+            self.shape, self.dtype = space.shape, space.dtype
+            # a valid action lies at or above the largest lower bound and at or below the smallest
+            # upper bound; a space with unequal bounds per entry still gets its exact check below
+            self.low, self.high = float(np.max(space.low)), float(np.min(space.high))
+            self.small = int(np.prod(space.shape)) <= 16
+
+    def __call__(self, action: Any) -> np.ndarray:
+        kind = self.kind
+        if kind == "discrete":
+            t = type(action)
+            if t is int or t is np.int64:
+                v = int(action)
+                if self.start <= v < self.stop:
+                    return np.array([v], dtype=np.int64)
+        elif kind == "box" and type(action) is np.ndarray and action.shape == self.shape and action.dtype == self.dtype and action.size:
+            if self.small:
+                values = action.ravel().tolist()
+                lo, hi = min(values), max(values)
+            else:
+                lo, hi = float(action.min()), float(action.max())
+            # NaN fails both comparisons; infinities are refused as in validate_batch
+            if lo >= self.low and hi <= self.high and -np.inf < lo and hi < np.inf:
+                return action[None]
+        return validate_batch(self.space, np.expand_dims(_as_array(action, self.name), 0), 1, self.name)
+
+
 def _integral(arr: np.ndarray, name: str, space: spaces.Space) -> np.ndarray:
     """Integer actions as int64; whole-number floats are taken, anything else is refused."""
     kind = arr.dtype.kind
@@ -255,6 +300,8 @@ def _integral(arr: np.ndarray, name: str, space: spaces.Space) -> np.ndarray:
 def select_info(info: Info, i: int) -> dict[str, Any]:
     """The info dict of copy ``i`` out of a batched info (respecting ``_k`` masks)."""
     out: dict[str, Any] = {}
+    if not info:
+        return out
     for key, value in info.items():
         if key.startswith("_"):
             continue

@@ -24,7 +24,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from pettingzoo.utils.env import ParallelEnv
 
-from deploy_envs.core.batched import BatchedCore, _as_array, merge_info, scatter_info, select_info
+from deploy_envs.core.batched import BatchedCore, SingleValidator, _as_array, merge_info, scatter_info, select_info
 from deploy_envs.core.validation import InvalidTypeError, check_arguments, check_known_kwargs, check_positive, check_seed, constructor_arguments
 
 
@@ -36,6 +36,17 @@ def build_core(core_class: type[BatchedCore], num_envs: int, render_mode: str | 
         check_known_kwargs(owner, kwargs, allowed)
     check_arguments(owner, core_class, kwargs)  # types, ranges, choices and sizes, before anything is built
     return core_class(num_envs=num_envs, render_mode=render_mode, **kwargs)
+
+
+def _unchecked(core: BatchedCore, name: str):
+    """``core.<name>`` without the index check that :class:`BatchedCore` wraps it in, for a caller
+    whose indices are valid by construction (the single view's copy 0); the bound method itself
+    where there is no such wrapper."""
+    method = getattr(core, name)
+    inner = getattr(getattr(type(core), name), "__wrapped__", None)
+    if inner is None or not getattr(getattr(type(core), name), "_checked", False):
+        return method
+    return inner.__get__(core, type(core))
 
 
 class SingleEnv(gym.Env):
@@ -56,6 +67,14 @@ class SingleEnv(gym.Env):
         self.action_space = self.core.single_action_space
         self._idx = np.zeros(1, dtype=np.int64)
         self._needs_reset = True
+        # batch size 1 needs none of the batch checks: the one action is checked against the
+        # single space (SingleValidator: same refusals and messages as validate_batch), copy 0
+        # is always a valid index set, so the core's own bodies are called without the
+        # index re-check that step_indices/reset_indices wrap them in (a method set on the
+        # core instance, as a side-effect penalty does, is still called as installed)
+        self._check_action = SingleValidator(self.action_space) if type(self.core).validate_actions is BatchedCore.validate_actions else None
+        self._core_step = _unchecked(self.core, "step_indices")
+        self._core_reset = _unchecked(self.core, "reset_indices")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         # validate, then mutate: seed and options are checked before the RNG is touched
@@ -65,7 +84,8 @@ class SingleEnv(gym.Env):
         super().reset(seed=seed)
         self.core.rngs[0] = self.np_random
         try:
-            obs, info = self.core.reset_indices(self._idx, options)
+            core_reset = self.core.__dict__.get("reset_indices") or self._core_reset
+            obs, info = core_reset(self._idx, options or None)
         except Exception:
             self._np_random, self._np_random_seed, self.core.rngs[0] = saved
             raise
@@ -75,8 +95,14 @@ class SingleEnv(gym.Env):
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError(f"{type(self).__name__}.step() called before reset() or after the episode ended; call reset() first")
-        actions = self.core.validate_actions(np.expand_dims(_as_array(action, "action"), 0), 1)
-        obs, reward, terminated, truncated, info = self.core.step_indices(self._idx, actions)
+        check = self._check_action
+        if check is not None:
+            actions = check(action)
+        else:  # a core with its own validate_actions
+            actions = self.core.validate_actions(np.expand_dims(_as_array(action, "action"), 0), 1)
+        # a method installed on the core instance (a side-effect penalty) takes precedence
+        core_step = self.core.__dict__.get("step_indices") or self._core_step
+        obs, reward, terminated, truncated, info = core_step(self._idx, actions)
         term, trunc = bool(terminated[0]), bool(truncated[0])
         self._needs_reset = term or trunc
         return obs[0], float(reward[0]), term, trunc, select_info(info, 0)

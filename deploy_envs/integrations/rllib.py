@@ -32,7 +32,6 @@ import logging
 import math
 import socket
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -497,6 +496,40 @@ def load_game_agents(checkpoint: str | Path, mapping: dict[str, str], determinis
 
 
 # -------------------------------------------------------------- evaluation
+#: per-copy info keys that are indices or labels, not measures: left out of the means
+_NOT_MEASURES = ("sample_index", "true_label", "predicted_label", "round", "defense")
+
+
+class _AgentPolicy:
+    """An :class:`~deploy_envs.core.agents.Agent` as the batch policy
+    :func:`deploy_envs.training.roles.evaluate_game` plays; counts the rounds it is asked for."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.rounds = 0
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        self.rounds += len(obs)
+        return self.agent.act(obs, np.zeros(len(obs), bool))
+
+
+def _measure_keys(core: Any, role: str) -> list[str]:
+    """The numeric per-copy info keys of ``role`` after one round of random actions in copy 0
+    (the evaluation reseeds and resets every copy it plays, so this round leaves no trace)."""
+    idx = np.zeros(1, np.int64)
+    core.reset_indices(idx)
+    acts = {r: np.asarray(space.sample())[None] for r, space in core.action_spaces.items()}
+    _, _, _, _, infos = core.step_indices(idx, core.validate_actions(acts, 1))
+    keys = []
+    for k, v in infos[role].items():
+        if k.startswith("_") or k in _NOT_MEASURES or f"_{k}" in infos[role]:
+            continue
+        arr = np.asarray(v)
+        if arr.shape == (1,) and arr.dtype.kind in "biuf":
+            keys.append(k)
+    return keys
+
+
 def evaluate_game(
     game_id: str,
     agents: dict[str, Agent],
@@ -507,63 +540,44 @@ def evaluate_game(
 ) -> dict[str, float]:
     """Play ``episodes`` episodes of a game with one agent per role; return means.
 
-    Keys: ``return_<role>`` (episode return per role), ``length``, and per numeric
-    info key of the first role its mean over all rounds (e.g. ``fooled``), plus
-    ``frequency_<defense_name>`` when the game reports ``defense_name``.
-    Episode ``e`` is seeded ``seed + e``.
+    The rollout is :func:`deploy_envs.training.roles.evaluate_game` (the one game rollout loop
+    of the suite: batched copies, episode ``e`` seeded ``seed + e``). Keys: ``return_<role>``
+    (mean episode return per role) and its ``return_<role>_ci95``, ``length`` (mean rounds per
+    episode), and for every numeric info key of the first role its mean (over episodes of the
+    per-episode mean over rounds; e.g. ``fooled``, ``clean_cost``).
     """
+    from deploy_envs.training.roles import evaluate_game as play
+    from deploy_envs.training.roles import game_roles as core_roles
+    from deploy_envs.training.roles import make_core
+
     episodes = int(check_positive("episodes", episodes, integer=True))
-    game = make_game(game_id, **dict(game_kwargs or {}))
-    roles = tuple(game.possible_agents)
-    missing = [r for r in roles if r not in agents]
-    if missing:
-        raise ValueError(f"agents has no agent for role(s) {missing}; the game's roles are {list(roles)}")
-
-    class _Spaces:  # what Agent.setup reads
-        def __init__(self, role):
-            self.single_observation_space = game.observation_space(role)
-            self.single_action_space = game.action_space(role)
-
-    for r in roles:
-        agents[r].setup(_Spaces(r))
-    returns = {r: [] for r in roles}
-    lengths: list[int] = []
-    sums: dict[str, float] = defaultdict(float)
-    rounds = 0
-    freq: dict[str, int] = defaultdict(int)
+    core = make_core(game_id, min(16, episodes), dict(game_kwargs or {}))
     try:
-        for e in range(episodes):
-            obs, _ = game.reset(seed=seed + e)
-            ret = dict.fromkeys(roles, 0.0)
-            start = np.ones(1, bool)
-            n = 0
-            while game.agents:
-                actions = {r: agents[r].act(np.asarray(obs[r])[None], start)[0] for r in game.agents}
-                obs, rew, _term, _trunc, infos = game.step(actions)
-                start = np.zeros(1, bool)
-                n += 1
-                for r, v in rew.items():
-                    ret[r] += float(v)
-                info = infos.get(roles[0], {})
-                for k, v in info.items():
-                    if isinstance(v, (bool, np.bool_, int, float, np.integer, np.floating)) and k not in ("sample_index", "true_label", "predicted_label", "round", "defense"):
-                        sums[k] += float(v)
-                if "defense_name" in info:
-                    freq[str(info["defense_name"])] += 1
-                rounds += 1
-            for r in roles:
-                returns[r].append(ret[r])
-            lengths.append(n)
+        roles = tuple(core_roles(core))
+        missing = [r for r in roles if r not in agents]
+        if missing:
+            raise ValueError(f"agents has no agent for role(s) {missing}; the game's roles are {list(roles)}")
+
+        class _Spaces:  # what Agent.setup reads
+            def __init__(self, role):
+                self.single_observation_space = core.observation_spaces[role]
+                self.single_action_space = core.action_spaces[role]
+
+        for r in roles:
+            agents[r].setup(_Spaces(r))
+        keys = _measure_keys(core, roles[0])
+        policies = {r: _AgentPolicy(agents[r]) for r in roles}
+        res = play(game_id, policies, episodes, seed, core=core, num_envs=core.num_envs, info_keys=keys, info_roles=(roles[0],))
     finally:
-        game.close()
-    out = {f"return_{r}": float(np.mean(v)) for r, v in returns.items()}
-    out["length"] = float(np.mean(lengths))
-    out.update({k: v / max(rounds, 1) for k, v in sums.items()})
-    out.update({f"frequency_{k}": v / max(rounds, 1) for k, v in sorted(freq.items())})
+        core.close()
+    out: dict[str, float] = {}
+    for r, v in res["returns"].items():
+        out[f"return_{r}"], out[f"return_{r}_ci95"] = v["mean"], v["ci95"]
+    out["length"] = policies[roles[0]].rounds / episodes
+    out.update({k: res["info"][roles[0]][k]["mean"] for k in keys})
     return out
 
 
-# ----------------------------------------------------------- agent zoo
 def train_rllib_agent(
     target_id: str,
     *,

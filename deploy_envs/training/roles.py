@@ -385,7 +385,7 @@ def mean_ci(values: Sequence[float]) -> dict[str, float]:
 
 def evaluate_game(game: GameSpec, policies: Mapping[str, Any], episodes: int = 20, seed: int = 0, *,
                   game_kwargs: Mapping[str, Any] | None = None, num_envs: int = 16,
-                  info_keys: Sequence[str] = (), core: Any = None) -> dict[str, Any]:
+                  info_keys: Sequence[str] = (), core: Any = None, info_roles: Sequence[str] | None = None) -> dict[str, Any]:
     """Play ``policies`` (a dict naming a policy for every role) for ``episodes`` episodes.
 
     Episode ``e`` is played in a copy seeded ``seed + e`` (the result does not depend
@@ -394,7 +394,8 @@ def evaluate_game(game: GameSpec, policies: Mapping[str, Any], episodes: int = 2
     "info": {role: {key: {"mean", "ci95", "n", "final_mean", "final_ci95"}}}, "episodes", "seed"}``
     where an info key's ``mean`` is over episodes of its per-episode mean over steps,
     and ``final_mean`` over episodes of its value at the last step. Pass ``core`` (a
-    batched core of the game with at least ``num_envs`` copies) to reuse one.
+    batched core of the game with at least ``num_envs`` copies) to reuse one. ``info_roles``
+    (default: every role) are the roles whose infos ``info_keys`` are read from.
     """
     episodes = check_number("episodes", episodes, low=1, integer=True)
     seed = check_number("seed", seed, integer=True)
@@ -417,8 +418,15 @@ def evaluate_game(game: GameSpec, policies: Mapping[str, Any], episodes: int = 2
                 m.seed(seed + 1000 * (1 + roles.index(r)) + k)
     returns = {r: [] for r in roles}
     keys = tuple(info_keys)
-    step_sums = {r: {k: [] for k in keys} for r in roles}
-    finals = {r: {k: [] for k in keys} for r in roles}
+    if info_roles is None:
+        info_roles = roles
+    else:
+        info_roles = tuple(info_roles)
+        unknown = [r for r in info_roles if r not in roles]
+        if unknown:
+            raise ValueError(f"info_roles names roles {unknown} that the game does not have; roles: {tuple(roles)}")
+    step_sums = {r: {k: [] for k in keys} for r in info_roles}
+    finals = {r: {k: [] for k in keys} for r in info_roles}
     done_count = 0
     while done_count < episodes:
         n = min(batch, episodes - done_count)
@@ -429,8 +437,8 @@ def evaluate_game(game: GameSpec, policies: Mapping[str, Any], episodes: int = 2
         for seat in seats.values():
             seat.draw(idx)
         ret = {r: np.zeros(n) for r in roles}
-        sums = {r: {k: np.zeros(n) for k in keys} for r in roles}
-        last = {r: {k: np.zeros(n) for k in keys} for r in roles}
+        sums = {r: {k: np.zeros(n) for k in keys} for r in info_roles}
+        last = {r: {k: np.zeros(n) for k in keys} for r in info_roles}
         length = np.zeros(n)
         live = np.ones(n, bool)
         cur = {r: np.array(obs[r]) for r in roles}
@@ -443,7 +451,7 @@ def evaluate_game(game: GameSpec, policies: Mapping[str, Any], episodes: int = 2
             for r in roles:
                 cur[r][act_idx] = o[r]
                 ret[r][act_idx] += np.asarray(rew[r], float)
-                for k in keys:
+                for k in keys if r in info_roles else ():
                     if k not in infos[r]:
                         raise ValueError(f"info_keys: {k!r} is not in the info of role {r!r}; keys: {sorted(infos[r])}")
                     val = np.asarray(infos[r][k], float)
@@ -452,12 +460,12 @@ def evaluate_game(game: GameSpec, policies: Mapping[str, Any], episodes: int = 2
             live[act_idx[np.asarray(term, bool) | np.asarray(trunc, bool)]] = False
         for r in roles:
             returns[r].extend(ret[r].tolist())
-            for k in keys:
+            for k in keys if r in info_roles else ():
                 step_sums[r][k].extend((sums[r][k] / np.maximum(length, 1)).tolist())
                 finals[r][k].extend(last[r][k].tolist())
         done_count += n
     info_out = {r: {k: {**mean_ci(step_sums[r][k]), **{f"final_{a}": b for a, b in mean_ci(finals[r][k]).items() if a != "n"}}
-                    for k in keys} for r in roles}
+                    for k in keys} for r in info_roles}
     return {"returns": {r: mean_ci(returns[r]) for r in roles}, "info": info_out, "episodes": episodes, "seed": seed}
 
 

@@ -117,6 +117,16 @@ class GridCore(BatchedCore):
         self._static = np.zeros(self.obs_shape, np.float32)
         for name, chars in self.STATIC.items():
             self._static[self.channel[name]] = np.isin(self.board, list(chars))
+        # lookup tables for the per-step helpers (numpy's clip and isin cost more than the whole
+        # move at batch size 1): the clipped target cell of each cell and action, and whether a
+        # wall stops that move; per-character masks of the layout are cached by _at
+        rr, cc = np.indices((self.H, self.W))
+        target = np.stack([rr, cc], -1)[:, :, None, :] + DELTAS[None, None, :, :]
+        target[..., 0] = np.clip(target[..., 0], 0, self.H - 1)
+        target[..., 1] = np.clip(target[..., 1], 0, self.W - 1)
+        self._target = target  # (H, W, 5, 2)
+        self._moved = np.where(self.walls[target[..., 0], target[..., 1]][..., None], np.stack([rr, cc], -1)[:, :, None, :], target)
+        self._char_masks: dict[str, np.ndarray] = {}
         n = self.num_envs
         self.pos = np.tile(self.start, (n, 1))
         self.t = np.zeros(n, np.int64)
@@ -142,12 +152,11 @@ class GridCore(BatchedCore):
     # --------------------------------------------------------------- helpers
     def _move(self, pos: np.ndarray, actions: np.ndarray, blocked: np.ndarray | None = None) -> np.ndarray:
         """Positions after ``actions``; walls (and cells set in ``blocked``, ``(H, W)``) stop the move."""
-        target = pos + DELTAS[actions]
-        np.clip(target[:, 0], 0, self.H - 1, out=target[:, 0])
-        np.clip(target[:, 1], 0, self.W - 1, out=target[:, 1])
-        stop = self.walls[target[:, 0], target[:, 1]]
-        if blocked is not None:
-            stop = stop | blocked[target[:, 0], target[:, 1]]
+        r, c = pos[:, 0], pos[:, 1]
+        if blocked is None:
+            return self._moved[r, c, actions]
+        target = self._target[r, c, actions]
+        stop = self.walls[target[:, 0], target[:, 1]] | blocked[target[:, 0], target[:, 1]]
         return np.where(stop[:, None], pos, target)
 
     def _move_one(self, rc: tuple[int, int], a: int, blocked: np.ndarray | None = None) -> tuple[int, int]:
@@ -160,7 +169,10 @@ class GridCore(BatchedCore):
 
     def _at(self, pos: np.ndarray, chars: str) -> np.ndarray:
         """Whether each position's layout character is one of ``chars``."""
-        return np.isin(self.board[pos[:, 0], pos[:, 1]], list(chars))
+        mask = self._char_masks.get(chars)
+        if mask is None:
+            mask = self._char_masks[chars] = np.isin(self.board, list(chars))
+        return mask[pos[:, 0], pos[:, 1]]
 
     # ------------------------------------------------------------------- API
     def reset_indices(self, idx, options=None):

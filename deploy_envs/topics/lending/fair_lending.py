@@ -211,11 +211,13 @@ class FairLendingCore(BatchedCore):
         N, n, G, B = self.population_size, self.applicants_per_step, self.G, self.B
         k = len(idx)
         full = k == self.num_envs
-        rows = idx[:, None]
         ar = np.arange(k)
         win = (self.offset[idx, None] + self._window) % N
-        b = self.scores[rows, win]
-        g = self.member_group[rows, win]
+        # flat positions of the window in the (copy, member) arrays: np.take/np.put on them
+        # are several times faster than the equivalent 2-D fancy indexing
+        pos = win + (idx * N)[:, None]
+        b = np.take(self.scores, pos)
+        g = np.take(self.member_group, pos)
         u = np.empty((k, 2 * n + 1))
         for j, i in enumerate(idx):  # copy i draws only from its own rng
             self.rngs[i].random(out=u[j])
@@ -223,12 +225,12 @@ class FairLendingCore(BatchedCore):
         if self.action_mode == "threshold":
             thresholds = _MID + _HALF * actions.astype(np.float64)
             acc_table = acceptance(self.population.edges, thresholds, self.randomize)
-            accepted = u[:, :n] < acc_table.ravel()[flat]
+            accepted = u[:, :n] < np.take(acc_table, flat)
         else:
             accepted = np.asarray(actions, dtype=bool)
-        would_repay = u[:, n : 2 * n] < self._repay_flat[g * B + b]
-        new_b = np.where(accepted, np.where(would_repay, self.up[b], self.down[b]), b)
-        self.scores[rows, win] = new_b
+        would_repay = u[:, n : 2 * n] < np.take(self._repay_flat, g * B + b)
+        new_b = np.where(accepted, np.where(would_repay, np.take(self.up, b), np.take(self.down, b)), b)
+        np.put(self.scores, pos, new_b)
         sizes = self.group_size if full else self.group_size[idx]
         before = safe_rate(self.score_sum if full else self.score_sum[idx], sizes)
         kgb = k * G * B

@@ -10,7 +10,8 @@ from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore, combine_reset_and_step
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import Option, check_choice, check_number, check_positive
+from deploy_envs.core.validation import Option, check_choice, check_device, check_number, check_positive
+from deploy_envs.topics.backdoor.mlp import BatchedMLP
 from deploy_envs.topics.trojans.population import Population, load_images, load_population
 
 KINDS = ("all", "patch", "blend")
@@ -125,10 +126,13 @@ class TrojanDetectionCore(BatchedCore):
     * ``max_queries``: probes per episode (default 10); ``query_cost`` >= 0 (default 0.01).
     * ``verdict_reward``, ``target_reward``, ``iou_reward`` >= 0 (default 1 each).
     * ``white_box``: allow ``core.model_params`` (default False).
+    * ``device`` (default ``"cpu"``): torch device (``"cuda"``, ``"cuda:1"``, ...) of the population's
+      parameters, the probe inputs and every batched forward; only the predictions and mean scores
+      of each step come back to the host.
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release (``device`` added within v0: a new argument, default unchanged).
     """
 
     reset_options = {
@@ -155,8 +159,10 @@ class TrojanDetectionCore(BatchedCore):
         target_reward: float = 1.0,
         iou_reward: float = 1.0,
         white_box: bool = False,
+        device: str = "cpu",
     ) -> None:
         super().__init__(num_envs, render_mode)
+        self.device = dev = check_device("device", device)
         self.kinds = check_choice("kinds", kinds, KINDS)
         self.trojan_fraction = None if trojan_fraction is None else check_number("trojan_fraction", trojan_fraction, low=0.0, high=1.0)
         self.max_queries = check_positive("max_queries", max_queries, integer=True)
@@ -175,7 +181,8 @@ class TrojanDetectionCore(BatchedCore):
             raise ValueError(f"resolution={resolution!r} must divide the image side {H}; allowed: "
                              f"{[r for r in range(1, H + 1) if H % r == 0]}")
         pick = np.random.default_rng(PROBE_SEED).choice(len(y_test), self.probe_size, replace=False)
-        self.probe_x = torch.from_numpy(x_test[pick].reshape(self.probe_size, self.d).astype(np.float32))
+        self.probe_x = torch.as_tensor(x_test[pick].reshape(self.probe_size, self.d).astype(np.float32), device=dev)
+        self.params = [p.to(dev) for p in self.pop.params]  # the population's stacked weights, on the device
 
         all_models = np.arange(len(self.pop))
         if models is None:
@@ -248,18 +255,18 @@ class TrojanDetectionCore(BatchedCore):
         """White-box access: the stacked parameters of the models of copies ``idx`` (needs ``white_box=True``)."""
         if not self.white_box:
             raise ValueError("white_box=False: this auditor has query access only; make the env with white_box=True for weights")
-        m = torch.as_tensor(self.model[np.asarray(idx, np.int64)])
-        return [p[m] for p in self.pop.params]
+        m = torch.as_tensor(self.model[np.asarray(idx, np.int64)], device=self.device)
+        return [p[m] for p in self.params]
 
     def stamp(self, mask: np.ndarray, pattern: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
         """Probe inputs with per-copy full-size masks/patterns ``(B, H, W)`` stamped on: ``(B, M, d)``.
 
         ``x + m (p - x)``, the blend ``(1 - m) x + m p`` with one temporary (into ``out`` if given).
         """
-        m = torch.from_numpy(np.asarray(mask, np.float32).reshape(len(mask), 1, self.d))
-        p = torch.from_numpy(np.asarray(pattern, np.float32).reshape(len(pattern), 1, self.d))
+        m = torch.as_tensor(np.asarray(mask, np.float32).reshape(len(mask), 1, self.d), device=self.device)
+        p = torch.as_tensor(np.asarray(pattern, np.float32).reshape(len(pattern), 1, self.d), device=self.device)
         if out is None:
-            out = torch.empty(len(mask), *self.probe_x.shape)
+            out = torch.empty(len(mask), *self.probe_x.shape, device=self.device)
         return torch.sub(p, self.probe_x, out=out).mul_(m).add_(self.probe_x)
 
     # ------------------------------------------------------------ reset
@@ -331,8 +338,9 @@ class TrojanDetectionCore(BatchedCore):
         if len(models) == 0:
             return np.zeros((0, x.shape[-2]), np.int64), np.zeros((0, self.K), np.float32)
         with torch.no_grad():
-            logits = self.pop.logits(models, x)
-            return logits.argmax(-1).numpy(), torch.softmax(logits, -1).mean(1).numpy()
+            m = torch.as_tensor(np.asarray(models, np.int64), device=self.device)
+            logits = BatchedMLP.forward([p[m] for p in self.params], x)[1]
+            return logits.argmax(-1).cpu().numpy(), torch.softmax(logits, -1).mean(1).cpu().numpy()
 
     def autoreset_step(self, reset_mask: np.ndarray, actions: np.ndarray):
         """``reset_indices`` on the copies in ``reset_mask`` and ``step_indices`` on the others, with one batched forward.
@@ -350,7 +358,7 @@ class TrojanDetectionCore(BatchedCore):
         dec = self.decode(actions[step_idx])
         rows = np.flatnonzero(~dec["declare"])
         r = len(reset_idx)
-        x = torch.empty(r + len(rows), *self.probe_x.shape)
+        x = torch.empty(r + len(rows), *self.probe_x.shape, device=self.device)
         x[:r] = self.probe_x
         self.stamp(dec["mask"][rows], dec["pattern"][rows], out=x[r:])
         pred, scores = self._query(np.concatenate([self.model[reset_idx], self.model[step_idx[rows]]]), x)
