@@ -359,7 +359,7 @@ class BackdoorCore(BatchedCore):
         obs[:, s["budget"]] = np.float32(self.budget)
         return obs
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         text = f"Backdoor-v0: target class {self.target[i]}, budget {self.budget_points} points, {self.trigger} trigger, detector {self.detector}"
         last = self.last.get(i)
         if last is not None:

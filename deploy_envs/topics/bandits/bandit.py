@@ -281,7 +281,7 @@ class BanditCore(BatchedCore):
         return obs
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         counts = " ".join(f"{c:d}" for c in self.counts[i])
         means = " ".join(f"{m:.2f}" for m in self.means[i])
         return (

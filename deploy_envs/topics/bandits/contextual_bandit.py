@@ -174,7 +174,7 @@ class ContextualBanditCore(BatchedCore):
         truncated = t >= self.horizon
         return obs, reward, np.zeros(k, bool), truncated, info
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         return (
             f"t={self.t[i]}/{self.horizon} input #{self.sample[i]} (label {self.labels[self.sample[i]]}) "
             f"last arm={self.last_arm[i]} reward={self.last_reward[i]:.0f} accuracy so far="

@@ -327,7 +327,7 @@ class DataExtractionCore(BatchedCore):
         terminated[broke] = True
         return self._obs(idx), reward, terminated, np.zeros(len(idx), bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         lines = [f"victim {self.victim_name}, canary '{canary_prefix(int(self.canary[i]))}______': "
                  f"{self.queries[i]}/{self.query_budget} queries"]
         for k in range(min(self.slots, 8)):

@@ -605,7 +605,7 @@ class DistributionShiftCore(BatchedCore):
         self.finetuned[j] = True
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         kind = SHIFT_KINDS[self.kind[i]]
         conf = self.confidence[i]
         state = "shifted" if self.t[i] >= self.change_point[i] else "clean"

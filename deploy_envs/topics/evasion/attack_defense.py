@@ -398,7 +398,7 @@ class AttackDefenseCore(GameCore):
         return np.concatenate([obs["attacker"], obs["defender"]], 1)
 
     # ------------------------------------------------------------ rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         head = f"round {self.round[i]}/{self.rounds}  eps={self.epsilon}"
         if self.prev_defense[i] < 0:
             return f"{head}  next input: sample {self.sample_index[i]} (label {self.true_label[i]})"

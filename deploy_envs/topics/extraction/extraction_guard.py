@@ -447,7 +447,7 @@ class ExtractionGuardCore(GameCore):
         obs = self._observe(np.asarray(idx, dtype=np.int64))
         return np.concatenate([obs["extractor"], obs["guard"]], 1)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         head = f"round {self.round[i]}/{self.rounds}  fidelity {self.fidelity[i]:.3f}"
         if self.prev_action[i, 0] < 0:
             return f"{head}  (no round played yet)"

@@ -262,7 +262,7 @@ class ExtractionCore(BatchedCore):
         terminated = self.queries[idx] >= self.max_queries
         return obs, np.asarray(reward, np.float64), terminated, np.zeros(b, bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         return (
             f"victim {self.api.victim_name} ({self.output}, defense {self.defense}) surrogate {self.surrogate_kind}: "
             f"queries {self.queries[i]}/{self.max_queries} answered {self.answered[i]} "

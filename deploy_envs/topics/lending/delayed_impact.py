@@ -263,6 +263,6 @@ class DelayedImpactCore(BatchedCore):
             raise ValueError(f"thresholds={np.asarray(thresholds).tolist()!r} must be {self.G} finite cluster thresholds in [0, {self.C}]")
         return np.clip(t / 3.5 - 1.0, -1.0, 1.0).astype(np.float32)
 
-    def render_index(self, i: int):
+    def render_ansi(self, i: int) -> str:
         rows = "; ".join(f"{g}: " + " ".join(f"{p:.2f}" for p in self.probs[i, j]) for j, g in enumerate(self.groups))
         return f"step {self.t[i]}/{self.horizon}: cash {self.cash[i]:.1f}; clusters {rows}"

@@ -413,7 +413,7 @@ class LendingMarketCore(GameCore):
         return np.minimum(100.0 * self.loan_value / self.gaming_costs / self.max_gaming, 1.0).astype(np.float32)
 
     # ------------------------------------------------------------ rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         head = f"round {self.round[i]}/{self.rounds}"
         if self.round[i] == 0:
             return f"{head}  no round played yet; mean scores " + ", ".join(f"{g} {m:.1f}" for g, m in zip(self.groups, self.mean0[i]))

@@ -274,7 +274,7 @@ class MembershipCore(BatchedCore):
             obs[go] = self._draw(idx[go])
         return obs, reward, terminated, np.zeros(b, bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         m = self.metrics
         return (
             f"victim {self.victim_name} ({self.output}, defense {self.defense}): guess {self.t[i]}/{self.rounds} "

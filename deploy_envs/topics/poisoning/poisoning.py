@@ -400,7 +400,7 @@ class PoisoningCore(BatchedCore):
             info["target_label"] = self.target[idx].copy()
         return info
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         text = (
             f"{self.victim_kind} victim, sanitizer {self.sanitizer_kind}: injected {self.injected[i]}/{self.budget_points}, "
             f"removed {self.removed[i]}, test error {self.test_error[i]:.3f} (clean {self.clean_test_error:.3f})"

@@ -218,7 +218,7 @@ class PoisoningSanitizerCore(GameCore):
         idx = np.asarray(idx, dtype=np.int64)
         return np.concatenate([self.poisoning._observe(idx), self._observe_sanitizer(idx)], 1)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         text = self.poisoning.render_index(i)
         if self.prev_filter[i] >= 0:
             text += (f"; last round: filter {SANITIZERS[self.prev_filter[i]]} strength {self.prev_strength[i]} "

@@ -237,7 +237,7 @@ class PrivacyAuditCore(BatchedCore):
         terminated = self.round[idx] >= self.rounds
         return self._obs(idx), eps_lb.astype(np.float64), terminated, np.zeros(b, bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         s = self.stats
         return (f"DP-SGD (sigma {self.cfg.noise_multiplier}, clip {self.cfg.max_grad_norm}{', CLIPPING BUG' if self.cfg.clipping_bug else ''}) "
                 f"claims eps {self.claimed_epsilon:.2f}; round {self.round[i]}/{self.rounds}: TPR {s['tpr'][i]:.2f} "

@@ -225,7 +225,7 @@ class PrivacyGameCore(GameCore):
         terminated = self.round[idx] >= self.rounds
         return self._observe(idx), rewards, terminated, np.zeros(b, bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         s = self.stats
         return (f"round {self.round[i]}/{self.rounds}: sigma {s['noise_multiplier'][i]:.2f} clip {s['max_grad_norm'][i]:.2f} "
                 f"(claims eps {s['claimed_epsilon'][i]:.2f}) accuracy {s['accuracy'][i]:.3f}; audit TPR {s['tpr'][i]:.2f} "

@@ -439,7 +439,7 @@ class TrainingControlCore(BatchedCore):
         }
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         m = self.metrics[i]
         lr, bs, wd = self.applied[i]
         return (

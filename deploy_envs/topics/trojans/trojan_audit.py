@@ -392,6 +392,6 @@ class TrojanAuditCore(GameCore):
         obs = self._observe(idx)
         return np.concatenate([obs["designer"], obs["auditor"]], 1)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         head = "design step" if self.phase[i] == 1 else f"audit: queries {self.queries[i]}/{self.max_queries}"
         return f"{head}  clean acc {self.acc[i]:.3f}  attack success {self.asr[i]:.3f}  {self.last_text[i]}"

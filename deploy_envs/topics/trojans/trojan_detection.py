@@ -399,7 +399,7 @@ class TrojanDetectionCore(BatchedCore):
         np.clip(obs, 0.0, 1.0, out=obs)
         return obs
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         top = int(self.flip[i].argmax())
         line = (f"queries {self.queries[i]}/{self.max_queries}  last probe: mask size {self.mask_size[i]:.2f}, "
                 f"max flip rate {self.flip[i, top]:.2f} to class {top}")
