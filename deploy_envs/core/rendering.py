@@ -87,27 +87,32 @@ def release(owner: Any) -> None:
 
 # --------------------------------------------------------------------- human
 class HumanWindow:
-    """A matplotlib window showing rgb frames (``render_mode="human"``)."""
+    """A matplotlib window showing rgb frames (``render_mode="human"``).
+
+    With an interactive backend (TkAgg, QtAgg, ...) it is a pyplot window refreshed at the
+    core's ``render_fps``; with a non-interactive one (Agg: no display, CI) the frames are drawn
+    on an off-screen figure that pyplot does not track, and nothing waits."""
 
     def __init__(self, title: str, fps: float) -> None:
-        import matplotlib.pyplot as plt
-
-        self.plt = plt
         self.fps = float(fps) if fps else 4.0
-        self.fig = plt.figure(title, figsize=(6, 4))
+        self.plt = None
+        if interactive_backend():
+            import matplotlib.pyplot as plt
+
+            self.plt = plt
+            self.fig = plt.figure(title, figsize=(6, 4))
+        else:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            self.fig = Figure(figsize=(6, 4))
+            FigureCanvasAgg(self.fig)
         self.fig.subplots_adjust(0, 0, 1, 1)
         self.ax = self.fig.add_subplot()
         self.ax.set_axis_off()
         self.image = None
         self.frames_shown = 0
         self.last_frame: np.ndarray | None = None
-
-    @property
-    def interactive(self) -> bool:
-        """Whether the canvas is a screen window (not Agg or another file-only canvas)."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        return type(self.fig.canvas) is not FigureCanvasAgg and self.fig.canvas.manager is not None
 
     def show(self, frame: np.ndarray) -> None:
         if self.image is None or self.image.get_array().shape != frame.shape:
@@ -120,14 +125,34 @@ class HumanWindow:
             self.image.set_data(frame)
         self.last_frame = frame
         self.frames_shown += 1
-        if self.interactive:
+        if self.plt is not None:
             self.plt.show(block=False)
             self.plt.pause(1.0 / self.fps)
         else:
-            self.fig.canvas.draw()  # headless: draw off screen, do not wait
+            self.fig.canvas.draw()  # off screen: draw, do not wait
 
     def close(self) -> None:
-        self.plt.close(self.fig)
+        if self.plt is not None:
+            self.plt.close(self.fig)
+
+
+def interactive_backend() -> bool:
+    """Whether matplotlib's backend draws on screen (``MPLBACKEND=Agg`` or no display: False)."""
+    import matplotlib
+
+    backend = str(matplotlib.rcParams._get_backend_or_none() or "")
+    if not backend:  # not chosen yet: let pyplot resolve it (it falls back to Agg without a display)
+        import matplotlib.pyplot as plt
+
+        backend = plt.get_backend()
+    try:
+        from matplotlib.backends import BackendFilter, backend_registry
+
+        return backend.lower() in backend_registry.list_builtin(BackendFilter.INTERACTIVE)
+    except ImportError:  # matplotlib < 3.9
+        from matplotlib import rcsetup
+
+        return backend.lower() in [b.lower() for b in rcsetup.interactive_bk]
 
 
 def human_window(owner: Any) -> HumanWindow:
