@@ -41,6 +41,10 @@ class BatchedCore(abc.ABC):
     single_observation_space: spaces.Space
     single_action_space: spaces.Space
 
+    render_records_actions: ClassVar[bool] = False
+    """Whether the core keeps each copy's last validated action in ``last_actions`` while it has a
+    render mode (for pictures that need the action, e.g. an attacker's perturbation); off by default."""
+
     reset_options: ClassVar[dict[str, Option]] = {}
     """The keys ``reset(options=...)`` takes, declared with :class:`~deploy_envs.core.validation.Option`
     (type, per-copy or not, allowed values); any other key is refused."""
@@ -176,6 +180,8 @@ def _checked_step(fn):
             raise ValueError(f"actions have {rows} rows for {k} copies; step_indices takes one validated action per copy (use validate_actions)")
         if not k:
             return self._empty_results(step=True)
+        if self.render_mode is not None and self.render_records_actions:
+            _record_actions(self, idx, actions)
         out = fn(self, idx, actions)
         if self.render_mode == "human" and idx[0] == 0:
             from deploy_envs.core.rendering import show_human
@@ -185,6 +191,23 @@ def _checked_step(fn):
 
     step_indices._checked = True
     return step_indices
+
+
+def _record_actions(core: BatchedCore, idx: np.ndarray, actions: Any) -> None:
+    """Keep copies ``idx``'s validated actions in ``core.last_actions`` (an array, or a dict of arrays by role)."""
+    def store(old, new):
+        new = np.asarray(new)
+        if old is None or old.shape[1:] != new.shape[1:]:
+            old = np.zeros((core.num_envs, *new.shape[1:]), new.dtype)
+        old[idx] = new
+        return old
+
+    last = getattr(core, "last_actions", None)
+    if isinstance(actions, dict):
+        last = last if isinstance(last, dict) else {}
+        core.last_actions = {role: store(last.get(role), a) for role, a in actions.items()}
+    else:
+        core.last_actions = store(last if isinstance(last, np.ndarray) else None, actions)
 
 
 _NUMERIC = "iuf"

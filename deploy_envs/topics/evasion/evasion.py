@@ -498,6 +498,6 @@ class EvasionCore(BatchedCore):
             self.delta[i].reshape(shape),
             true_label=int(self.true_label[i]),
             adv_label=int(self.pred[i]),
-            title=f"{self.norm} eps={self.epsilon}  queries {self.queries[i]}/{self.max_queries}",
+            title=f"Evasion: {self.threat_model}, {self.norm} eps={self.epsilon}, queries {self.queries[i]}/{self.max_queries}",
             scale=self.epsilon,
         )

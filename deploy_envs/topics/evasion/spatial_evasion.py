@@ -410,6 +410,6 @@ class SpatialEvasionCore(BatchedCore):
             (self.x_adv[i] - self.x0[i]).reshape(self.image_shape),
             true_label=int(self.true_label[i]),
             adv_label=int(self.pred[i]),
-            title=f"{text}  queries {self.queries[i]}/{self.max_queries}",
+            title=f"SpatialEvasion: {text}, queries {self.queries[i]}/{self.max_queries}",
             scale=1.0,
         )
