@@ -430,12 +430,12 @@ def _pca_view(core: PoisoningCore):
     return store["pca"]
 
 
-def render_poisoning(core: PoisoningCore, i: int, name: str, extra: str = "") -> np.ndarray:
+def render_poisoning(core: PoisoningCore, i: int, name: str, extra: str = "", sanitizer: str | None = None) -> np.ndarray:
     """Copy ``i``'s injected points (kept: red, removed by the sanitizer: grey) over the clean data, and the victim's error."""
     from deploy_envs.core.rendering import PALETTE, sketch
 
-    sk = sketch(core, "poisoning", size=(560, 280), grid=(1, 2), width_ratios=(1.7, 1), margins={"left": 0.05, "wspace": 0.3})
-    ax, ax_b = sk.begin(f"{name}: {core.victim_kind} victim, sanitizer {core.sanitizer_kind}: injected {core.injected[i]}/{core.budget_points}, "
+    sk = sketch(core, "poisoning", size=(560, 290), grid=(1, 2), width_ratios=(1.7, 1), margins={"left": 0.05, "wspace": 0.3, "top": 0.8})
+    ax, ax_b = sk.begin(f"{name}: {core.victim_kind} victim, sanitizer {sanitizer or core.sanitizer_kind}: injected {core.injected[i]}/{core.budget_points}, "
                         f"removed {core.removed[i]}{extra}", fontsize=8)
     mean, axes, clean2d, labels = _pca_view(core)
     ax.scatter(clean2d[:, 0], clean2d[:, 1], c=labels, cmap="tab10", vmin=0, vmax=9, s=6, alpha=0.35, linewidths=0)
