@@ -248,34 +248,39 @@ class PrivacyAuditCore(BatchedCore):
 
     def render_rgb(self, i: int) -> np.ndarray:
         """The last round's canary scores, runs with the canary against runs without, the threshold, and the bound it gives."""
-        from deploy_envs.core.rendering import PALETTE, sketch
+        from deploy_envs.core.rendering import sketch
 
         sk = sketch(self, size=(560, 260), grid=(1, 2), width_ratios=(1.7, 1), margins={"left": 0.07, "wspace": 0.3, "bottom": 0.17})
         s = self.stats
         bug = ", CLIPPING BUG" if self.cfg.clipping_bug else ""
         ax_h, ax_b = sk.begin(f"PrivacyAudit: DP-SGD (sigma {self.cfg.noise_multiplier}, clip {self.cfg.max_grad_norm}{bug}), "
                               f"round {self.round[i]}/{self.rounds}: TPR {s['tpr'][i]:.2f}, FPR {s['fpr'][i]:.2f}", fontsize=8)
-        h = self.runs // 2
-        sc = self.last_scores[i]
-        if self.round[i] > 0:
-            tau = self.last_threshold[i]
-            ends = [sc.min(), sc.max()] + ([tau] if np.isfinite(tau) else [])
-            lo, hi = float(min(ends)), float(max(ends))
-            bins = np.linspace(lo, hi + 1e-9 if hi > lo else lo + 1.0, 16)
-            for part, name, colour in ((sc[:h], "with canary", PALETTE["red"]), (sc[h:], "without", PALETTE["blue"])):
-                counts, _ = np.histogram(part, bins)
-                ax_h.stairs(counts, bins, color=colour, label=f"{name} ({h} runs)", lw=1.5)
-            if np.isfinite(tau):
-                ax_h.axvline(tau, color=PALETTE["green"], lw=2, label=f"threshold {tau:.2f}")
-            ax_h.legend(fontsize=6, loc="upper left")
-        else:
-            ax_h.text(0.5, 0.5, "no round yet", ha="center", va="center", transform=ax_h.transAxes, fontsize=9)
-        ax_h.set_xlabel("canary score", fontsize=8)
-        ax_h.set_title("scores of the last round's runs", fontsize=8)
-        ax_b.bar([0, 1], [s["eps_lb"][i], self.claimed_epsilon],
-                 color=[PALETTE["red"] if s["eps_lb"][i] > self.claimed_epsilon else PALETTE["orange"], PALETTE["grey"]])
-        ax_b.set_xticks([0, 1], [f"lower bound\n({self.confidence:.0%})", "claimed"], fontsize=7)
-        ax_b.set_title("epsilon", fontsize=8)
-        for ax in (ax_h, ax_b):
-            ax.tick_params(labelsize=7)
+        draw_audit(ax_h, ax_b, self.last_scores[i], self.last_threshold[i], s["eps_lb"][i], self.claimed_epsilon, self.confidence, self.round[i] > 0)
         return sk.finish()
+
+
+def draw_audit(ax_h, ax_b, scores: np.ndarray, threshold: float, eps_lb: float, claimed: float, confidence: float, played: bool) -> None:
+    """An audit round on two axes: the canary scores of the runs with the canary (first half of ``scores``) and without
+    (second half) with the threshold; and the epsilon lower bound against the claimed epsilon."""
+    from deploy_envs.core.rendering import PALETTE
+
+    h = len(scores) // 2
+    if played:
+        ends = [scores.min(), scores.max()] + ([threshold] if np.isfinite(threshold) else [])
+        lo, hi = float(min(ends)), float(max(ends))
+        bins = np.linspace(lo, hi + 1e-9 if hi > lo else lo + 1.0, 16)
+        for part, name, colour in ((scores[:h], "with canary", PALETTE["red"]), (scores[h:], "without", PALETTE["blue"])):
+            counts, _ = np.histogram(part, bins)
+            ax_h.stairs(counts, bins, color=colour, label=f"{name} ({h} runs)", lw=1.5)
+        if np.isfinite(threshold):
+            ax_h.axvline(threshold, color=PALETTE["green"], lw=2, label=f"threshold {threshold:.2f}")
+        ax_h.legend(fontsize=6, loc="upper left")
+    else:
+        ax_h.text(0.5, 0.5, "no round yet", ha="center", va="center", transform=ax_h.transAxes, fontsize=9)
+    ax_h.set_xlabel("canary score", fontsize=8)
+    ax_h.set_title("scores of the last round's runs", fontsize=8)
+    ax_b.bar([0, 1], [eps_lb, claimed], color=[PALETTE["red"] if eps_lb > claimed else PALETTE["orange"], PALETTE["grey"]])
+    ax_b.set_xticks([0, 1], [f"lower bound\n({confidence:.0%})", "claimed"], fontsize=7)
+    ax_b.set_title("epsilon", fontsize=8)
+    for ax in (ax_h, ax_b):
+        ax.tick_params(labelsize=7)
