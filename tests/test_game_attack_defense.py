@@ -195,7 +195,7 @@ def test_zero_sum_without_clean_cost():
         ({"smoothing_sigma": 0.0}, "smoothing_sigma"),
         ({"n_samples": 0}, "n_samples"),
         ({"clean_cost_weight": -1.0}, "clean_cost_weight"),
-        ({"render_mode": "rgb_array"}, "render_mode"),
+        ({"render_mode": "video"}, "render_mode"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):

@@ -155,7 +155,7 @@ def test_detection_threshold_flags_jacobian_attacker_not_natural_queries(core):
         ({"utility_weight": -1.0}, "utility_weight"),
         ({"top_k": 11}, "top_k"),
         ({"holdout": 0}, "holdout"),
-        ({"render_mode": "rgb_array"}, "render_mode"),
+        ({"render_mode": "video"}, "render_mode"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):

@@ -190,7 +190,7 @@ def test_scores_move_with_repayment_and_default():
         ({"audit_probability": 1.5}, "audit_probability"),
         ({"gap_weight": -1}, "gap_weight"),
         ({"obs_bins": 7}, "obs_bins"),
-        ({"render_mode": "rgb_array"}, "render_mode"),
+        ({"render_mode": "video"}, "render_mode"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):

@@ -165,7 +165,7 @@ def test_adversary_push_degrades_a_goal_seeking_protagonist():
         ({"cost_weight": -1.0}, "cost_weight"),
         ({"level": 3}, "level"),
         ({"cost_limit": -1.0}, "cost_limit"),
-        ({"render_mode": "human"}, "render_mode"),
+        ({"render_mode": "video"}, "render_mode"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):

@@ -114,7 +114,7 @@ def test_blend_design_masks_whole_image():
     ({"max_queries": 0}, "max_queries"), ({"poison_fraction": 0}, "poison_fraction"), ({"max_patch": 9}, "max_patch"),
     ({"max_blend_alpha": 1.5}, "max_blend_alpha"), ({"max_accuracy_drop": -0.1}, "max_accuracy_drop"),
     ({"min_attack_success": 2}, "min_attack_success"), ({"constraint_penalty": -1}, "constraint_penalty"),
-    ({"train_points": 5}, "train_points"), ({"render_mode": "rgb_array"}, "render_mode"),
+    ({"train_points": 5}, "train_points"), ({"render_mode": "video"}, "render_mode"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
