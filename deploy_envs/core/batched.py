@@ -41,6 +41,10 @@ class BatchedCore(abc.ABC):
     single_observation_space: spaces.Space
     single_action_space: spaces.Space
 
+    render_records_actions: ClassVar[bool] = False
+    """Whether the core keeps each copy's last validated action in ``last_actions`` while it has a
+    render mode (for pictures that need the action, e.g. an attacker's perturbation); off by default."""
+
     reset_options: ClassVar[dict[str, Option]] = {}
     """The keys ``reset(options=...)`` takes, declared with :class:`~deploy_envs.core.validation.Option`
     (type, per-copy or not, allowed values); any other key is refused."""
@@ -54,6 +58,12 @@ class BatchedCore(abc.ABC):
             fn = cls.__dict__.get(name)
             if fn is not None and not getattr(fn, "_checked", False) and not getattr(fn, "__isabstractmethod__", False):
                 setattr(cls, name, wrap(fn))
+        # the render modes follow from what the core can draw: render_rgb gives "rgb_array" and
+        # "human" (a window showing the same frames), render_ansi gives "ansi"
+        rgb, ansi = callable(getattr(cls, "render_rgb", None)), callable(getattr(cls, "render_ansi", None))
+        if rgb or ansi:
+            modes = (["rgb_array", "human"] if rgb else []) + (["ansi"] if ansi else [])
+            cls.metadata = {**cls.metadata, "render_modes": modes}
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None) -> None:
         self.num_envs = check_positive("num_envs", num_envs, integer=True)
@@ -77,8 +87,21 @@ class BatchedCore(abc.ABC):
         the state of the other copies must not change.
         """
 
-    def render_index(self, i: int) -> Any:  # pragma: no cover - overridden where rendering exists
-        raise NotImplementedError(f"{type(self).__name__} does not render")
+    def render_index(self, i: int) -> Any:
+        """Copy ``i`` drawn in the core's render mode: ``render_rgb(i)`` for ``"rgb_array"``,
+        ``render_ansi(i)`` for ``"ansi"``; ``"human"`` shows ``render_rgb(i)`` in a window and returns ``None``.
+        Rendering reads the state only (no RNG draw, no change)."""
+        mode = self.render_mode
+        if mode == "rgb_array":
+            return self.render_rgb(i)
+        if mode == "ansi":
+            return self.render_ansi(i)
+        if mode == "human":
+            from deploy_envs.core.rendering import show_human
+
+            show_human(self, i)
+            return None
+        raise NotImplementedError(f"{type(self).__name__} has render_mode={mode!r}; it renders in {self.metadata.get('render_modes', [])}")
 
     def close(self) -> None:
         """Release resources (nothing by default)."""
@@ -136,7 +159,12 @@ def _checked_reset(fn):
         options = self.check_options(options, len(idx))
         if not len(idx):
             return self._empty_results(step=False)
-        return fn(self, idx, options or None)
+        out = fn(self, idx, options or None)
+        if self.render_mode == "human" and idx[0] == 0:  # human mode: the window follows copy 0
+            from deploy_envs.core.rendering import show_human
+
+            show_human(self, 0)
+        return out
 
     reset_indices._checked = True
     return reset_indices
@@ -152,10 +180,34 @@ def _checked_step(fn):
             raise ValueError(f"actions have {rows} rows for {k} copies; step_indices takes one validated action per copy (use validate_actions)")
         if not k:
             return self._empty_results(step=True)
-        return fn(self, idx, actions)
+        if self.render_mode is not None and self.render_records_actions:
+            _record_actions(self, idx, actions)
+        out = fn(self, idx, actions)
+        if self.render_mode == "human" and idx[0] == 0:
+            from deploy_envs.core.rendering import show_human
+
+            show_human(self, 0)
+        return out
 
     step_indices._checked = True
     return step_indices
+
+
+def _record_actions(core: BatchedCore, idx: np.ndarray, actions: Any) -> None:
+    """Keep copies ``idx``'s validated actions in ``core.last_actions`` (an array, or a dict of arrays by role)."""
+    def store(old, new):
+        new = np.asarray(new)
+        if old is None or old.shape[1:] != new.shape[1:]:
+            old = np.zeros((core.num_envs, *new.shape[1:]), new.dtype)
+        old[idx] = new
+        return old
+
+    last = getattr(core, "last_actions", None)
+    if isinstance(actions, dict):
+        last = last if isinstance(last, dict) else {}
+        core.last_actions = {role: store(last.get(role), a) for role, a in actions.items()}
+    else:
+        core.last_actions = store(last if isinstance(last, np.ndarray) else None, actions)
 
 
 _NUMERIC = "iuf"

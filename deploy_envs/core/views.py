@@ -25,6 +25,7 @@ from gymnasium.vector.utils import batch_space
 from pettingzoo.utils.env import ParallelEnv
 
 from deploy_envs.core.batched import BatchedCore, _as_array, select_info
+from deploy_envs.core.rendering import release
 from deploy_envs.core.validation import InvalidTypeError, check_arguments, check_known_kwargs, check_positive, check_seed, constructor_arguments
 
 
@@ -91,6 +92,7 @@ class SingleEnv(gym.Env):
         core = getattr(self, "core", None)  # absent when __init__ refused its arguments
         if core is not None:
             core.close()
+            release(core)  # its figures and human window
 
 
 class NativeVectorEnv(gym.vector.VectorEnv):
@@ -286,12 +288,15 @@ class NativeVectorEnv(gym.vector.VectorEnv):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode")
             return None
+        if self.render_mode == "human":  # one window, following copy 0
+            return self.core.render_index(0)
         return tuple(self.core.render_index(i) for i in range(self.num_envs))
 
     def close_extras(self, **kwargs: Any) -> None:
         core = getattr(self, "core", None)  # absent when __init__ refused its arguments
         if core is not None:
             core.close()
+            release(core)  # its figures and human window
 
 
 # ---------------------------------------------------------------- info helpers
@@ -456,3 +461,4 @@ class ParallelGameView(ParallelEnv):
         core = getattr(self, "core", None)  # absent when __init__ refused its arguments
         if core is not None:
             core.close()
+            release(core)  # its figures and human window

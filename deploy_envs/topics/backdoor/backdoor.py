@@ -213,6 +213,7 @@ class BackdoorCore(BatchedCore):
         self.order = np.zeros((n, self.budget_points), np.int64)  # first poison candidates of each copy
         self.pool_size = np.zeros(n, np.int64)
         self.last: dict[str, np.ndarray] = {}
+        self.last_trigger: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # copy -> (pattern, mask) of its last episode, for the picture
         self._eye = np.eye(K, dtype=np.float32)
 
     def _clean_reference(self) -> float:
@@ -346,6 +347,7 @@ class BackdoorCore(BatchedCore):
         }
         for i, k in enumerate(idx):
             self.last[int(k)] = {key: value[i] for key, value in info.items()}
+            self.last_trigger[int(k)] = (pattern[i], mask[i])
         done = np.ones(m, bool)
         return self._observe(idx), reward.astype(np.float64), done, np.zeros(m, bool), info
 
@@ -359,7 +361,7 @@ class BackdoorCore(BatchedCore):
         obs[:, s["budget"]] = np.float32(self.budget)
         return obs
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         text = f"Backdoor-v0: target class {self.target[i]}, budget {self.budget_points} points, {self.trigger} trigger, detector {self.detector}"
         last = self.last.get(i)
         if last is not None:
@@ -369,3 +371,36 @@ class BackdoorCore(BatchedCore):
                 f"flagged {last['flagged_fraction']:.2f} of the poison"
             )
         return text
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The trigger of the last episode, a poisoned training point (stamped, relabelled to the target) and the outcome."""
+        from deploy_envs.core.rendering import PALETTE, image_of, no_ticks, sketch
+
+        sk = sketch(self, size=(560, 230), grid=(1, 4), width_ratios=(1, 1, 1, 1.8), margins={"left": 0.02, "right": 0.98, "bottom": 0.12, "top": 0.76, "wspace": 0.3})
+        target = int(self.target[i])
+        ax_t, ax_x, ax_s, ax_b = sk.begin(f"Backdoor: {self.trigger} trigger, target class {target}, budget {self.budget_points} points, detector {self.detector}", fontsize=8)
+        point = int(self.order[i, 0]) if self.pool_size[i] else 0
+        x = self.x_train[point]
+        trig = self.last_trigger.get(i)
+        if trig is None:  # before the first step: nothing stamped yet
+            pattern = mask = np.zeros((self.H, self.W), np.float32)
+        else:
+            pattern, mask = (np.asarray(a, np.float32).reshape(self.H, self.W) for a in trig)
+        stamped = (1 - mask) * x + mask * pattern  # broadcast over channels
+        ax_t.imshow(pattern * mask, cmap="gray", vmin=0, vmax=1)
+        ax_t.set_title("trigger", fontsize=8)
+        ax_x.imshow(image_of(x), cmap="gray", vmin=0, vmax=1)
+        ax_x.set_title(f"clean point: {self.y_train[point]}", fontsize=8)
+        ax_s.imshow(image_of(stamped), cmap="gray", vmin=0, vmax=1)
+        ax_s.set_title(f"poisoned: label {target}", fontsize=8, color=PALETTE["red"])
+        no_ticks(ax_t, ax_x, ax_s)
+        last = self.last.get(i)
+        names = ["attack\nsuccess", "clean\naccuracy", "clean\nvictim", "poison\nflagged"]
+        values = [0.0, 0.0, self.clean_accuracy, 0.0] if last is None else [
+            last["attack_success_rate"], last["clean_accuracy"], self.clean_accuracy, last["flagged_fraction"]]
+        ax_b.bar(range(4), values, color=[PALETTE["red"], PALETTE["blue"], PALETTE["grey"], PALETTE["orange"]])
+        ax_b.set_xticks(range(4), names, fontsize=7)
+        ax_b.set_ylim(0, 1)
+        ax_b.set_title("last episode" if last is not None else "no episode yet", fontsize=8)
+        ax_b.tick_params(labelsize=7)
+        return sk.finish()

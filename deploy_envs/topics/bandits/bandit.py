@@ -281,10 +281,32 @@ class BanditCore(BatchedCore):
         return obs
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         counts = " ".join(f"{c:d}" for c in self.counts[i])
         means = " ".join(f"{m:.2f}" for m in self.means[i])
         return (
             f"t={self.t[i]}/{self.horizon} last arm={self.last_arm[i]} reward={self.last_reward[i]:.3g} "
             f"pseudo-regret={self.regret[i]:.2f} | pulls [{counts}] | means [{means}]"
         )
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """Each arm's empirical mean (bar, with its pull count) against its true mean (marker); the last pull in orange."""
+        from deploy_envs.core.rendering import PALETTE, sketch
+
+        sk = sketch(self, size=(480, 300))
+        (ax,) = sk.begin(f"Bandit: pull {self.t[i]}/{self.horizon}, pseudo-regret {self.regret[i]:.2f}")
+        K = self.arms
+        counts = self.counts[i]
+        est = self.sums[i] / np.maximum(counts, 1)
+        colours = [PALETTE["orange"] if a == self.last_arm[i] else PALETTE["blue"] for a in range(K)]
+        ax.bar(np.arange(K), np.where(counts > 0, est, 0.0), color=colours, alpha=0.8, label="estimate")
+        ax.scatter(np.arange(K), self.means[i], marker="_", s=400, color=PALETTE["black"], zorder=3, label="true mean")
+        for a in range(K):
+            ax.annotate(f"n={counts[a]}", (a, 0), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
+        ax.set_xticks(np.arange(K))
+        ax.set_xlabel("arm", fontsize=8)
+        ax.set_ylabel("mean reward", fontsize=8)
+        ax.set_ylim(min(self.mean_low, float(est.min()), 0.0), max(self.mean_high, float(est.max())) * 1.05)
+        ax.legend(fontsize=7, loc="upper right")
+        ax.tick_params(labelsize=7)
+        return sk.finish()

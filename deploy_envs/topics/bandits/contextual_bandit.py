@@ -174,9 +174,28 @@ class ContextualBanditCore(BatchedCore):
         truncated = t >= self.horizon
         return obs, reward, np.zeros(k, bool), truncated, info
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         return (
             f"t={self.t[i]}/{self.horizon} input #{self.sample[i]} (label {self.labels[self.sample[i]]}) "
             f"last arm={self.last_arm[i]} reward={self.last_reward[i]:.0f} accuracy so far="
             f"{self.correct[i] / max(1, self.t[i]):.3f} pseudo-regret={self.regret[i]:.0f}"
         )
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The input now on show (the context), the arm pulled last and its reward, and the running accuracy."""
+        from deploy_envs.core.rendering import image_of, no_ticks, sketch, text_panel
+
+        sk = sketch(self, size=(480, 240), grid=(1, 2), width_ratios=(1, 1.4))
+        ax_img, ax_txt = sk.begin(f"ContextualBandit ({self.dataset_name}): round {self.t[i]}/{self.horizon}")
+        ax_img.imshow(image_of(self.contexts[self.sample[i]]), cmap="gray", vmin=0, vmax=1)
+        ax_img.set_title("context now shown", fontsize=9)
+        no_ticks(ax_img)
+        last = "-" if self.last_arm[i] < 0 else f"{self.last_arm[i]} ({'right' if self.last_reward[i] > 0 else 'wrong'})"
+        text_panel(ax_txt, [
+            f"last arm pulled : {last}",
+            f"reward          : {self.last_reward[i]:.0f}",
+            f"accuracy so far : {self.correct[i] / max(1, self.t[i]):.3f}",
+            f"pseudo-regret   : {self.regret[i]:.0f}",
+            f"arms (classes)  : {self.arms}",
+        ], fontsize=9)
+        return sk.finish()

@@ -327,7 +327,7 @@ class DataExtractionCore(BatchedCore):
         terminated[broke] = True
         return self._obs(idx), reward, terminated, np.zeros(len(idx), bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         lines = [f"victim {self.victim_name}, canary '{canary_prefix(int(self.canary[i]))}______': "
                  f"{self.queries[i]}/{self.query_budget} queries"]
         for k in range(min(self.slots, 8)):
@@ -338,3 +338,30 @@ class DataExtractionCore(BatchedCore):
         if self.submitted[i]:
             lines.append(f"  submitted: {self.recovered[i]}/{self.n} digits right")
         return "\n".join(lines)
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The search so far: the most likely frontier prefixes with their log-likelihoods, and the model's last answer."""
+        from deploy_envs.core.rendering import PALETTE, sketch
+
+        sk = sketch(self, size=(560, 280), grid=(1, 2), width_ratios=(1.5, 1), margins={"left": 0.16, "wspace": 0.3})
+        status = f" | submitted: {self.recovered[i]}/{self.n} digits right" if self.submitted[i] else ""
+        ax_f, ax_a = sk.begin(f"DataExtraction ({self.victim_name}): '{canary_prefix(int(self.canary[i]))}______', "
+                              f"queries {self.queries[i]}/{self.query_budget}{status}", fontsize=8)
+        show = min(self.slots, 10)
+        lp = self.f_lp[i, :show]
+        live = np.isfinite(lp)
+        names = ["".join(str(int(x)) for x in self.f_digits[i, k, : self.f_depth[i, k]]).ljust(self.n, "_") for k in range(show)]
+        y = np.arange(show)[live]
+        ax_f.barh(y, np.exp(lp[live] / np.maximum(self.f_depth[i, :show][live], 1)), color=PALETTE["blue"])
+        ax_f.set_yticks(y, [f"{names[k]}  {lp[k]:.1f}" for k in y], fontsize=7, family="monospace")
+        ax_f.set_ylim(show - 0.5, -0.5)
+        ax_f.set_xlim(0, 1)
+        ax_f.set_xlabel("per-digit likelihood", fontsize=8)
+        ax_f.set_title("frontier (prefix, log p)", fontsize=8)
+        ax_a.bar(np.arange(10), self.answer[i], color=PALETTE["orange"])
+        ax_a.set_xticks(np.arange(10))
+        ax_a.set_ylim(0, 1)
+        ax_a.set_title("last answer: p(next digit)", fontsize=8)
+        for ax in (ax_f, ax_a):
+            ax.tick_params(labelsize=7)
+        return sk.finish()

@@ -307,6 +307,8 @@ class DistributionShiftCore(BatchedCore):
         self.alarm_raised = np.zeros(n, bool)
         self.bbse_active = np.zeros(n, bool)
         self.finetuned = np.zeros(n, bool)
+        # the episode so far, step by step (for the picture): mean confidence, the model's accuracy on the batch, alarm raised
+        self.history = np.full((n, self.horizon + 1, 3), np.nan)
         # episode tallies: served correct, served, batch inputs, model correct (clean / shifted)
         self.tally = np.zeros((n, 2, 4), np.int64)
 
@@ -427,7 +429,11 @@ class DistributionShiftCore(BatchedCore):
         h, labels = self._draw_features(idx, self.batch_size, shifted)
         probs = self._serve_probs(idx, h)  # (k, K, B)
         self.batch_labels[idx] = labels
-        return self._observe(idx, probs)
+        obs = self._observe(idx, probs)
+        t = np.minimum(self.t[idx], self.horizon)
+        self.history[idx, t, 0] = self.confidence[idx].mean(1)
+        self.history[idx, t, 1] = (self.predicted[idx] == labels).mean(1)
+        return obs
 
     def _observe(self, idx: np.ndarray, probs: np.ndarray) -> np.ndarray:
         """Observation of copies ``idx`` from their batch's softmax ``probs`` ``(k, K, B)``; keeps confidence and predictions."""
@@ -480,6 +486,7 @@ class DistributionShiftCore(BatchedCore):
         self.delay[idx] = 0
         self.false_alarms[idx] = 0
         self.tally[idx] = 0
+        self.history[idx] = np.nan
         obs = self._next_batch(np.asarray(idx))
         info = {
             "change_point": self.change_point[idx].copy(),
@@ -509,6 +516,7 @@ class DistributionShiftCore(BatchedCore):
         new_detect = alarm & shifted & ~self.detected[idx]
         self.false_alarms[idx] += false_alarm
         self.alarm_raised[idx] |= alarm
+        self.history[idx, self.t[idx], 2] = alarm
         self.delay[idx[new_detect]] = self.t[idx[new_detect]] - self.change_point[idx[new_detect]]
         undetected = shifted & ~self.detected[idx]  # includes the step of detection
         self.detected[idx] |= new_detect
@@ -605,7 +613,7 @@ class DistributionShiftCore(BatchedCore):
         self.finetuned[j] = True
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         kind = SHIFT_KINDS[self.kind[i]]
         conf = self.confidence[i]
         state = "shifted" if self.t[i] >= self.change_point[i] else "clean"
@@ -615,3 +623,38 @@ class DistributionShiftCore(BatchedCore):
             f"adapt: bbse={bool(self.bbse_active[i])} finetuned={bool(self.finetuned[i])}; "
             f"(hidden: {kind} severity {self.severity[i]} from step {self.change_point[i]})"
         )
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The stream so far (mean confidence, the model's batch accuracy, alarms, the hidden change point) and the
+        current batch's confidences against the clean validation set's."""
+        from deploy_envs.core.rendering import PALETTE, sketch
+
+        sk = sketch(self, size=(600, 260), grid=(1, 2), width_ratios=(1.6, 1), margins={"left": 0.07, "wspace": 0.25, "bottom": 0.17})
+        t = int(self.t[i])
+        state = "shifted" if t >= self.change_point[i] else "clean"
+        adapt = ", ".join(a for a, on in (("BBSE", self.bbse_active[i]), ("fine-tuned", self.finetuned[i])) if on) or "none"
+        ax_t, ax_h = sk.begin(f"DistributionShift: step {t}/{self.horizon} [{state}], detected {bool(self.detected[i])}, "
+                              f"false alarms {int(self.false_alarms[i])}, adaptation {adapt}", fontsize=8)
+        h = self.history[i, : t + 1]
+        x = np.arange(len(h))
+        ax_t.plot(x, h[:, 0], color=PALETTE["blue"], marker=".", label="mean confidence")
+        ax_t.plot(x, h[:, 1], color=PALETTE["green"], marker=".", label="model accuracy")
+        alarms = np.flatnonzero(h[:, 2] == 1)
+        ax_t.scatter(alarms, np.full(len(alarms), 0.03), marker="^", color=PALETTE["red"], label="alarm", zorder=3)
+        ax_t.axvline(self.change_point[i], color=PALETTE["grey"], ls="--", lw=1)
+        ax_t.text(self.change_point[i], 1.0, f" hidden: {SHIFT_KINDS[self.kind[i]]} s{self.severity[i]}", fontsize=6, va="top", color=PALETTE["grey"])
+        ax_t.set_xlim(0, self.horizon)
+        ax_t.set_ylim(0, 1.05)
+        ax_t.set_xlabel("step", fontsize=8)
+        ax_t.legend(fontsize=6, loc="lower left")
+        bins = np.linspace(0, 1, 21)
+        ref, _ = np.histogram(self.val_confidence, bins, density=True)
+        now, _ = np.histogram(self.confidence[i], bins, density=True)
+        ax_h.stairs(ref, bins, color=PALETTE["grey"], label="validation (clean)", fill=True, alpha=0.4)
+        ax_h.stairs(now, bins, color=PALETTE["orange"], label="current batch", linewidth=1.5)
+        ax_h.set_xlabel("confidence", fontsize=8)
+        ax_h.set_title("confidence distribution", fontsize=8)
+        ax_h.legend(fontsize=6, loc="upper left")
+        for ax in (ax_t, ax_h):
+            ax.tick_params(labelsize=7)
+        return sk.finish()

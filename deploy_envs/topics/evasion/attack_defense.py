@@ -144,6 +144,7 @@ class AttackDefenseCore(GameCore):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    render_records_actions = True  # the picture shows the attacker's last perturbation
 
     def __init__(
         self,
@@ -398,7 +399,7 @@ class AttackDefenseCore(GameCore):
         return np.concatenate([obs["attacker"], obs["defender"]], 1)
 
     # ------------------------------------------------------------ rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         head = f"round {self.round[i]}/{self.rounds}  eps={self.epsilon}"
         if self.prev_defense[i] < 0:
             return f"{head}  next input: sample {self.sample_index[i]} (label {self.true_label[i]})"
@@ -408,4 +409,26 @@ class AttackDefenseCore(GameCore):
             f"defense={self.defenses[self.prev_defense[i]]} pred={self.last_pred[i]} {outcome} "
             f"linf/eps={self.last_linf[i]:.2f}  rewards attacker {self.last_rewards[i, 0]:+.3f} "
             f"defender {self.last_rewards[i, 1]:+.3f}"
+        )
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The last round: original input, the attacker's perturbation and the adversarial input with the defended
+        classifier's label (before the first round: the next input)."""
+        from deploy_envs.topics.evasion.rendering import render_attack
+
+        shape = self.victim.image_shape
+        head = f"AttackDefense: round {self.round[i]}/{self.rounds}, eps={self.epsilon}"
+        last = getattr(self, "last_actions", None)
+        if self.prev_defense[i] < 0 or last is None:
+            x = self.x0[i].reshape(shape)
+            return render_attack(self, x, np.zeros_like(x), true_label=int(self.true_label[i]), adv_label=int(self.true_label[i]),
+                                 title=f"{head}: next input", scale=self.epsilon, adv_title="no attack yet")
+        x = self._flat_images[self.last_sample[i]]
+        x_adv = np.clip(x + self.epsilon * last["attacker"][i], 0.0, 1.0)
+        name = self.defenses[self.prev_defense[i]]
+        outcome = "FOOLED" if self.last_fooled[i] else "held"
+        return render_attack(
+            self, x.reshape(shape), (x_adv - x).reshape(shape), true_label=int(self.last_label[i]), adv_label=int(self.last_pred[i]),
+            title=f"{head}: defense {name} {outcome}\nrewards attacker {self.last_rewards[i, 0]:+.2f}, defender {self.last_rewards[i, 1]:+.2f}",
+            scale=self.epsilon, adv_title=f"{name}: says {self.last_pred[i]}",
         )

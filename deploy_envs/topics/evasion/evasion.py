@@ -483,19 +483,21 @@ class EvasionCore(BatchedCore):
         return np.sqrt(np.einsum("ij,ij->i", delta, delta))
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int):
+    def render_ansi(self, i: int) -> str:
+        return (
+            f"sample {self.sample_index[i]} true={self.true_label[i]} pred={self.pred[i]} "
+            f"queries={self.queries[i]}/{self.max_queries} {self.norm}={self._norm(self.delta[i:i+1])[0]:.3f}"
+            f" (eps {self.epsilon})"
+        )
+
+    def render_rgb(self, i: int) -> np.ndarray:
         shape = self.victim.image_shape
-        if self.render_mode == "ansi":
-            return (
-                f"sample {self.sample_index[i]} true={self.true_label[i]} pred={self.pred[i]} "
-                f"queries={self.queries[i]}/{self.max_queries} {self.norm}={self._norm(self.delta[i:i+1])[0]:.3f}"
-                f" (eps {self.epsilon})"
-            )
         return render_attack(
+            self,
             self.x0[i].reshape(shape),
             self.delta[i].reshape(shape),
             true_label=int(self.true_label[i]),
             adv_label=int(self.pred[i]),
-            title=f"{self.norm} eps={self.epsilon}  queries {self.queries[i]}/{self.max_queries}",
+            title=f"Evasion: {self.threat_model}, {self.norm} eps={self.epsilon}, queries {self.queries[i]}/{self.max_queries}",
             scale=self.epsilon,
         )

@@ -390,20 +390,26 @@ class SpatialEvasionCore(BatchedCore):
         return obs, info
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int):
+    def _transform_text(self, i: int) -> str:
         angle, dx, dy = self.transform[i]
-        text = f"rotate {angle:+.1f} deg, shift ({dx:+.2f}, {dy:+.2f}) px"
-        if self.render_mode == "ansi":
-            return (
-                f"sample {self.sample_index[i]} true={self.true_label[i]} pred={self.pred[i]} "
-                f"queries={self.queries[i]}/{self.max_queries} {text} "
-                f"(max {self.max_angle:g} deg, {self.max_shift:.3g} px)"
-            )
+        return f"rotate {angle:+.1f} deg, shift ({dx:+.2f}, {dy:+.2f}) px"
+
+    def render_ansi(self, i: int) -> str:
+        text = self._transform_text(i)
+        return (
+            f"sample {self.sample_index[i]} true={self.true_label[i]} pred={self.pred[i]} "
+            f"queries={self.queries[i]}/{self.max_queries} {text} "
+            f"(max {self.max_angle:g} deg, {self.max_shift:.3g} px)"
+        )
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        text = self._transform_text(i)
         return render_attack(
+            self,
             self.x0[i].reshape(self.image_shape),
             (self.x_adv[i] - self.x0[i]).reshape(self.image_shape),
             true_label=int(self.true_label[i]),
             adv_label=int(self.pred[i]),
-            title=f"{text}  queries {self.queries[i]}/{self.max_queries}",
+            title=f"SpatialEvasion: {text}, queries {self.queries[i]}/{self.max_queries}",
             scale=1.0,
         )

@@ -344,13 +344,14 @@ class ExplanationCore(BatchedCore):
         return obs, info
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int):
-        if self.render_mode == "ansi":
-            return (
-                f"{self.mode} sample {self.sample_index[i]} true={self.true_label[i]} pred={self.pred[i]} "
-                f"now={self.cur_label[i]} p={self.p[i]:.3f} (p0 {self.p0[i]:.3f}) "
-                f"features {int(self.taken[i].sum())}/{self.num_features} auc={self.auc[i]:.3f}"
-            )
+    def render_ansi(self, i: int) -> str:
+        return (
+            f"{self.mode} sample {self.sample_index[i]} true={self.true_label[i]} pred={self.pred[i]} "
+            f"now={self.cur_label[i]} p={self.p[i]:.3f} (p0 {self.p0[i]:.3f}) "
+            f"features {int(self.taken[i].sum())}/{self.num_features} auc={self.auc[i]:.3f}"
+        )
+
+    def render_rgb(self, i: int) -> np.ndarray:
         c, h, w = self.image_shape
         scale = max(1, 64 // max(h, w))
 

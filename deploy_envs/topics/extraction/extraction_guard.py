@@ -447,7 +447,7 @@ class ExtractionGuardCore(GameCore):
         obs = self._observe(np.asarray(idx, dtype=np.int64))
         return np.concatenate([obs["extractor"], obs["guard"]], 1)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         head = f"round {self.round[i]}/{self.rounds}  fidelity {self.fidelity[i]:.3f}"
         if self.prev_action[i, 0] < 0:
             return f"{head}  (no round played yet)"
@@ -458,6 +458,46 @@ class ExtractionGuardCore(GameCore):
             f"benign {self.ben_w[i]:.3f}{' FLAGGED' if self.ben_flagged[i] else ''}  benign utility {self.last_utility[i]:.3f}  "
             f"rewards extractor {self.last_rewards[i, 0]:+.3f} guard {self.last_rewards[i, 1]:+.3f}"
         )
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The extractor's last queries with the guarded API's answers, and the guard's view: PRADA's W of the
+        extractor and of the benign client against the round's threshold, the copy's fidelity and benign utility."""
+        from deploy_envs.core.rendering import PALETTE, mosaic, sketch
+
+        sk = sketch(self, size=(600, 270), grid=(1, 2), width_ratios=(1.5, 1), margins={"left": 0.02, "wspace": 0.25, "bottom": 0.15, "top": 0.8})
+        head = f"ExtractionGuard: round {self.round[i]}/{self.rounds}, fidelity {self.fidelity[i]:.2f}"
+        m, K = self.batch_size, self.K
+        if self.prev_action[i, 0] < 0:
+            guard, threshold = "no round played yet", None
+        else:
+            g, nz, th = self.prev_action[i]
+            threshold = self.thresholds[th]
+            guard = f"guard: {self.granularities[g]}, noise {self.noise_levels[nz]}, delta {threshold}"
+        ax_q, ax_b = sk.begin(f"{head}\n{guard}; rewards extractor {self.last_rewards[i, 0]:+.2f}, guard {self.last_rewards[i, 1]:+.2f}", fontsize=8)
+        q = int(self.queries[i])
+        shown = min(m, 8)
+        rows = range(max(0, q - m), max(0, q - m) + shown) if q else range(0)
+        ans = self.last_answer[i].reshape(m, K)
+        labels, colours = [], []
+        for j, _ in enumerate(rows):
+            if self.last_answered[i, j] > 0:
+                k = int(ans[j].argmax())
+                labels.append(f"{k} ({ans[j, k]:.2f})")
+                colours.append(PALETTE["black"])
+            else:
+                labels.append("refused")
+                colours.append(PALETTE["red"])
+        mosaic(ax_q, [self.xq[i, r].numpy() for r in rows], labels, cols=4, colours=colours, title="extractor's last queries -> answers")
+        bars = [self.ext_w[i], self.ben_w[i], self.fidelity[i], self.last_utility[i]]
+        flags = [self.ext_flagged[i], self.ben_flagged[i], False, False]
+        ax_b.bar(range(4), bars, color=[PALETTE["red"] if f else c for f, c in zip(flags, (PALETTE["orange"], PALETTE["blue"], PALETTE["green"], PALETTE["grey"]))])
+        if threshold is not None and threshold > 0:
+            ax_b.hlines(threshold, -0.4, 1.4, color=PALETTE["black"], ls="--", lw=1)
+        ax_b.set_xticks(range(4), ["W\nextractor", "W\nbenign", "fidelity", "benign\nutility"], fontsize=7)
+        ax_b.set_ylim(0, 1.05)
+        ax_b.set_title("guard's view (red: flagged)", fontsize=8)
+        ax_b.tick_params(labelsize=7)
+        return sk.finish()
 
 
 def extractor_seat(game: Any) -> Any:

@@ -262,10 +262,40 @@ class ExtractionCore(BatchedCore):
         terminated = self.queries[idx] >= self.max_queries
         return obs, np.asarray(reward, np.float64), terminated, np.zeros(b, bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         return (
             f"victim {self.api.victim_name} ({self.output}, defense {self.defense}) surrogate {self.surrogate_kind}: "
             f"queries {self.queries[i]}/{self.max_queries} answered {self.answered[i]} "
             f"fidelity {self.fidelity[i]:.3f} test accuracy {self.test_accuracy[i]:.3f}"
             + (" FLAGGED" if self.flagged[i] else "")
         )
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The last batch of queries with the API's answers (top class and its probability, or refused), and how close the copy is."""
+        from deploy_envs.core.rendering import PALETTE, mosaic, sketch
+
+        sk = sketch(self, size=(560, 260), grid=(1, 2), width_ratios=(1.6, 1), margins={"left": 0.02, "wspace": 0.25})
+        ax_q, ax_b = sk.begin(f"ModelExtraction: victim {self.api.victim_name} ({self.output}, defense {self.defense}), "
+                              f"surrogate {self.surrogate_kind}, queries {self.queries[i]}/{self.max_queries}"
+                              + (" FLAGGED" if self.flagged[i] else ""), fontsize=8)
+        q = int(self.queries[i])
+        rows = range(max(0, q - min(self.batch_size, 8)), q)
+        xs = [self.xq[i, r].numpy() for r in rows]
+        labels, colours = [], []
+        for r in rows:
+            if self.wq[i, r] > 0:
+                y = self.yq[i, r]
+                k = int(y.argmax())
+                labels.append(f"{k} ({float(y[k]):.2f})")
+                colours.append(PALETTE["black"])
+            else:
+                labels.append("refused")
+                colours.append(PALETTE["red"])
+        mosaic(ax_q, xs, labels, cols=4, colours=colours, title="last queries -> answers")
+        ax_b.bar([0, 1, 2], [self.fidelity[i], self.test_accuracy[i], self.answered[i] / max(1, q)],
+                 color=[PALETTE["blue"], PALETTE["green"], PALETTE["grey"]])
+        ax_b.set_xticks([0, 1, 2], ["fidelity", "test acc", "answered"], fontsize=7)
+        ax_b.set_ylim(0, 1)
+        ax_b.set_title("surrogate", fontsize=8)
+        ax_b.tick_params(labelsize=7)
+        return sk.finish()

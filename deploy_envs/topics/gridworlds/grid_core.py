@@ -236,10 +236,12 @@ class GridCore(BatchedCore):
         chars[self.pos[i, 0], self.pos[i, 1]] = "A"
         return chars
 
-    def render_index(self, i: int) -> Any:
+    def render_ansi(self, i: int) -> str:
         chars = self.char_grid(i)
-        if self.render_mode == "ansi":
-            return "\n".join("".join(row) for row in chars) + f"\nstep {self.t[i]}/{self.max_steps}\n"
+        return "\n".join("".join(row) for row in chars) + f"\nstep {self.t[i]}/{self.max_steps}\n"
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        chars = self.char_grid(i)
         colours = {**_BASE_COLOURS, **self.COLOURS}
         lut = np.array([colours.get(ch, _FALLBACK) for ch in chars.ravel()], dtype=np.uint8).reshape(self.H, self.W, 3)
         img = np.repeat(np.repeat(lut, self.CELL_PX, 0), self.CELL_PX, 1)

@@ -158,6 +158,7 @@ class DelayedImpactCore(BatchedCore):
         self.probs = np.zeros((k, self.G, self.C))
         self.cash = np.zeros(k)
         self.t = np.zeros(k, np.int64)
+        self.last_threshold = np.full((k, self.G), np.nan)  # the thresholds of the last step (for the picture)
         self.mean0 = np.zeros((k, self.G))
         self.cum = {name: np.zeros((k, self.G)) for name in ("applicants", "accepted", "positives", "true_positives")}
         self.totals = {name: np.zeros(k) for name in ("profit", "last_profit")}
@@ -167,6 +168,7 @@ class DelayedImpactCore(BatchedCore):
         self.probs[idx] = CLUSTER_PROBS
         self.cash[idx] = self.bank_starting_cash
         self.t[idx] = 0
+        self.last_threshold[idx] = np.nan
         for arr in (*self.cum.values(), *self.totals.values()):
             arr[idx] = 0.0
         self.mean0[idx] = self._mean_cluster(idx)
@@ -178,7 +180,9 @@ class DelayedImpactCore(BatchedCore):
         n, G, C = self.applicants_per_step, self.G, self.C
         k = len(idx)
         ar = np.arange(k)
-        acc_table = cluster_acceptance(3.5 * (actions.astype(np.float64) + 1.0))  # (k, G, C)
+        thresholds = 3.5 * (actions.astype(np.float64) + 1.0)
+        self.last_threshold[idx] = thresholds
+        acc_table = cluster_acceptance(thresholds)  # (k, G, C)
         u = np.stack([self.rngs[i].random((n, 4)) for i in idx], 1)  # (n, k, 4)
         probs = self.probs[idx]
         step = {name: np.zeros((k, G)) for name in self.cum}
@@ -263,6 +267,31 @@ class DelayedImpactCore(BatchedCore):
             raise ValueError(f"thresholds={np.asarray(thresholds).tolist()!r} must be {self.G} finite cluster thresholds in [0, {self.C}]")
         return np.clip(t / 3.5 - 1.0, -1.0, 1.0).astype(np.float32)
 
-    def render_index(self, i: int):
+    def render_ansi(self, i: int) -> str:
         rows = "; ".join(f"{g}: " + " ".join(f"{p:.2f}" for p in self.probs[i, j]) for j, g in enumerate(self.groups))
         return f"step {self.t[i]}/{self.horizon}: cash {self.cash[i]:.1f}; clusters {rows}"
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """Each group's distribution over the 7 credit clusters (now, and at the start as an outline) with the bank's threshold."""
+        from deploy_envs.core.rendering import PALETTE, sketch
+
+        sk = sketch(self, size=(560, 260), grid=(1, self.G), margins={"left": 0.08, "wspace": 0.2, "bottom": 0.17})
+        axes = sk.begin(f"DelayedImpactLending: step {self.t[i]}/{self.horizon}, bank cash {self.cash[i]:.1f}, "
+                        f"profit {self.totals['profit'][i]:+.1f}", fontsize=9)
+        x = np.arange(self.C)
+        colours = (PALETTE["blue"], PALETTE["red"])
+        mean = self._mean_cluster(np.array([i]))[0]
+        for j, ax in enumerate(axes):
+            ax.bar(x, self.probs[i, j], color=colours[j % 2], alpha=0.75, label="now")
+            ax.stairs(CLUSTER_PROBS[j], np.arange(self.C + 1) - 0.5, color=PALETTE["black"], lw=1, label="start")
+            tau = self.last_threshold[i, j]
+            if np.isfinite(tau):  # cluster c is lent to with probability clip(c + 1 - tau, 0, 1): the cut is at tau - 0.5
+                ax.axvline(tau - 0.5, color=PALETTE["green"], lw=2, label=f"threshold {tau:.2f}")
+            ax.set_xticks(x, [f"{c}\n{p:.2f}" for c, p in zip(x, self.success)], fontsize=6)
+            ax.set_ylim(0, 0.6)
+            ax.set_xlim(-0.6, self.C - 0.4)
+            ax.set_title(f"{self.groups[j]}: mean cluster {mean[j]:.2f} ({mean[j] - self.mean0[i, j]:+.2f})", fontsize=8)
+            ax.set_xlabel("cluster / repay probability", fontsize=7)
+            ax.legend(fontsize=6, loc="upper left")
+            ax.tick_params(labelsize=7)
+        return sk.finish()

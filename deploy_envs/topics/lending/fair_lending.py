@@ -172,6 +172,8 @@ class FairLendingCore(BatchedCore):
         self.scores = np.zeros((k, N), np.int64)
         self.member_group = np.zeros((k, N), np.int64)
         self.counts = np.zeros((k, G, B), np.int64)
+        self.counts0 = np.zeros((k, G, B), np.int64)  # the start of the episode, and the last thresholds (for the picture)
+        self.last_threshold = np.full((k, G), np.nan)
         self.score_sum = np.zeros((k, G))
         self.group_size = np.zeros((k, G))
         self.offset = np.zeros(k, np.int64)
@@ -196,6 +198,8 @@ class FairLendingCore(BatchedCore):
         flat = (np.arange(k)[:, None] * G + grp) * B + b
         cnt = np.bincount(flat.ravel(), minlength=k * G * B).reshape(k, G, B)
         self.counts[idx] = cnt
+        self.counts0[idx] = cnt
+        self.last_threshold[idx] = np.nan
         self.score_sum[idx] = cnt @ self.centers
         self.group_size[idx] = cnt.sum(2)
         self.offset[idx] = (u[:, 2 * N] * N).astype(np.int64)
@@ -222,6 +226,7 @@ class FairLendingCore(BatchedCore):
         flat = (ar[:, None] * G + g) * B + b  # (copy, group, bin) of each applicant, flattened
         if self.action_mode == "threshold":
             thresholds = _MID + _HALF * actions.astype(np.float64)
+            self.last_threshold[idx] = thresholds
             acc_table = acceptance(self.population.edges, thresholds, self.randomize)
             accepted = u[:, :n] < acc_table.ravel()[flat]
         else:
@@ -342,19 +347,36 @@ class FairLendingCore(BatchedCore):
         return self.centers[self.scores[i, win]], self.member_group[i, win]
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int):
+    def render_ansi(self, i: int) -> str:
         means = safe_rate(self.counts[i] @ self.centers, self.counts[i].sum(1))
-        if self.render_mode == "ansi":
-            groups = ", ".join(f"{g} mean {m:.1f} ({m - m0:+.1f})" for g, m, m0 in zip(self.groups, means, self.mean0[i]))
-            return f"step {self.t[i]}/{self.horizon}: profit {self.totals['profit'][i]:.0f}, loans {self.totals['loans'][i]:.0f}; {groups}"
-        # rgb_array: one row of bars per group, the score histogram of its members
-        h, B = 40, self.B
-        frame = np.full((h * self.G, B * 3, 3), 255, np.uint8)
-        colors = np.array([[31, 119, 180], [214, 39, 40], [44, 160, 44], [148, 103, 189]], np.uint8)
-        for j in range(self.G):
-            frac = self.counts[i, j] / max(1, self.counts[i, j].sum())
-            heights = np.minimum((frac / max(frac.max(), 1e-12) * (h - 2)).astype(int), h - 2)
-            for bb in np.flatnonzero(heights):
-                frame[h * (j + 1) - heights[bb] : h * (j + 1), 3 * bb : 3 * bb + 2] = colors[j % 4]
-            frame[h * (j + 1) - 1, :] = 0
-        return frame
+        groups = ", ".join(f"{g} mean {m:.1f} ({m - m0:+.1f})" for g, m, m0 in zip(self.groups, means, self.mean0[i]))
+        return f"step {self.t[i]}/{self.horizon}: profit {self.totals['profit'][i]:.0f}, loans {self.totals['loans'][i]:.0f}; {groups}"
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """Each group's FICO score distribution (now, and at the start as an outline) with the bank's threshold."""
+        from deploy_envs.core.rendering import PALETTE, sketch
+
+        sk = sketch(self, size=(600, 260), grid=(1, self.G), margins={"left": 0.06, "wspace": 0.2, "bottom": 0.17})
+        axes = sk.begin(f"FairLending: step {self.t[i]}/{self.horizon}, profit {self.totals['profit'][i]:+.0f}, "
+                        f"loans {self.totals['loans'][i]:.0f}, defaults {self.totals['defaults'][i]:.0f}", fontsize=9)
+        means = safe_rate(self.counts[i] @ self.centers, self.counts[i].sum(1))
+        starts = np.arange(0, self.B, max(1, self.B // 22))  # about 22 bands, so a small population still shows a shape
+        edges = np.append(self.population.edges[starts], self.population.edges[-1])
+        cur = np.add.reduceat(self.counts[i], starts, axis=1) / np.maximum(self.counts[i].sum(1, keepdims=True), 1)
+        first = np.add.reduceat(self.counts0[i], starts, axis=1) / np.maximum(self.counts0[i].sum(1, keepdims=True), 1)
+        colours = (PALETTE["blue"], PALETTE["red"], PALETTE["green"], PALETTE["purple"])
+        top = max(1e-12, float(cur.max()), float(first.max()))
+        for j, ax in enumerate(axes):
+            now, start = cur[j], first[j]
+            ax.stairs(now, edges, color=colours[j % 4], fill=True, alpha=0.6, label="now")
+            ax.stairs(start, edges, color=PALETTE["black"], lw=1, label="start")
+            tau = self.last_threshold[i, j]
+            if np.isfinite(tau):
+                ax.axvline(tau, color=PALETTE["green"], lw=2, label=f"threshold {tau:.0f}")
+            ax.set_xlim(edges[0], edges[-1])
+            ax.set_ylim(0, top * 1.25)
+            ax.set_title(f"{self.groups[j]}: mean {means[j]:.0f} ({means[j] - self.mean0[i, j]:+.1f})", fontsize=8)
+            ax.set_xlabel("credit score (fraction of the group)", fontsize=7)
+            ax.legend(fontsize=6, loc="upper left")
+            ax.tick_params(labelsize=7)
+        return sk.finish()

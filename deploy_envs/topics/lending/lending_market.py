@@ -413,7 +413,7 @@ class LendingMarketCore(GameCore):
         return np.minimum(100.0 * self.loan_value / self.gaming_costs / self.max_gaming, 1.0).astype(np.float32)
 
     # ------------------------------------------------------------ rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         head = f"round {self.round[i]}/{self.rounds}"
         if self.round[i] == 0:
             return f"{head}  no round played yet; mean scores " + ", ".join(f"{g} {m:.1f}" for g, m in zip(self.groups, self.mean0[i]))
@@ -423,3 +423,33 @@ class LendingMarketCore(GameCore):
         ]
         rew = ", ".join(f"{a} {r:+.3f}" for a, r in zip(self.agents, self.last_rewards[i]))
         return f"{head}  {'; '.join(parts)}  dp gap {self.last_gaps[i, 0]:.3f} eo gap {self.last_gaps[i, 1]:.3f}  rewards {rew}"
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """Per group: the true score distribution, the distribution the bank observed (after gaming) and the bank's threshold."""
+        from deploy_envs.core.rendering import PALETTE, sketch
+
+        sk = sketch(self, size=(600, 270), grid=(1, self.G), margins={"left": 0.06, "wspace": 0.2, "bottom": 0.17, "top": 0.8})
+        rew = ", ".join(f"{a.removeprefix('applicants_')} {r:+.2f}" for a, r in zip(self.agents, self.last_rewards[i]))
+        played = self.round[i] > 0
+        axes = sk.begin(f"LendingMarket: round {self.round[i]}/{self.rounds}"
+                        + (f", dp gap {self.last_gaps[i, 0]:.2f}, eo gap {self.last_gaps[i, 1]:.2f}\nrewards {rew}" if played else ": no round played yet"),
+                        fontsize=8)
+        nb = self.obs_bins
+        edges = np.linspace(SCORE_MIN, SCORE_MAX, nb + 1)
+        true = self._histogram(self.centers[self.scores[i]][None], self.member_group[i][None])[0]
+        colours = (PALETTE["blue"], PALETTE["red"], PALETTE["green"], PALETTE["purple"])
+        top = max(float(true.max()), float(self.observed_hist[i].max()), 1e-12) * 1.25
+        for j, ax in enumerate(axes):
+            ax.stairs(true[j], edges, color=colours[j % 4], fill=True, alpha=0.5, label="true scores")
+            if played:
+                ax.stairs(self.observed_hist[i, j], edges, color=PALETTE["black"], lw=1, label="seen by the bank")
+                ax.axvline(self.last_thresholds[i, j], color=PALETTE["green"], lw=2, label=f"threshold {self.last_thresholds[i, j]:.0f}")
+                ax.set_title(f"{self.groups[j]}: gaming {self.last_gaming[i, j] * self.max_gaming:.0f} pts, lent {self.last_selection[i, j]:.2f}", fontsize=8)
+            else:
+                ax.set_title(self.groups[j], fontsize=8)
+            ax.set_xlim(SCORE_MIN, SCORE_MAX)
+            ax.set_ylim(0, top)
+            ax.set_xlabel("credit score", fontsize=7)
+            ax.legend(fontsize=6, loc="upper left")
+            ax.tick_params(labelsize=7)
+        return sk.finish()

@@ -208,6 +208,8 @@ class MembershipCore(BatchedCore):
         self.members = np.zeros((n, self.rounds), bool)
         self.metrics = {k: np.zeros(n) for k in ("accuracy", "advantage", "tpr_at_1_fpr", "tpr", "fpr")}
         self.clients = [f"copy-{i}" for i in range(n)]
+        self.last_answer = np.zeros((n, K), np.float32)  # the API's answer on the current candidate (for the picture)
+        self.last_label = np.zeros(n, np.int64)
 
     # ------------------------------------------------------------ helpers
     def _draw(self, idx: np.ndarray) -> np.ndarray:
@@ -228,6 +230,8 @@ class MembershipCore(BatchedCore):
         ans = self.api.query_many(x[:, None], [self.clients[i] for i in idx], [self.rngs[i] for i in idx])
         obs = np.zeros((b, self.obs_dim), np.float32)
         obs[:, self.obs_slices["answer"]] = ans.outputs[:, 0]
+        self.last_answer[idx] = ans.outputs[:, 0]
+        self.last_label[idx] = y
         obs[np.arange(b), self.K + y] = 1.0
         obs[:, self.obs_slices["rounds_left"]] = ((self.rounds - self.t[idx]) / self.rounds)[:, None]
         np.clip(obs, 0.0, 1.0, out=obs)
@@ -274,12 +278,46 @@ class MembershipCore(BatchedCore):
             obs[go] = self._draw(idx[go])
         return obs, reward, terminated, np.zeros(b, bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         m = self.metrics
         return (
             f"victim {self.victim_name} ({self.output}, defense {self.defense}): guess {self.t[i]}/{self.rounds} "
             f"accuracy {m['accuracy'][i]:.3f} advantage {m['advantage'][i]:+.3f} TPR@1%FPR {m['tpr_at_1_fpr'][i]:.3f}"
         )
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The candidate and the API's answer on it (query and answer), and the attacker's scores so far, members against non-members."""
+        from deploy_envs.core.rendering import PALETTE, image_of, no_ticks, sketch
+
+        sk = sketch(self, size=(600, 240), grid=(1, 3), width_ratios=(0.8, 1, 1.5), margins={"left": 0.03, "wspace": 0.3, "bottom": 0.17, "top": 0.76})
+        m = self.metrics
+        ax_x, ax_a, ax_s = sk.begin(f"MembershipInference: victim {self.victim_name} ({self.output}, defense {self.defense}), guess {self.t[i]}/{self.rounds}\n"
+                                    f"accuracy {m['accuracy'][i]:.2f}, advantage {m['advantage'][i]:+.2f}, TPR@1%FPR {m['tpr_at_1_fpr'][i]:.2f}", fontsize=8)
+        member = bool(self.cand_member[i])
+        k = int(self.cand_index[i])
+        xs = self._x[member]
+        x = xs[min(k, len(xs) - 1)]
+        ax_x.imshow(image_of(x), cmap="gray", vmin=0, vmax=1)
+        ax_x.set_title(f"candidate, label {self.last_label[i]}\n(hidden: {'member' if member else 'non-member'})", fontsize=7)
+        no_ticks(ax_x)
+        ax_a.bar(np.arange(self.K), self.last_answer[i], color=[PALETTE["orange"] if c == self.last_label[i] else PALETTE["blue"] for c in range(self.K)])
+        ax_a.set_ylim(0, 1)
+        ax_a.set_xticks(np.arange(self.K))
+        ax_a.set_title("API answer", fontsize=8)
+        t = int(self.t[i])
+        sc, mem = self.scores[i, :t], self.members[i, :t]
+        bins = np.linspace(-1, 1, 21)
+        for sel, name, colour in ((mem, "members", PALETTE["red"]), (~mem, "non-members", PALETTE["blue"])):
+            counts, _ = np.histogram(sc[sel], bins)
+            ax_s.stairs(counts, bins, color=colour, label=f"{name} ({int(sel.sum())})", fill=False, linewidth=1.5)
+        ax_s.axvline(0.0, color=PALETTE["black"], ls="--", lw=1)
+        ax_s.set_xlim(-1, 1)
+        ax_s.set_xlabel("attacker's score (> 0: member)", fontsize=7)
+        ax_s.set_title("scores so far", fontsize=8)
+        ax_s.legend(fontsize=6, loc="upper left")
+        for ax in (ax_a, ax_s):
+            ax.tick_params(labelsize=7)
+        return sk.finish()
 
 
 # ------------------------------------------------------------ pooled scores

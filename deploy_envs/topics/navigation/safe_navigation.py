@@ -363,7 +363,8 @@ class SafeNavigationCore(BatchedCore):
         return obs
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int) -> Any:
-        if self.render_mode == "ansi":
-            return render_ansi(self, i)
+    def render_rgb(self, i: int) -> np.ndarray:
         return render_arena(self, i)
+
+    def render_ansi(self, i: int) -> str:
+        return render_ansi(self, i)

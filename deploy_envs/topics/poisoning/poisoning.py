@@ -400,7 +400,7 @@ class PoisoningCore(BatchedCore):
             info["target_label"] = self.target[idx].copy()
         return info
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         text = (
             f"{self.victim_kind} victim, sanitizer {self.sanitizer_kind}: injected {self.injected[i]}/{self.budget_points}, "
             f"removed {self.removed[i]}, test error {self.test_error[i]:.3f} (clean {self.clean_test_error:.3f})"
@@ -408,3 +408,56 @@ class PoisoningCore(BatchedCore):
         if self.targeted:
             text += f", targets -> {self.target[i]}: {self.targeted_success[i]:.2f}"
         return text
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The poison points among the clean training data (a fixed 2-D PCA view) and the victim's error."""
+        return render_poisoning(self, i, "Poisoning")
+
+
+def _pca_view(core: PoisoningCore):
+    """A fixed 2-D view of the training data: the top two principal axes and a sample of 400 points (computed once per core)."""
+    from deploy_envs.core.rendering import _CACHE
+
+    store = _CACHE.setdefault(core, {})
+    if "pca" not in store:
+        x = core.x_train
+        mean = x.mean(0)
+        xc = (x - mean).astype(np.float64)
+        _, vecs = np.linalg.eigh(xc.T @ xc)  # the d x d covariance: cheaper than an SVD of the data
+        axes = vecs[:, ::-1][:, :2]
+        pick = np.random.default_rng(0).choice(len(x), size=min(400, len(x)), replace=False)  # a fixed sample; not the env's rng
+        store["pca"] = (mean, axes, (x[pick] - mean) @ axes, core.y_train[pick])
+    return store["pca"]
+
+
+def render_poisoning(core: PoisoningCore, i: int, name: str, extra: str = "", sanitizer: str | None = None) -> np.ndarray:
+    """Copy ``i``'s injected points (kept: red, removed by the sanitizer: grey) over the clean data, and the victim's error."""
+    from deploy_envs.core.rendering import PALETTE, sketch
+
+    sk = sketch(core, "poisoning", size=(560, 290), grid=(1, 2), width_ratios=(1.7, 1), margins={"left": 0.05, "wspace": 0.3, "top": 0.8})
+    ax, ax_b = sk.begin(f"{name}: {core.victim_kind} victim, sanitizer {sanitizer or core.sanitizer_kind}: injected {core.injected[i]}/{core.budget_points}, "
+                        f"removed {core.removed[i]}{extra}", fontsize=8)
+    mean, axes, clean2d, labels = _pca_view(core)
+    ax.scatter(clean2d[:, 0], clean2d[:, 1], c=labels, cmap="tab10", vmin=0, vmax=9, s=6, alpha=0.35, linewidths=0)
+    xe = core.xe[i].detach().cpu().numpy()
+    we = core.we[i].detach().cpu().numpy()
+    used = (np.abs(xe).sum(1) > 0) | (we > 0)
+    if used.any():
+        pts = (xe[used] - mean) @ axes
+        kept = we[used] > 0
+        ax.scatter(pts[kept, 0], pts[kept, 1], marker="x", s=30, color=PALETTE["red"], label="poison kept")
+        ax.scatter(pts[~kept, 0], pts[~kept, 1], marker="x", s=30, color=PALETTE["grey"], label="poison removed")
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("training data (PCA), coloured by class", fontsize=8)
+    ax.tick_params(labelsize=7)
+    if core.targeted:
+        ax_b.bar([0], [core.targeted_success[i]], color=PALETTE["red"])
+        ax_b.set_xticks([0], [f"targets -> {core.target[i]}"], fontsize=7)
+        ax_b.set_title("targeted success", fontsize=8)
+    else:
+        ax_b.bar([0, 1], [core.clean_test_error, core.test_error[i]], color=[PALETTE["grey"], PALETTE["red"]])
+        ax_b.set_xticks([0, 1], ["clean victim", "poisoned victim"], fontsize=7)
+        ax_b.set_title("test error", fontsize=8)
+    ax_b.set_ylim(0, 1)
+    ax_b.tick_params(labelsize=7)
+    return sk.finish()

@@ -218,9 +218,19 @@ class PoisoningSanitizerCore(GameCore):
         idx = np.asarray(idx, dtype=np.int64)
         return np.concatenate([self.poisoning._observe(idx), self._observe_sanitizer(idx)], 1)
 
-    def render_index(self, i: int) -> str:
-        text = self.poisoning.render_index(i)
+    def render_ansi(self, i: int) -> str:
+        text = self.poisoning.render_ansi(i)
         if self.prev_filter[i] >= 0:
             text += (f"; last round: filter {SANITIZERS[self.prev_filter[i]]} strength {self.prev_strength[i]} "
                      f"discarded {self.last_removed[i]:.0%} of the incoming points")
         return text
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The poisoning picture (poison points, kept or discarded, over the clean data; the victim's error) with the sanitizer's last filter."""
+        from deploy_envs.topics.poisoning.poisoning import render_poisoning
+
+        extra, chosen = "", "not chosen yet"
+        if self.prev_filter[i] >= 0:
+            chosen = f"{SANITIZERS[self.prev_filter[i]]} (strength {self.prev_strength[i]})"
+            extra = f"\nround {self.rounds_done[i]}: the sanitizer discarded {self.last_removed[i]:.0%} of the incoming points"
+        return render_poisoning(self.poisoning, i, "PoisoningSanitizer", extra, sanitizer=chosen)

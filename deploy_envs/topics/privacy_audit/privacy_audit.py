@@ -171,6 +171,7 @@ class PrivacyAuditCore(BatchedCore):
         self.last = np.zeros((n, self.single_observation_space.shape[0] - 2), np.float32)
         self.stats = {k: np.zeros(n) for k in ("eps_lb", "tpr", "fpr", "tp", "fp", "accuracy")}
         self.last_scores = np.zeros((n, self.runs))
+        self.last_threshold = np.full(n, np.nan)  # the last round's threshold (for the picture)
 
     # ------------------------------------------------------------ helpers
     def decode(self, actions: np.ndarray) -> tuple[Canary, np.ndarray]:
@@ -208,6 +209,7 @@ class PrivacyAuditCore(BatchedCore):
         for v in self.stats.values():
             v[idx] = 0.0
         self.last_scores[idx] = 0.0
+        self.last_threshold[idx] = np.nan
         return self._obs(idx), self._info(idx)
 
     # --------------------------------------------------------------- step
@@ -227,6 +229,7 @@ class PrivacyAuditCore(BatchedCore):
         eps_lb = epsilon_lower_bound(tp, fp, h, h, self.cfg.delta, self.confidence)
         self.round[idx] += 1
         self.last_scores[idx] = scores
+        self.last_threshold[idx] = threshold
         q = np.asarray(QUANTILES)
         self.last[idx] = np.concatenate([
             np.quantile(scores[:, :h], q, axis=1).T, np.quantile(scores[:, h:], q, axis=1).T,
@@ -237,8 +240,47 @@ class PrivacyAuditCore(BatchedCore):
         terminated = self.round[idx] >= self.rounds
         return self._obs(idx), eps_lb.astype(np.float64), terminated, np.zeros(b, bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         s = self.stats
         return (f"DP-SGD (sigma {self.cfg.noise_multiplier}, clip {self.cfg.max_grad_norm}{', CLIPPING BUG' if self.cfg.clipping_bug else ''}) "
                 f"claims eps {self.claimed_epsilon:.2f}; round {self.round[i]}/{self.rounds}: TPR {s['tpr'][i]:.2f} "
                 f"FPR {s['fpr'][i]:.2f} -> eps_lb {s['eps_lb'][i]:.2f} ({self.confidence:.0%} Clopper-Pearson)")
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The last round's canary scores, runs with the canary against runs without, the threshold, and the bound it gives."""
+        from deploy_envs.core.rendering import sketch
+
+        sk = sketch(self, size=(560, 260), grid=(1, 2), width_ratios=(1.7, 1), margins={"left": 0.07, "wspace": 0.3, "bottom": 0.17})
+        s = self.stats
+        bug = ", CLIPPING BUG" if self.cfg.clipping_bug else ""
+        ax_h, ax_b = sk.begin(f"PrivacyAudit: DP-SGD (sigma {self.cfg.noise_multiplier}, clip {self.cfg.max_grad_norm}{bug}), "
+                              f"round {self.round[i]}/{self.rounds}: TPR {s['tpr'][i]:.2f}, FPR {s['fpr'][i]:.2f}", fontsize=8)
+        draw_audit(ax_h, ax_b, self.last_scores[i], self.last_threshold[i], s["eps_lb"][i], self.claimed_epsilon, self.confidence, self.round[i] > 0)
+        return sk.finish()
+
+
+def draw_audit(ax_h, ax_b, scores: np.ndarray, threshold: float, eps_lb: float, claimed: float, confidence: float, played: bool) -> None:
+    """An audit round on two axes: the canary scores of the runs with the canary (first half of ``scores``) and without
+    (second half) with the threshold; and the epsilon lower bound against the claimed epsilon."""
+    from deploy_envs.core.rendering import PALETTE
+
+    h = len(scores) // 2
+    if played:
+        ends = [scores.min(), scores.max()] + ([threshold] if np.isfinite(threshold) else [])
+        lo, hi = float(min(ends)), float(max(ends))
+        bins = np.linspace(lo, hi + 1e-9 if hi > lo else lo + 1.0, 16)
+        for part, name, colour in ((scores[:h], "with canary", PALETTE["red"]), (scores[h:], "without", PALETTE["blue"])):
+            counts, _ = np.histogram(part, bins)
+            ax_h.stairs(counts, bins, color=colour, label=f"{name} ({h} runs)", lw=1.5)
+        if np.isfinite(threshold):
+            ax_h.axvline(threshold, color=PALETTE["green"], lw=2, label=f"threshold {threshold:.2f}")
+        ax_h.legend(fontsize=6, loc="upper left")
+    else:
+        ax_h.text(0.5, 0.5, "no round yet", ha="center", va="center", transform=ax_h.transAxes, fontsize=9)
+    ax_h.set_xlabel("canary score", fontsize=8)
+    ax_h.set_title("scores of the last round's runs", fontsize=8)
+    ax_b.bar([0, 1], [eps_lb, claimed], color=[PALETTE["red"] if eps_lb > claimed else PALETTE["orange"], PALETTE["grey"]])
+    ax_b.set_xticks([0, 1], [f"lower bound\n({confidence:.0%})", "claimed"], fontsize=7)
+    ax_b.set_title("epsilon", fontsize=8)
+    for ax in (ax_h, ax_b):
+        ax.tick_params(labelsize=7)

@@ -141,6 +141,8 @@ class PrivacyGameCore(GameCore):
         self.audit_obs = np.zeros((n, auditor_space.shape[0] - 2), np.float32)
         self.stats = {k: np.zeros(n) for k in ("eps_lb", "claimed_epsilon", "accuracy", "tpr", "fpr", "noise_multiplier", "max_grad_norm")}
         self._eps_cache: dict[float, float] = {}
+        self.last_scores = np.zeros((n, self.runs))  # the last round's canary scores and threshold (for the picture)
+        self.last_threshold = np.full(n, np.nan)
 
     # ------------------------------------------------------------ helpers
     def recipe(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +189,8 @@ class PrivacyGameCore(GameCore):
         self.audit_obs[idx] = 0.0
         for v in self.stats.values():
             v[idx] = 0.0
+        self.last_scores[idx] = 0.0
+        self.last_threshold[idx] = np.nan
         return self._observe(idx), self._info(idx)
 
     # --------------------------------------------------------------- step
@@ -211,6 +215,7 @@ class PrivacyGameCore(GameCore):
         acc = accuracy(theta, self.data["x_test"], self.data["y_test"]).numpy().reshape(b, R).mean(1)
         guess = scores > threshold[:, None]
         tp, fp = guess[:, :h].sum(1), guess[:, h:].sum(1)
+        self.last_scores[idx], self.last_threshold[idx] = scores, threshold
         eps_lb = epsilon_lower_bound(tp, fp, h, h, self.cfg.delta, self.confidence)
         claimed = np.array([self.claimed(s) for s in sigma])
         q = np.asarray(QUANTILES)
@@ -225,8 +230,23 @@ class PrivacyGameCore(GameCore):
         terminated = self.round[idx] >= self.rounds
         return self._observe(idx), rewards, terminated, np.zeros(b, bool), self._info(idx)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         s = self.stats
         return (f"round {self.round[i]}/{self.rounds}: sigma {s['noise_multiplier'][i]:.2f} clip {s['max_grad_norm'][i]:.2f} "
                 f"(claims eps {s['claimed_epsilon'][i]:.2f}) accuracy {s['accuracy'][i]:.3f}; audit TPR {s['tpr'][i]:.2f} "
                 f"FPR {s['fpr'][i]:.2f} -> eps_lb {s['eps_lb'][i]:.2f}")
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The trainer's recipe and the auditor's last round: canary scores with and without the canary, the threshold,
+        and the epsilon lower bound against the recipe's claim."""
+        from deploy_envs.core.rendering import sketch
+        from deploy_envs.topics.privacy_audit.privacy_audit import draw_audit
+
+        sk = sketch(self, size=(560, 270), grid=(1, 2), width_ratios=(1.7, 1), margins={"left": 0.07, "wspace": 0.3, "bottom": 0.17, "top": 0.8})
+        s = self.stats
+        played = self.round[i] > 0
+        recipe = (f"trainer: sigma {s['noise_multiplier'][i]:.2f}, clip {s['max_grad_norm'][i]:.2f}, accuracy {s['accuracy'][i]:.3f}"
+                  if played else "no round played yet")
+        ax_h, ax_b = sk.begin(f"PrivacyGame: round {self.round[i]}/{self.rounds}\n{recipe}; auditor TPR {s['tpr'][i]:.2f}, FPR {s['fpr'][i]:.2f}", fontsize=8)
+        draw_audit(ax_h, ax_b, self.last_scores[i], self.last_threshold[i], s["eps_lb"][i], s["claimed_epsilon"][i], self.confidence, played)
+        return sk.finish()

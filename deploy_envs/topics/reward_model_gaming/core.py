@@ -108,6 +108,8 @@ class RewardModelGamingCore(BatchedCore):
         self.z = np.zeros((n, K, FEATURES))
         self.proxy = np.zeros((n, K))
         self.gold = np.zeros((n, K))
+        self.last_p = np.full((n, K), 1.0 / K)  # the last policy and its sampled response (for the pictures)
+        self.last_choice = np.full(n, -1, np.int64)
 
     def _observe(self, idx: np.ndarray) -> np.ndarray:
         z = np.clip(self.z[idx], -FEATURE_BOUND, FEATURE_BOUND).reshape(len(idx), -1)
@@ -119,6 +121,8 @@ class RewardModelGamingCore(BatchedCore):
             self.z[i] = self.rngs[i].standard_normal((self.K, FEATURES))
         self.proxy[idx] = self.reward_model(self.z[idx])
         self.gold[idx] = gold_reward(self.z[idx])
+        self.last_p[idx] = 1.0 / self.K
+        self.last_choice[idx] = -1
         return self._observe(idx), {}
 
     def step_indices(self, idx, actions):
@@ -128,6 +132,8 @@ class RewardModelGamingCore(BatchedCore):
         choice = np.minimum((np.cumsum(p, 1) < u[:, None]).sum(1), self.K - 1)
         kl = (p * (logp - self.ref_logp)).sum(1)
         rows = np.arange(len(idx))
+        self.last_p[idx] = p
+        self.last_choice[idx] = choice
         proxy, gold = self.proxy[idx][rows, choice], self.gold[idx][rows, choice]
         info = {
             "proxy": proxy,
@@ -146,3 +152,32 @@ class RewardModelGamingCore(BatchedCore):
     def proxy_scores(self, idx: np.ndarray) -> np.ndarray:
         """The proxy reward model's scores of copies ``idx``'s candidates (``(k, K)``)."""
         return self.proxy[idx].copy()
+
+    # ------------------------------------------------------------- rendering
+    def _summary(self, i: int) -> str:
+        p = self.last_p[i]
+        kl = float((p * (np.log(np.maximum(p, 1e-300)) - self.ref_logp)).sum())
+        return (f"KL {kl:.2f} nats, expected proxy {float(p @ self.proxy[i]):+.2f}, "
+                f"expected gold {float(p @ self.gold[i]):+.2f} (best gold {self.gold[i].max():+.2f})")
+
+    def render_ansi(self, i: int) -> str:
+        c = int(self.last_choice[i])
+        chosen = "no response yet" if c < 0 else f"response {c}: proxy {self.proxy[i, c]:+.2f}, gold {self.gold[i, c]:+.2f}"
+        return f"{self.K} candidates; {chosen}; policy {self._summary(i)}"
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The prompt's candidates by proxy (seen) and gold (hidden) reward, sized by the policy's probability; the response ringed."""
+        from deploy_envs.core.rendering import PALETTE, sketch
+
+        sk = sketch(self, size=(480, 320), margins={"left": 0.12, "bottom": 0.13, "top": 0.86})
+        (ax,) = sk.begin(f"RewardModelGaming: {self.K} candidates\npolicy {self._summary(i)}", fontsize=8)
+        p = self.last_p[i]
+        ax.scatter(self.proxy[i], self.gold[i], s=4 + 400 * p / max(p.max(), 1e-12), c=p, cmap="viridis", alpha=0.8, linewidths=0)
+        c = int(self.last_choice[i])
+        if c >= 0:
+            ax.scatter([self.proxy[i, c]], [self.gold[i, c]], s=160, facecolors="none", edgecolors=PALETTE["red"], linewidths=2, label="response")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlabel("proxy reward (what the agent is paid)", fontsize=8)
+        ax.set_ylabel("gold reward (hidden)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        return sk.finish()

@@ -224,6 +224,8 @@ class TrainingControlCore(BatchedCore):
         self.grad_norm = np.zeros(N, np.float64)
         self.last_action = np.zeros((N, 3), np.float32)
         self.applied = np.zeros((N, 3), np.float64)  # lr, batch size, weight decay
+        # the episode so far, chunk by chunk (for the picture): the six metrics, then lr, batch size, weight decay
+        self.history = np.full((N, self.horizon + 1, 9), np.nan, np.float64)
 
     def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """``W1, b1, W2, b2`` of the copies in ``flat`` (views sharing its storage)."""
@@ -303,6 +305,8 @@ class TrainingControlCore(BatchedCore):
         self.applied[idx] = 0.0
         m, _ = self._evaluate(idx)
         self.metrics[idx] = m
+        self.history[idx] = np.nan
+        self.history[idx, 0, :6] = m
         self.best_val[idx] = m[:, 3]
         self.best_val_test[idx] = m[:, 5]
         self._update_fit(idx)
@@ -334,6 +338,7 @@ class TrainingControlCore(BatchedCore):
         prev_val = self.metrics[idx, 3].copy()
         m, diverged = self._evaluate(idx)
         self.metrics[idx] = m
+        self.history[idx, np.minimum(self.t[idx], self.horizon)] = np.concatenate([m, self.applied[idx]], 1)
         better = m[:, 3] > self.best_val[idx]
         self.best_val[idx] = np.where(better, m[:, 3], self.best_val[idx])
         self.best_val_test[idx] = np.where(better, m[:, 5], self.best_val_test[idx])
@@ -439,10 +444,40 @@ class TrainingControlCore(BatchedCore):
         }
 
     # ------------------------------------------------------------- rendering
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         m = self.metrics[i]
         lr, bs, wd = self.applied[i]
         return (
             f"chunk {self.t[i]}/{self.horizon} ({self.sgd_steps[i]} SGD steps) lr={lr:.3g} batch={int(bs)} wd={wd:.2g}: "
             f"train loss {m[0]:.3f} acc {m[1]:.3f} | val loss {m[2]:.3f} acc {m[3]:.3f} | (hidden: test acc {m[5]:.3f})"
         )
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """Training curves of the episode so far: losses, accuracies (the hidden test accuracy dotted) and the learning rate chosen."""
+        from deploy_envs.core.rendering import PALETTE, sketch
+
+        sk = sketch(self, size=(560, 280), grid=(1, 3), margins={"left": 0.07, "wspace": 0.45, "bottom": 0.17})
+        lr, bs, wd = self.applied[i]
+        ax_loss, ax_acc, ax_lr = sk.begin(f"TrainingControl: chunk {self.t[i]}/{self.horizon} ({self.sgd_steps[i]} SGD steps), "
+                                          f"now lr {lr:.3g}, batch {int(bs)}, wd {wd:.2g}")
+        h = self.history[i, : self.t[i] + 1]
+        x = np.arange(len(h))
+        ax_loss.plot(x, h[:, 0], color=PALETTE["blue"], marker=".", label="train")
+        ax_loss.plot(x, h[:, 2], color=PALETTE["orange"], marker=".", label="val")
+        ax_loss.set_title("loss", fontsize=9)
+        ax_acc.plot(x, h[:, 1], color=PALETTE["blue"], marker=".", label="train")
+        ax_acc.plot(x, h[:, 3], color=PALETTE["orange"], marker=".", label="val")
+        ax_acc.plot(x, h[:, 5], color=PALETTE["grey"], ls=":", label="test (hidden)")
+        ax_acc.set_ylim(0, 1.02)
+        ax_acc.set_title("accuracy", fontsize=9)
+        ax_acc.legend(fontsize=6, loc="lower right")
+        ax_loss.legend(fontsize=6, loc="upper right")
+        ax_lr.step(x[1:], np.log10(h[1:, 6]), where="post", color=PALETTE["green"])  # log10 on a linear axis: a log axis costs ~100 ms of ticks
+        lo, hi = np.log10(self.lr_range)
+        ax_lr.set_ylim(lo - 0.1, hi + 0.1)
+        ax_lr.set_title("log10 learning rate", fontsize=9)
+        for ax in (ax_loss, ax_acc, ax_lr):
+            ax.set_xlim(0, self.horizon)
+            ax.set_xlabel("chunk", fontsize=8)
+            ax.tick_params(labelsize=7)
+        return sk.finish()

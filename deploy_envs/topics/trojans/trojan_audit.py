@@ -180,6 +180,10 @@ class TrojanAuditCore(GameCore):
         self.planted = np.zeros(n, bool)
         self.target = np.full(n, -1, np.int64)
         self.mask = np.zeros((n, self.H, self.W), np.float32)
+        # for the picture: the planted trigger's pattern and the auditor's last probed trigger
+        self.planted_pattern = np.zeros((n, self.H, self.W), np.float32)
+        self.probe_mask = np.zeros((n, self.H, self.W), np.float32)
+        self.probe_pattern = np.zeros((n, self.H, self.W), np.float32)
         self.acc = np.zeros(n, np.float64)
         self.asr = np.zeros(n, np.float64)
         self.violation = np.zeros(n, bool)
@@ -273,6 +277,7 @@ class TrojanAuditCore(GameCore):
         self.planted[idx] = ins
         self.target[idx] = np.where(ins, dec["target"], -1)
         self.mask[idx] = np.where(ins[:, None, None], (dec["mask"] > 0).astype(np.float32), 0.0)
+        self.planted_pattern[idx] = np.where(ins[:, None, None], dec["pattern"] * dec["mask"], 0.0)
         self.acc[idx] = acc
         self.asr[idx] = np.where(ins, asr, 0.0)
         self.violation[idx] = ins & ((self.clean_reference - acc > self.max_accuracy_drop) | (asr < self.min_attack_success))
@@ -288,6 +293,7 @@ class TrojanAuditCore(GameCore):
         self.planted[idx] = False
         self.target[idx] = -1
         self.mask[idx] = 0.0
+        self.planted_pattern[idx] = self.probe_mask[idx] = self.probe_pattern[idx] = 0.0
         self.acc[idx] = self.asr[idx] = 0.0
         self.violation[idx] = False
         for arr in (self.clean_scores, self.probe_scores, self.flip):
@@ -334,6 +340,7 @@ class TrojanAuditCore(GameCore):
                 before = self.clean_pred[pi][..., None] != np.arange(self.K)
                 self.flip[pi] = ((new & before).sum(1) / np.maximum(before.sum(1), 1)).astype(np.float32)
                 self.mask_size[pi] = mask[probe].reshape(len(probe), -1).mean(1)
+                self.probe_mask[pi], self.probe_pattern[pi] = mask[probe], pattern[probe]
                 self.queries[pi] += 1
             fin = declare | (self.queries[ai] >= self.max_queries)
             end[audit] = fin
@@ -392,6 +399,33 @@ class TrojanAuditCore(GameCore):
         obs = self._observe(idx)
         return np.concatenate([obs["designer"], obs["auditor"]], 1)
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         head = "design step" if self.phase[i] == 1 else f"audit: queries {self.queries[i]}/{self.max_queries}"
         return f"{head}  clean acc {self.acc[i]:.3f}  attack success {self.asr[i]:.3f}  {self.last_text[i]}"
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The designer's planted trigger (hidden from the auditor), the auditor's last probed trigger stamped on a probe
+        input, and the flip rate per class it caused."""
+        from deploy_envs.core.rendering import PALETTE, no_ticks, sketch
+
+        sk = sketch(self, size=(600, 230), grid=(1, 4), width_ratios=(1, 1, 1, 1.8), margins={"left": 0.02, "right": 0.98, "bottom": 0.13, "top": 0.72, "wspace": 0.3})
+        head = "design step next" if self.phase[i] == 1 else f"audit: probe {self.queries[i]}/{self.max_queries}"
+        planted = f"planted -> {self.target[i]}" if self.planted[i] else "clean model"
+        ax_t, ax_m, ax_x, ax_f = sk.begin(f"TrojanAudit: {head}; clean acc {self.acc[i]:.2f}, attack success {self.asr[i]:.2f}\n{self.last_text[i]}", fontsize=8)
+        ax_t.imshow(self.planted_pattern[i], cmap="gray", vmin=0, vmax=1)
+        ax_t.set_title(f"designer: {planted}\n(hidden)", fontsize=7)
+        m, p = self.probe_mask[i], self.probe_pattern[i]
+        x = self.probe_x[0].numpy().reshape(self.H, self.W)
+        ax_m.imshow(m, cmap="gray", vmin=0, vmax=1)
+        ax_m.set_title(f"probe mask ({self.mask_size[i]:.0%})", fontsize=7)
+        ax_x.imshow((1 - m) * x + m * p, cmap="gray", vmin=0, vmax=1)
+        ax_x.set_title("stamped probe", fontsize=7)
+        no_ticks(ax_t, ax_m, ax_x)
+        K = np.arange(self.K)
+        top = int(self.flip[i].argmax())
+        ax_f.bar(K, self.flip[i], color=[PALETTE["red"] if k == top and self.flip[i, k] > 0 else PALETTE["blue"] for k in K])
+        ax_f.set_ylim(0, 1)
+        ax_f.set_xticks(K)
+        ax_f.set_title("flip rate to each class", fontsize=8)
+        ax_f.tick_params(labelsize=7)
+        return sk.finish()

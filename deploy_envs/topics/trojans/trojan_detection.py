@@ -217,6 +217,8 @@ class TrojanDetectionCore(BatchedCore):
         self.probe_scores = np.zeros((n, K), np.float32)
         self.flip = np.zeros((n, K), np.float32)
         self.mask_size = np.zeros(n, np.float32)
+        self.last_mask = np.zeros((n, self.H, self.W), np.float32)  # the last probed trigger (for the picture)
+        self.last_pattern = np.zeros((n, self.H, self.W), np.float32)
         self.last_decl: dict[int, str] = {}
 
     # ---------------------------------------------------------- helpers
@@ -293,6 +295,8 @@ class TrojanDetectionCore(BatchedCore):
         self.probe_scores[idx] = self.clean_scores[idx]
         self.flip[idx] = 0.0
         self.mask_size[idx] = 0.0
+        self.last_mask[idx] = 0.0
+        self.last_pattern[idx] = 0.0
         self.queries[idx] = 0
         for i in idx:
             self.last_decl.pop(int(i), None)
@@ -362,6 +366,8 @@ class TrojanDetectionCore(BatchedCore):
             not_before = self.clean_pred[pi][..., None] != np.arange(self.K)
             self.flip[pi] = ((onehot_new & not_before).sum(1) / np.maximum(not_before.sum(1), 1)).astype(np.float32)
             self.mask_size[pi] = dec["mask"][rows].reshape(len(rows), -1).mean(1)
+            self.last_mask[pi] = dec["mask"][rows]
+            self.last_pattern[pi] = dec["pattern"][rows]
             self.queries[pi] += 1
             reward[rows] -= self.query_cost
         end = dec["declare"] | (self.queries[idx] >= self.max_queries)
@@ -399,8 +405,34 @@ class TrojanDetectionCore(BatchedCore):
         np.clip(obs, 0.0, 1.0, out=obs)
         return obs
 
-    def render_index(self, i: int) -> str:
+    def render_ansi(self, i: int) -> str:
         top = int(self.flip[i].argmax())
         line = (f"queries {self.queries[i]}/{self.max_queries}  last probe: mask size {self.mask_size[i]:.2f}, "
                 f"max flip rate {self.flip[i, top]:.2f} to class {top}")
         return line + ("  " + self.last_decl[i] if i in self.last_decl else "")
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The last probed trigger (mask, pattern, stamped on a probe input) and what it did: flip rate per class."""
+        from deploy_envs.core.rendering import PALETTE, no_ticks, sketch
+
+        sk = sketch(self, size=(560, 220), grid=(1, 4), width_ratios=(1, 1, 1, 1.8), margins={"left": 0.02, "right": 0.98, "bottom": 0.15, "top": 0.76, "wspace": 0.25})
+        decl = self.last_decl.get(i, "")
+        title = f"TrojanDetection: model {self.model[i]}, probe {self.queries[i]}/{self.max_queries}"
+        ax_m, ax_p, ax_x, ax_f = sk.begin(title + (f"\n{decl}" if decl else ""), fontsize=8)
+        m, p = self.last_mask[i], self.last_pattern[i]
+        x = self.probe_x[0].numpy().reshape(self.H, self.W)
+        ax_m.imshow(m, cmap="gray", vmin=0, vmax=1)
+        ax_m.set_title(f"mask ({self.mask_size[i]:.0%})", fontsize=8)
+        ax_p.imshow(p, cmap="gray", vmin=0, vmax=1)
+        ax_p.set_title("pattern", fontsize=8)
+        ax_x.imshow((1 - m) * x + m * p, cmap="gray", vmin=0, vmax=1)
+        ax_x.set_title("stamped probe", fontsize=8)
+        no_ticks(ax_m, ax_p, ax_x)
+        K = np.arange(self.K)
+        top = int(self.flip[i].argmax())
+        ax_f.bar(K, self.flip[i], color=[PALETTE["red"] if k == top and self.flip[i, k] > 0 else PALETTE["blue"] for k in K])
+        ax_f.set_ylim(0, 1)
+        ax_f.set_xticks(K)
+        ax_f.set_title("flip rate to each class", fontsize=8)
+        ax_f.tick_params(labelsize=7)
+        return sk.finish()
