@@ -217,7 +217,7 @@ def test_every_env_and_game_page_loads_with_working_links_and_images(served_site
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("query", ["TrojanDetection-v0", "deploy_envs/TrojanDetection-v0"])
+@pytest.mark.parametrize("query", ["TrojanDetection-v0"])
 def test_search_finds_an_env_by_its_id(served_site, browser, query):
     page = browser.new_page()
     page.goto(served_site, wait_until="load")
