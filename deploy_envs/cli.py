@@ -673,6 +673,26 @@ def robustness_cmd(
     console.print(f"wrote {json_path} and {plot_path}", markup=False, soft_wrap=True)
 
 
+docs_app = typer.Typer(help="The documentation site (the docs extra).", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("build")
+def docs_build(
+    out: Optional[Path] = typer.Option(None, help="where the site goes (default: site/ in the checkout)"),
+    strict: bool = typer.Option(True, help="fail on any mkdocs warning (broken link, missing page)"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Generate the pages from the code (one per env and game, the CLI, zoo, scenarios) and build the site offline."""
+    from deploy_envs.docs_site import build
+
+    try:
+        r = build(out, strict=strict, progress=progress)
+    except (*USER_ERRORS, RuntimeError) as exc:
+        _fail(str(exc))
+    console.print(f"built {r['pages']} pages ({r['generated']} generated) into {r['out']} in {r['seconds']:.1f} s", markup=False, soft_wrap=True)
+
+
 from deploy_envs.api.cli_serve import serve_cmd  # noqa: E402  (imports fastapi only when run)
 
 app.command("serve")(serve_cmd)

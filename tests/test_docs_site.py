@@ -1,0 +1,249 @@
+"""The documentation site: generated from the code, built strictly, and checked in a real browser.
+
+The browser tests (marker ``browser``; select them with ``-m browser``) build the site once
+with ``deploy-envs docs build``, serve it on loopback and open it in headless Chromium through
+Playwright: every env and game page loads with no broken internal link and no missing image,
+the search finds an env by its id, and a screenshot of an env page is not blank. They are
+skipped only where no Chromium is installed (CI installs one and sets
+``DEPLOY_ENVS_REQUIRE_BROWSER=1``, which turns that skip into a failure).
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy_envs import docs_site
+from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_IDS = sorted([*ENV_CATALOG, *GAME_CATALOG])
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+# --------------------------------------------------------------------------- without a browser
+def test_docstring_markdown_turns_rest_literals_into_markdown():
+    doc = """Title line.
+
+    ## Description
+
+    Uses ``x`` and :class:`~deploy_envs.core.views.SingleEnv`. Layout::
+
+        #A#
+        # #
+
+    ## Rewards
+
+    -1 per step.
+    """
+    md = docs_site.docstring_markdown(doc)
+    assert "`x`" in md and "``x``" not in md and "`SingleEnv`" in md
+    assert "```text\n#A#\n# #\n```" in md and "Layout:" in md and "Layout::" not in md
+    sections = docs_site.doc_sections(doc)
+    assert sections["Rewards"] == "-1 per step." and sections[""] == "Title line."
+
+
+def test_argument_table_lists_defaults_and_allowed_values():
+    from deploy_envs.core.registration import core_of
+
+    table = docs_site.arguments_table(core_of("deploy_envs/Evasion-v0"))
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert "`'scores'`" in rows["`threat_model`"] and "| `epsilon` | `0.2` |" in table  # defaults
+    assert "in [0.0, 1000000.0]" in rows["`query_cost`"]  # the declared range of a cost
+    assert "at most 10,000,000" in rows["`max_queries`"]  # the default bound of integer arguments
+
+
+RENDERING_IDS = [i for i in ALL_IDS if docs_site.renders_rgb(i)]
+
+
+@pytest.mark.parametrize("env_id", RENDERING_IDS)
+def test_every_rendering_env_and_game_has_a_committed_animation(env_id):
+    """Regenerate with ``python -m deploy_envs.docs_site animations --ids ID``."""
+    gif = docs_site.animation_path(env_id)
+    assert gif.exists(), f"{env_id}: {gif.relative_to(ROOT)} is missing; run python -m deploy_envs.docs_site animations --ids {env_id}"
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames >= 10, f"{gif.name}: {im.n_frames} frames"
+        frames = []
+        for i in range(0, im.n_frames, max(1, im.n_frames // 6)):
+            im.seek(i)
+            frames.append(np.asarray(im.convert("RGB"), dtype=np.float32))
+    assert max(f.std() for f in frames) > 0, f"{gif.name} is blank"
+    assert gif.stat().st_size < 600_000, f"{gif.name} is {gif.stat().st_size} bytes; keep animations small"
+    meta = json.loads(gif.with_suffix(".json").read_text())
+    assert meta["id"] == env_id and meta["agent"]
+
+
+def test_cli_page_has_every_command():
+    import typer
+
+    from deploy_envs.cli import app
+
+    page = docs_site.cli_page().text
+    group = typer.main.get_command(app)
+    for name in group.list_commands(None):
+        assert f"## `deploy-envs {name}" in page, f"command {name} missing from the CLI page"
+    assert "## `deploy-envs docs build`" in page and "--out" in page
+
+
+def test_env_page_carries_registration_agents_and_scenarios():
+    page = docs_site.env_page("deploy_envs/Evasion-v0").text
+    for needle in ("## Description", "## Action Space", "## Version History", "## Spaces as Gymnasium prints them", "Box(-1.0, 1.0, (64,), float32)",
+                   "## Argument table", "`pgd`", "`evasion-ppo-scores`", "success_rate", "`quickstart`", "../animations/Evasion-v0.gif"):
+        assert needle in page, f"Evasion-v0 page lacks {needle!r}"
+    game = docs_site.env_page("deploy_envs/AttackDefense-v0").text
+    assert game.startswith("# AttackDefense-v0") and "attacker: action space" in game and "`psro-attack-defense`" in game
+
+
+# --------------------------------------------------------------------------- the built site, in a browser
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("DEPLOY_ENVS_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    path = _chromium()
+    if path is None:
+        msg = ("no Chromium browser is installed (looked for $DEPLOY_ENVS_CHROMIUM, /usr/bin/chromium, chromium, chromium-browser, "
+               "google-chrome): the docs site's browser tests need one, e.g. apt-get install chromium")
+        if os.environ.get("DEPLOY_ENVS_REQUIRE_BROWSER"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory, chromium_path):
+    """The site built once per test run with ``deploy-envs docs build`` (strict), shared by xdist workers."""
+    from filelock import FileLock
+    from typer.testing import CliRunner
+
+    from deploy_envs.cli import app
+
+    # under xdist every worker has its own basetemp inside the run's one: build there, once, under a lock
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    site = shared / "docs-site"
+    with FileLock(str(shared / "docs-site.lock")):
+        if not (site / "index.html").exists():
+            r = CliRunner().invoke(app, ["docs", "build", "--out", str(site), "--no-progress"])
+            assert r.exit_code == 0, r.output + repr(r.exception)
+    return site
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # noqa: D401 - no request log on the test output
+        pass
+
+
+@pytest.fixture(scope="session")
+def served_site(built_site):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(built_site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+@pytest.mark.browser
+def test_every_env_and_game_page_loads_with_working_links_and_images(served_site, browser):
+    page = browser.new_page()
+    host = urllib.parse.urlparse(served_site).netloc
+    checked: dict[str, int] = {}
+    problems: list[str] = []
+    for env_id in ALL_IDS:
+        name = docs_site.page_name(env_id)
+        folder = "envs" if env_id in ENV_CATALOG else "games"
+        url = f"{served_site}{folder}/{name}/"
+        response = page.goto(url, wait_until="load")
+        if response is None or response.status != 200:
+            problems.append(f"{url}: status {None if response is None else response.status}")
+            continue
+        if page.locator("h1").first.inner_text().strip().rstrip("¶").strip() != name:
+            problems.append(f"{url}: heading is {page.locator('h1').first.inner_text()!r}")
+        hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        internal = {h.split("#", 1)[0] for h in hrefs if urllib.parse.urlparse(h).netloc == host}
+        assert len(internal) > 40, f"{url}: only {len(internal)} internal links (the navigation alone has more)"
+        for target in sorted(internal):
+            if target not in checked:
+                checked[target] = _status(target)
+            if checked[target] != 200:
+                problems.append(f"{url}: link {target} -> {checked[target]}")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.currentSrc || e.src, e.complete, e.naturalWidth])")
+        for src, complete, width in images:
+            if not complete or width <= 0:
+                problems.append(f"{url}: image {src} did not load")
+        if docs_site.renders_rgb(env_id) and not any(src.endswith(f"/animations/{name}.gif") for src, _, _ in images):
+            problems.append(f"{url}: no animation shown")
+    page.close()
+    assert not problems, "\n".join(problems)
+    assert len(checked) >= len(ALL_IDS)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("query", ["TrojanDetection-v0"])
+def test_search_finds_an_env_by_its_id(served_site, browser, query):
+    page = browser.new_page()
+    page.goto(served_site, wait_until="load")
+    box = page.locator("input.md-search__input")
+    box.click()  # opens the search dialog (the theme loads its index in a web worker)
+    box.fill(query)
+    results = page.locator(".md-search-result__item a")
+    results.first.wait_for(timeout=20_000)
+    hrefs = results.evaluate_all("els => els.map(e => e.href)")
+    page.close()
+    assert any("/envs/TrojanDetection-v0/" in h for h in hrefs[:3]), f"search for {query!r} gave {hrefs[:10]}"
+
+
+@pytest.mark.browser
+def test_screenshot_of_an_env_page_is_not_blank(served_site, browser, tmp_path_factory):
+    from PIL import Image
+
+    out = Path(os.environ.get("DEPLOY_ENVS_DOCS_SCREENSHOT") or tmp_path_factory.mktemp("screenshots") / "Evasion-v0.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{served_site}envs/Evasion-v0/", wait_until="load")
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    png = page.screenshot(path=str(out), full_page=False)
+    page.close()
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32)
+    assert pixels.shape[:2] == (900, 1280)
+    assert pixels.var() > 0, "the screenshot is one flat colour"
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, "the screenshot has almost no colours: nothing rendered"
+    print(f"screenshot of envs/Evasion-v0/: {out}")
