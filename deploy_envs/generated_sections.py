@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Callable
 
 #: section name -> "module:function" building its Markdown body from the repository root.
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {
+    "scenarios": "deploy_envs.scenarios.results:render_scenarios",
+}
 
 
 def _markers(name: str) -> tuple[str, str]:
