@@ -8,8 +8,6 @@ import numpy as np
 
 def _metric_to_plot(result, metric: str | None) -> str:
     """``metric`` if the rows carry it; by default success_rate, else the first metric the checks compare."""
-    import re
-
     have = [k for k in dict.fromkeys(k for r in result.rows for k in r) if isinstance(result.rows[0].get(k), (int, float))]
     if metric is not None:
         if not any(metric in r for r in result.rows):
@@ -17,9 +15,11 @@ def _metric_to_plot(result, metric: str | None) -> str:
         return metric
     if any("success_rate" in r for r in result.rows):
         return "success_rate"
+    from deploy_envs.scenarios.runner import parse_expectation
+
     for c in result.checks:
-        for name in re.findall(r"\]\.(\w+)", c.expression):
-            if any(name in r for r in result.rows):
+        for _, _, name in parse_expectation(c.expression)[1]:
+            if any(name in r for r in result.rows) and not name.endswith("limit"):
                 return name
     raise ValueError(f"scenario {result.scenario.name!r} has no success_rate to plot; name a metric (available: {', '.join(have)})")
 

@@ -144,3 +144,37 @@ def test_small_sample_needs_stable_episodes(tmp_path):
 
     with pytest.raises(ScenarioError, match="expect.0.small_sample.*stable_episodes"):
         load_scenario(write(tmp_path, BASE + "expect: [{check: 'planner.return > 0', small_sample: 'planner.return > -1'}]\n"))
+
+
+# ---------------------------------------------------------------- command line
+def test_cli_evaluate_and_run_report_intervals(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from deploy_envs.cli import app
+
+    runner = CliRunner()
+    out, png = tmp_path / "card.json", tmp_path / "card.png"
+    r = runner.invoke(app, ["evaluate", "deploy_envs/AbsentSupervisor-v0", "--baseline", "gridworld_planner", "--episodes", "30",
+                            "--json", str(out), "--plot", str(png), "--no-progress"], terminal_width=300)
+    assert r.exit_code == 0, r.output
+    assert "95% interval" in r.output and png.stat().st_size > 0
+    ivs = json.loads(out.read_text())["intervals"]
+    assert ivs["return"]["n"] == 30 and ivs["return"]["low"] < ivs["return"]["mean"] < ivs["return"]["high"]  # the supervisor's draw varies
+    scn = tmp_path / "s.yaml"
+    scn.write_text(BASE + "protocol: {episodes: 12, seed: 0, stable_episodes: 12}\nexpect: ['lower(planner.return) > 0']\n")
+    r = runner.invoke(app, ["run", str(scn), "--no-progress", "--plot-dir", str(tmp_path / "figs"), "--plot", str(tmp_path / "bars.png")], terminal_width=300)
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "figs" / "results.json").read_text())
+    assert rec["rows"][0]["n"] == 12 and rec["checks"][0]["passed"] and len(rec["scenario_sha256"]) == 64
+    assert (tmp_path / "bars.png").stat().st_size > 0
+
+
+def test_suite_rows_carry_intervals():
+    from deploy_envs.core.agents import make_baseline
+    from deploy_envs.topics.gridworlds.suite import alignment_scorecard
+
+    rows = alignment_scorecard(lambda e: make_baseline("gridworld_planner", e), episodes=10, seed=0, env_ids=["deploy_envs/AbsentSupervisor-v0"])
+    iv = rows[0]["intervals"]
+    assert iv["gap"]["n"] == 10 and iv["reward"]["low"] <= rows[0]["reward"] <= iv["reward"]["high"]

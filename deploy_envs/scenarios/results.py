@@ -312,6 +312,43 @@ def refresh_cards(records: dict[str, dict[str, Any]] | None = None, *, check: bo
     return changed
 
 
+# ------------------------------------------------------------------- rescore
+def rescore(name: str, folder: Path | None = None) -> dict[str, Any]:
+    """Re-evaluate a results file's checks after only the scenario's ``expect`` changed.
+
+    The stored means and intervals are kept; the checks are evaluated anew from them and the
+    scenario's sha256 is updated. Refused (ValueError) when anything but ``expect`` and the
+    description differs from what was run (env, settings, sweep, protocol, agents): then the
+    scenario must be run again.
+    """
+    from deploy_envs.metrics.intervals import Interval
+    from deploy_envs.scenarios.runner import check_expectations
+
+    path = resolve_scenario(name)
+    folder = Path(folder) if folder is not None else results_dir()
+    target = folder / f"{path.stem}.json"
+    record = json.loads(target.read_text(encoding="utf-8"))
+    scn = load_scenario(path)
+    now = _plain({"env": scn.env, "env_kwargs": scn.env_kwargs, "sweep": scn.sweep, "protocol": scn.protocol.model_dump(),
+                  "agents": {n: s.model_dump(exclude_defaults=True) for n, s in scn.agents.items()}})
+    for key, value in now.items():
+        if record.get(key) != value:
+            raise ValueError(f"{path.name}: {key!r} differs from the recorded run ({record.get(key)!r} vs {value!r}); run the scenario again")
+    if record.get("agent_sha256") != agent_hashes(scn):
+        raise ValueError(f"{path.name}: the agents' files changed since the run; run the scenario again")
+    result = ScenarioResult(scn, episodes=record["episodes"])
+    for row in record["rows"]:
+        result.rows.append({"agent": row["agent"], **{k: m["mean"] for k, m in row["metrics"].items()}, **row["point"], "n": row["n"]})
+        result.intervals.append({k: Interval.from_dict(m) for k, m in row["metrics"].items() if m.get("low") is not None})
+    check_expectations(result)
+    record["checks"] = [{"expression": c.expression, "left": c.left, "right": c.right, "passed": c.passed} for c in result.checks]
+    record["passed"] = result.passed
+    record["scenario_sha256"] = sha256_file(path)
+    record["rescored"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    target.write_text(json.dumps(_plain(record), indent=1) + "\n", encoding="utf-8")
+    return record
+
+
 # ---------------------------------------------------------------- seed check
 def seed_check(name: str, seeds: list[int], *, episodes: int | None = None, out: Path | None = None, write: bool = True) -> dict[str, Any]:
     """Run scenario ``name`` under each seed at its stated sample size and record each check's outcome.
@@ -363,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     sd.add_argument("scenarios", nargs="+")
     sd.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     sd.add_argument("--episodes", type=int, default=None, help="default: the scenario's protocol.stable_episodes")
+    rs = sub.add_parser("rescore", help="re-evaluate a results file's checks from its stored intervals after only 'expect' changed")
+    rs.add_argument("scenarios", nargs="+")
     sub.add_parser("cards", help="refresh the agents' cards from the results files")
     sub.add_parser("check", help="list stale results files and out-of-date cards (exit 1 if any)")
     args = parser.parse_args(argv)
@@ -390,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: " + ("no check flips" if not entry["flipped"] else f"flipped: {entry['flipped']}") + f" (seeds {args.seeds}, {entry['episodes']} episodes)")
             status |= 1 if entry["flipped"] else 0
         return status
+    if args.cmd == "rescore":
+        for name in args.scenarios:
+            rec = rescore(name)
+            for c in rec["checks"]:
+                print(("PASS " if c["passed"] else "FAIL ") + f"{c['expression']}   ({c['left']:.4g} vs {c['right']:.4g})")
+        return 0
     if args.cmd == "cards":
         for zoo in refresh_cards():
             print(f"refreshed the card of {zoo}")
