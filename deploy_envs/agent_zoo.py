@@ -49,7 +49,9 @@ class AgentCard:
 
     ``evaluations`` are structured: each is ``{"metrics": {...}, "episodes": n, "seed": s,
     "env_kwargs": {...}, "num_envs": copies or None, "label": ""}`` (see
-    :func:`deploy_envs.training.cards.evaluation`); ``training`` holds what the training run
+    :func:`deploy_envs.training.cards.evaluation`), optionally with ``"intervals"`` (metric ->
+    mean, low, high, n, method: the 95% interval) and ``"results_file"`` for the evaluations
+    refreshed from a scenario's results (``python -m deploy_envs.scenarios.results cards``); ``training`` holds what the training run
     recorded (cost and multiplier histories, the last RLlib iteration, ...).
     """
 
@@ -83,8 +85,13 @@ class AgentCard:
             lines += ["", "## Evaluations", "", "| evaluation | metric | value |", "|---|---|---|"]
             for ev in self.evaluations:
                 where = ev.get("label") or f"{ev['episodes']} episodes, seed {ev['seed']}" + (f", {ev['num_envs']} copies" if ev.get("num_envs") else "") + f", env_kwargs {ev.get('env_kwargs', {})}"
+                ivs = ev.get("intervals", {})
                 for m, v in ev["metrics"].items():
-                    lines.append(f"| {where} | {m} | {v:.4g} |" if isinstance(v, float) else f"| {where} | {m} | {v} |")
+                    iv = ivs.get(m)
+                    if iv and iv.get("low") is not None and not iv["low"] == iv["high"] == v:
+                        lines.append(f"| {where} | {m} | {v:.4g} [{iv['low']:.4g}, {iv['high']:.4g}], n={iv['n']} |")
+                    else:
+                        lines.append(f"| {where} | {m} | {v:.4g} |" if isinstance(v, float) else f"| {where} | {m} | {v} |")
         if self.training:
             lines += ["", "## Training", "", "| record | value |", "|---|---|"]
             for k, v in self.training.items():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -216,8 +217,12 @@ def evaluate(
     t = Table(title=f"{card_.agent} on {env_id} ({episodes} episodes, seed {seed})")
     t.add_column("metric", no_wrap=True)
     t.add_column("mean", justify="right")
+    t.add_column("95% interval", justify="right")
+    t.add_column("n", justify="right")
+    ivs = card_.intervals
     for k, v in sorted(card_.summary.items()):
-        t.add_row(k, _fmt(v))
+        iv = ivs.get(k)
+        t.add_row(k, _fmt(v), f"[{_fmt(iv.low)}, {_fmt(iv.high)}]" if iv is not None else "", str(iv.n) if iv is not None else "")
     console.print(t)
     if json_out:
         json_out.write_text(json.dumps(card_.to_dict(), indent=2) + "\n")
@@ -226,7 +231,7 @@ def evaluate(
         from deploy_envs.plots import plot_scorecard
 
         try:
-            plot_scorecard(card_.summary, plot, title=f"{card_.agent} on {env_id.split('/')[-1]} ({episodes} episodes)")
+            plot_scorecard(card_.summary, plot, title=f"{card_.agent} on {env_id.split('/')[-1]} ({episodes} episodes, 95% intervals)", intervals=ivs)
         except ValueError as e:
             _fail(str(e))
         console.print(f"wrote {plot}")
@@ -269,6 +274,15 @@ def _evaluate_game(game_id: str, agent, baseline, checkpoint, kwargs, episodes: 
         console.print(f"wrote {json_out}")
 
 
+def _with_interval(row: dict, key: str) -> str:
+    """``mean [low, high]`` for a figure with an interval in ``row["intervals"]``, else the value."""
+    iv = row.get("intervals", {}).get(key)
+    v = row.get(key, "")
+    if iv is None or iv.get("low") is None or iv["low"] == iv["high"]:
+        return _fmt(v)
+    return f"{_fmt(v)} [{_fmt(iv['low'])}, {_fmt(iv['high'])}]"
+
+
 def _evaluate_suite(suite: str, factory, episodes: int, seed: int, json_out: Optional[Path], plot: Optional[Path], penalty: Optional[str] = None) -> None:
     from deploy_envs.suites import run_suite
 
@@ -279,14 +293,14 @@ def _evaluate_suite(suite: str, factory, episodes: int, seed: int, json_out: Opt
         _fail(str(e))
     skipped = [r for r in rows if "note" in r]
     rows = [r for r in rows if "note" not in r]
-    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("env_id", "agent", "episodes")]
+    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("env_id", "agent", "episodes", "intervals")]
     agent_name = next((r["agent"] for r in rows if r.get("agent", "-") != "-"), "?")
-    t = Table(title=f"{suite} scorecard of {agent_name} ({episodes} episodes per env, seed {seed})")
+    t = Table(title=f"{suite} scorecard of {agent_name} (mean [95% interval] over {episodes} episodes per env, seed {seed})")
     t.add_column("env", no_wrap=True)
     for c in cols:
         t.add_column(c.replace("_", " "), justify="right", min_width=6)
     for r in rows:
-        t.add_row(r["env_id"].split("/")[-1], *(_fmt(r.get(c, "")) for c in cols))
+        t.add_row(r["env_id"].split("/")[-1], *(_with_interval(r, c) for c in cols))
     console.print(t)
     if skipped:
         names = ", ".join(r["env_id"].split("/")[-1] for r in skipped)
@@ -310,7 +324,8 @@ def run(
     train: str = typer.Option("auto", help="auto: train missing agents; always: retrain; never: evaluate only"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write results as JSON here"),
     plot: Optional[Path] = typer.Option(None, help="save a bar plot of the results (PNG)"),
-    plot_dir: Optional[Path] = typer.Option(None, help="where the scenario's own figures go (default runs/<scenario name>)"),
+    plot_dir: Optional[Path] = typer.Option(None, help="where the scenario's own figures and its results.json go (default runs/<scenario name>)"),
+    record: Optional[Path] = typer.Option(None, help="also write the results file here (a folder or a .json; the shipped ones live in deploy_envs/scenarios/results)"),
     progress: bool = typer.Option(True),
     trust_agent_code: bool = typer.Option(False, "--trust-agent-code", help="allow loading an agent, policy or checkpoint from outside the shipped zoo (SB3 zips and RLlib checkpoints can execute code: only for files you trust)"),
 ) -> None:
@@ -335,19 +350,24 @@ def run(
     except (ScenarioError, *USER_ERRORS) as e:
         _fail(str(e))
     cols = list(dict.fromkeys(k for r in result.rows for k in r))
-    t = Table(title=f"scenario {scn.name}")
+    t = Table(title=f"scenario {scn.name} (mean [95% interval]; n: episodes, or draws of {', '.join(scn.protocol.draws)})" if scn.protocol.draws else f"scenario {scn.name} (mean [95% interval] over n episodes)")
     for c in cols:
         t.add_column(c, justify="right" if c not in ("agent",) else "left")
-    cells = [[_fmt(r.get(c, "")) for c in cols] for r in result.rows]
+    cells = [[_with_interval({**r, "intervals": {k: iv.to_dict() for k, iv in (result.intervals[i] if i < len(result.intervals) else {}).items()}}, c) for c in cols] for i, r in enumerate(result.rows)]
     for row in cells:
         t.add_row(*row)
     _print_wide(t, [max([len(c), *(len(row[j]) for row in cells)]) for j, c in enumerate(cols)])
     for c in result.checks:
         mark = "[green]PASS[/]" if c.passed else "[red]FAIL[/]"
         console.print(mark, end=" ")
-        console.print(f"{c.expression}   ({c.left:.4g} vs {c.right:.4g})", markup=False, highlight=False, soft_wrap=True)
+        small = "" if c.full_sample else f"   [smaller-sample version: {result.episodes} < {scn.protocol.stable_episodes} episodes]"
+        console.print(f"{c.expression}   ({c.left:.4g} vs {c.right:.4g}){small}", markup=False, highlight=False, soft_wrap=True)
+    from deploy_envs.scenarios.results import write_results
+
+    results_path = write_results(result, scenario, record if record else figures / "results.json", command="deploy-envs run " + " ".join(sys.argv[2:]))
     for path in result.artifacts:
         console.print(f"wrote {path}")
+    console.print(f"wrote {results_path} (means, 95% intervals, n, seed, settings, git revision, sha256 of the scenario and its agents)")
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     if plot:

@@ -20,6 +20,11 @@ from deploy_envs.core.agents import Agent
 from deploy_envs.core.batched import select_info
 from deploy_envs.core.validation import check_positive
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deploy_envs.metrics.intervals import Interval
+
 
 @dataclass
 class Scorecard:
@@ -45,6 +50,20 @@ class Scorecard:
             out["success_rate"] = out.pop("success")
         return out
 
+    @property
+    def intervals(self) -> dict[str, "Interval"]:
+        """Per metric: the mean, its 95% interval over the episodes and n (see :mod:`deploy_envs.metrics.intervals`).
+
+        0/1 outcomes (``success``, flags) get the Wilson interval, everything else the
+        percentile bootstrap of the mean over episodes (seeded, so it is reproducible).
+        """
+        from deploy_envs.metrics.intervals import intervals
+
+        out = intervals(self.records)
+        if "success" in out:
+            out["success_rate"] = out.pop("success")
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "env_id": self.env_id,
@@ -53,6 +72,7 @@ class Scorecard:
             "seed": self.seed,
             "env_kwargs": {k: (v if isinstance(v, (int, float, str, bool, type(None), list)) else repr(v)) for k, v in self.env_kwargs.items()},
             "summary": self.summary,
+            "intervals": {k: iv.to_dict() for k, iv in self.intervals.items()},
         }
 
 

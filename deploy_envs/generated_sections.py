@@ -27,6 +27,7 @@ from typing import Callable
 #: section name -> "module:function" building its Markdown body from the repository root.
 SECTIONS: dict[str, str] = {
     "performance": "deploy_envs.performance:render_performance",
+    "scenarios": "deploy_envs.scenarios.results:render_scenarios",
 }
 
 

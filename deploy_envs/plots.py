@@ -8,8 +8,6 @@ import numpy as np
 
 def _metric_to_plot(result, metric: str | None) -> str:
     """``metric`` if the rows carry it; by default success_rate, else the first metric the checks compare."""
-    import re
-
     have = [k for k in dict.fromkeys(k for r in result.rows for k in r) if isinstance(result.rows[0].get(k), (int, float))]
     if metric is not None:
         if not any(metric in r for r in result.rows):
@@ -17,15 +15,17 @@ def _metric_to_plot(result, metric: str | None) -> str:
         return metric
     if any("success_rate" in r for r in result.rows):
         return "success_rate"
+    from deploy_envs.scenarios.runner import parse_expectation
+
     for c in result.checks:
-        for name in re.findall(r"\]\.(\w+)", c.expression):
-            if any(name in r for r in result.rows):
+        for _, _, name in parse_expectation(c.expression)[1]:
+            if any(name in r for r in result.rows) and not name.endswith("limit"):
                 return name
     raise ValueError(f"scenario {result.scenario.name!r} has no success_rate to plot; name a metric (available: {', '.join(have)})")
 
 
 def plot_scenario(result, path: str | Path, metric: str | None = None) -> Path:
-    """Grouped bars of ``metric`` per agent across the scenario's sweep points.
+    """Grouped bars of ``metric`` per agent across the scenario's sweep points, with 95% intervals as error bars.
 
     By default the success rate, or else the first metric the scenario's checks
     compare; a metric that no row carries raises ``ValueError`` naming what is there.
@@ -42,14 +42,16 @@ def plot_scenario(result, path: str | Path, metric: str | None = None) -> Path:
     agents = list(dict.fromkeys(r["agent"] for r in rows))
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels) * max(1, len(agents)) / 2), 3.5))
     width = 0.8 / max(1, len(agents))
+    ivs_of = getattr(result, "intervals", [])
     for j, a in enumerate(agents):
-        vals = []
+        vals, ivs = [], []
         for lab in labels:
-            hit = [r for r in rows if r["agent"] == a and (", ".join(f"{k}={r[k]}" for k in sweep_keys) or "all") == lab]
-            vals.append(hit[0].get(metric, np.nan) if hit else np.nan)
-        ax.bar(np.arange(len(labels)) + j * width, vals, width, label=a)
+            hit = [i for i, r in enumerate(rows) if r["agent"] == a and (", ".join(f"{k}={r[k]}" for k in sweep_keys) or "all") == lab]
+            vals.append(rows[hit[0]].get(metric, np.nan) if hit else np.nan)
+            ivs.append(ivs_of[hit[0]].get(metric) if hit and hit[0] < len(ivs_of) else None)
+        ax.bar(np.arange(len(labels)) + j * width, vals, width, label=a, yerr=_errs(ivs, vals), capsize=3)
     ax.set_xticks(np.arange(len(labels)) + width * (len(agents) - 1) / 2, labels, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(metric)
+    ax.set_ylabel(f"{metric} (bars: 95% interval)")
     ax.set_title(result.scenario.name)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -60,7 +62,7 @@ def plot_scenario(result, path: str | Path, metric: str | None = None) -> Path:
 
 
 def plot_suite(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Per-env bars of visible reward and hidden performance (and cost where measured)."""
+    """Per-env bars of visible reward and hidden performance (and cost where measured), with 95% intervals as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +74,8 @@ def plot_suite(rows: list[dict], path: str | Path, title: str = "") -> Path:
     width = 0.8 / max(1, len(keys))
     x = np.arange(len(rows))
     for j, k in enumerate(keys):
-        ax.bar(x + j * width, [r.get(k, np.nan) for r in rows], width, label=k)
+        vals = [r.get(k, np.nan) for r in rows]
+        ax.bar(x + j * width, vals, width, label=k, yerr=_errs([r.get("intervals", {}).get(k) for r in rows], vals), capsize=2)
     ax.axhline(0, color="black", lw=0.5)
     ax.set_xticks(x + width * (len(keys) - 1) / 2, names, rotation=30, ha="right", fontsize=8)
     ax.set_title(title)
@@ -84,8 +87,22 @@ def plot_suite(rows: list[dict], path: str | Path, title: str = "") -> Path:
     return path
 
 
-def plot_scorecard(summary: dict[str, float], path: str | Path, title: str = "") -> Path:
-    """Horizontal bars of an evaluation's metric means (``deploy-envs evaluate ENV --plot``)."""
+def _errs(ivs: list, values: list[float]):
+    """Asymmetric error-bar array (2, n) from intervals (Interval objects or dicts; None: no bar)."""
+    lo, hi = [], []
+    for iv, v in zip(ivs, values):
+        if iv is None:
+            lo.append(0.0)
+            hi.append(0.0)
+            continue
+        low, high = (iv.low, iv.high) if hasattr(iv, "low") else (iv.get("low"), iv.get("high"))
+        lo.append(0.0 if low is None or not np.isfinite(v) else max(0.0, v - low))
+        hi.append(0.0 if high is None or not np.isfinite(v) else max(0.0, high - v))
+    return np.array([lo, hi])
+
+
+def plot_scorecard(summary: dict[str, float], path: str | Path, title: str = "", intervals: dict | None = None) -> Path:
+    """Horizontal bars of an evaluation's metric means with their 95% intervals as error bars (``deploy-envs evaluate ENV --plot``)."""
     items = [(k, float(v)) for k, v in sorted(summary.items()) if isinstance(v, (int, float)) and np.isfinite(v)]
     if not items:
         raise ValueError("the scorecard has no finite metric to plot")
@@ -96,11 +113,12 @@ def plot_scorecard(summary: dict[str, float], path: str | Path, title: str = "")
 
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(items) + 1.2))
     names, values = zip(*items)
-    ax.barh(np.arange(len(items)), values, color="tab:blue")
+    ivs = [(intervals or {}).get(k) for k in names]
+    ax.barh(np.arange(len(items)), values, color="tab:blue", xerr=_errs(ivs, list(values)), capsize=3)
     ax.set_yticks(np.arange(len(items)), names, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.6)
-    ax.set_xlabel("mean over episodes")
+    ax.set_xlabel("mean over episodes (bars: 95% interval)" if intervals else "mean over episodes")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)

@@ -1,5 +1,7 @@
 """Suites: one agent over a family of environments, one scorecard.
 
+Every row carries ``intervals``: each figure's mean, 95% interval over the episodes and n.
+
 ``alignment`` runs every alignment gridworld (visible reward, hidden performance and
 their gap; Leike et al. 2017; the conveyor belt in both variants, Krakovna et al. 2019),
 every SafeNavigation level (reward, episode cost and the share of episodes over the cost
@@ -24,6 +26,14 @@ SAFE_LEVELS = (0, 1, 2)
 REWARD_GAMING = "deploy_envs/RewardModelGaming-v0"
 #: gridworld configurations run besides each world's defaults: (env id, kwargs)
 EXTRA_GRIDWORLD_RUNS = (("deploy_envs/ConveyorBelt-v0", {"variant": "sushi"}),)
+
+
+def _renamed_intervals(card, names: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each row figure's 95% interval over the card's episodes: ``names`` maps a row key to a record key (or a function of a record)."""
+    from deploy_envs.metrics.intervals import intervals
+
+    per = [{k: (src(r) if callable(src) else r[src]) for k, src in names.items()} for r in card.records]
+    return {k: iv.to_dict() for k, iv in intervals(per).items()}
 
 
 def run_suite(suite: str, agent_factory: Callable[[str], Agent], *, episodes: int = 100, seed: int = 0, penalty: str | None = None) -> list[dict[str, Any]]:
@@ -65,6 +75,7 @@ def run_suite(suite: str, agent_factory: Callable[[str], Agent], *, episodes: in
                 "cost": s["episode_cost"],
                 "cost_limit_violations": s["cost_limit_exceeded"],
                 "length": s["length"],
+                "intervals": _renamed_intervals(card, {"reward": "return", "cost": "episode_cost", "cost_limit_violations": "cost_limit_exceeded", "length": "length"}),
             }
         )
     try:
@@ -83,6 +94,7 @@ def run_suite(suite: str, agent_factory: Callable[[str], Agent], *, episodes: in
                 "hidden_performance": s["gold"],
                 "gap": s["proxy"] - s["gold"],
                 "kl": s["kl"],
+                "intervals": _renamed_intervals(card, {"reward": "proxy", "hidden_performance": "gold", "gap": lambda r: r["proxy"] - r["gold"], "kl": "kl"}),
             }
         )
     return rows

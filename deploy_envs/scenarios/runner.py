@@ -53,13 +53,18 @@ class AgentSpec(_Strict):
     """games: a population in the zoo written by PSRO (``deploy-envs solve``); ``kwargs`` may hold
     ``roles`` (``{role: "member:NAME" | "scripted:NAME" | "meta"}``, default all ``"meta"``) and
     ``info`` (info keys to report: the mean over steps as ``key``, the value at the last step as ``key_final``)"""
+    measure: str | None = None
+    """a measurement that is not an agent's episodes: ``deploy_envs.module:function`` called as
+    ``function(env_kwargs, seed, **kwargs)`` and returning ``{metric: value}`` (e.g. Neural
+    Cleanse over the whole trojan population); one value per run, so its intervals come from
+    ``protocol.draws``"""
     algorithm: Literal["PPO", "A2C", "SAC"] = "PPO"
 
     @model_validator(mode="after")
     def _one_source(self):
-        given = [k for k in ("baseline", "zoo", "policy", "population") if getattr(self, k)]
+        given = [k for k in ("baseline", "zoo", "policy", "population", "measure") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of 'baseline', 'zoo', 'policy' or 'population' (got {given or 'none'})")
+            raise ValueError(f"give exactly one of 'baseline', 'zoo', 'policy', 'population' or 'measure' (got {given or 'none'})")
         return self
 
 
@@ -86,9 +91,30 @@ class TrainSpec(_Strict):
 
 
 class Protocol(_Strict):
+    """How a scenario is measured.
+
+    ``episodes`` per agent and sweep point (per draw / stratum value when those are set) and
+    the ``seed``. ``stable_episodes`` states the sample size at which the scenario's checks
+    are decided (their outcome does not flip on sampling noise); a run with fewer episodes is
+    the smaller-sample version of the check. Two sources of variation that are not the
+    agent's can be made explicit:
+
+    - ``draws``: env arguments drawn independently (e.g. ``{probe_seed: [0, 1, 2, 3]}``, the
+      clean probe set of Neural Cleanse). Each agent runs at every value; a metric is the
+      mean over the draws and its interval is the bootstrap over the draws' means (n = draws).
+    - ``strata``: env arguments whose values the env draws with equal probability (e.g.
+      ``{supervisor: [true, false]}``). The episodes are run in equal parts per value; a metric
+      is the mean of the strata's means (so the mix is exact, not one sample's share) and its
+      interval is the stratified bootstrap over episodes.
+    """
+
     episodes: int = 100
     seed: int = 0
     num_envs: int | None = None
+    stable_episodes: int | None = None
+    """episodes per agent and point at which the checks are decided (stated for every shipped scenario)"""
+    draws: dict[str, list[Any]] = {}
+    strata: dict[str, list[Any]] = {}
 
 
 class PlotSpec(_Strict):
@@ -98,6 +124,16 @@ class PlotSpec(_Strict):
     function: str
     file: str
     kwargs: dict[str, Any] = {}
+
+
+class Expect(_Strict):
+    """A check with a smaller-sample version: ``check`` decides it at ``protocol.stable_episodes``
+    or more; a run on fewer episodes (a test) evaluates ``small_sample`` instead, a weaker
+    statement that still holds at that size. Written in YAML as
+    ``{check: "upper(a.episode_cost) < 5", small_sample: "a.episode_cost <= 7.5"}``."""
+
+    check: str
+    small_sample: str | None = None
 
 
 class Scenario(_Strict):
@@ -110,8 +146,26 @@ class Scenario(_Strict):
     agents: dict[str, AgentSpec]
     train: TrainSpec | None = None
     protocol: Protocol = Protocol()
-    expect: list[str] = []
+    expect: list[str | Expect] = []
     plots: list[PlotSpec] = []
+
+    def expectations(self, episodes: int | None = None) -> list[tuple[str, bool]]:
+        """The checks a run on ``episodes`` episodes evaluates, each with whether it is the full-sample
+        version: below ``protocol.stable_episodes`` a check's ``small_sample`` form replaces it."""
+        small = episodes is not None and self.protocol.stable_episodes is not None and episodes < self.protocol.stable_episodes
+        out = []
+        for e in self.expect:
+            if isinstance(e, str):
+                out.append((e, not small))
+            elif small and e.small_sample:
+                out.append((e.small_sample, False))
+            else:
+                out.append((e.check, not small))
+        return out
+
+    def all_expressions(self) -> list[str]:
+        """Every check expression of the file, full and smaller-sample versions."""
+        return [x for e in self.expect for x in ([e] if isinstance(e, str) else [e.check] + ([e.small_sample] if e.small_sample else []))]
 
     def points(self) -> list[dict[str, Any]]:
         keys = list(self.sweep)
@@ -181,6 +235,8 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
             model, i = Protocol, i + 1
         elif key == "plots":
             model, i = PlotSpec, i + 2
+        elif key == "expect":
+            model, i = Expect, i + 3
         else:
             return model
     return model
@@ -204,6 +260,11 @@ def _check_semantics(path: Path, scn: Scenario) -> None:
             except ValueError as e:
                 raise ScenarioError(f"{path}: key {where!r}: {e}") from None
     for name, spec in scn.agents.items():
+        if spec.measure:
+            try:
+                resolve_plot_function(spec.measure)
+            except ValueError as e:
+                raise ScenarioError(f"{path}: key 'agents.{name}.measure': {e}") from None
         if spec.baseline and spec.baseline not in BASELINES:
             raise ScenarioError(f"{path}: key 'agents.{name}.baseline': {spec.baseline!r} is unknown; allowed: {', '.join(sorted(BASELINES))}")
     if scn.train and scn.train.engine == "sb3" and (scn.train.num_env_runners or scn.train.policies):
@@ -215,32 +276,61 @@ def _check_semantics(path: Path, scn: Scenario) -> None:
     for k, values in scn.sweep.items():
         if not values:
             raise ScenarioError(f"{path}: key 'sweep.{k}' has no values")
+    if scn.protocol.stable_episodes is not None and scn.protocol.stable_episodes < 1:
+        raise ScenarioError(f"{path}: key 'protocol.stable_episodes' must be >= 1 (got {scn.protocol.stable_episodes})")
+    if len(scn.protocol.draws) + len(scn.protocol.strata) > 1:
+        raise ScenarioError(f"{path}: keys 'protocol.draws' and 'protocol.strata' take one env argument in all (got {list(scn.protocol.draws) + list(scn.protocol.strata)})")
+    for kind in ("draws", "strata"):
+        for k, values in getattr(scn.protocol, kind).items():
+            if len(values) < 2:
+                raise ScenarioError(f"{path}: key 'protocol.{kind}.{k}' needs at least 2 values (got {values!r})")
+            if k in scn.sweep:
+                raise ScenarioError(f"{path}: key 'protocol.{kind}.{k}' is also a sweep key; an argument is either swept or drawn")
+            if scn.env in ENV_CATALOG:
+                from deploy_envs.core.registration import check_env_kwargs
+
+                try:
+                    check_env_kwargs(scn.env, {k: values[0]})
+                except ValueError as e:
+                    raise ScenarioError(f"{path}: key 'protocol.{kind}.{k}': {e}") from None
     for i, plot in enumerate(scn.plots):
         try:
             resolve_plot_function(plot.function)
         except ValueError as e:
             raise ScenarioError(f"{path}: key 'plots.{i}.function': {e}") from None
-    for i, expr in enumerate(scn.expect):
-        try:
-            refs = parse_expectation(expr)[1]
-        except ValueError as e:
-            raise ScenarioError(f"{path}: key 'expect.{i}': {e}") from None
-        for agent, where, _ in refs:
-            if agent not in scn.agents:
-                raise ScenarioError(f"{path}: key 'expect.{i}': agent {agent!r} is not one of {', '.join(scn.agents)}")
-            for k in where:
-                if k not in scn.sweep:
-                    raise ScenarioError(f"{path}: key 'expect.{i}': {k!r} is not a sweep key ({', '.join(scn.sweep) or 'no sweep'})")
+    for i, item in enumerate(scn.expect):
+        forms = [(f"expect.{i}", item)] if isinstance(item, str) else [(f"expect.{i}.check", item.check)] + ([(f"expect.{i}.small_sample", item.small_sample)] if item.small_sample else [])
+        if not isinstance(item, str) and item.small_sample and scn.protocol.stable_episodes is None:
+            raise ScenarioError(f"{path}: key 'expect.{i}.small_sample' needs 'protocol.stable_episodes' (the size below which it replaces the check)")
+        for where_, expr in forms:
+            try:
+                refs = parse_expectation(expr)[1]
+            except ValueError as e:
+                raise ScenarioError(f"{path}: key '{where_}': {e}") from None
+            for agent, where, _ in refs:
+                if agent not in scn.agents:
+                    raise ScenarioError(f"{path}: key '{where_}': agent {agent!r} is not one of {', '.join(scn.agents)}")
+                for k in where:
+                    if k not in scn.sweep:
+                        raise ScenarioError(f"{path}: key '{where_}': {k!r} is not a sweep key ({', '.join(scn.sweep) or 'no sweep'})")
 
 
 # ------------------------------------------------------------ expectations
 _REF = re.compile(r"([A-Za-z_][\w]*)(?:\[([^\]]*)\])?\.([A-Za-z_]\w*)")
 _OPS = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le}
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+#: statistical functions an expectation may apply to a metric: its mean or the ends of its 95% interval
+_FUNCS = ("mean", "lower", "upper")
 
 
 def parse_expectation(expr: str) -> tuple[ast.Expression, list[tuple[str, dict[str, str], str]]]:
-    """Turn ``"a[k=v].metric > 2 * b.metric"`` into an AST over placeholders ``_r0, _r1, ...``."""
+    """Turn ``"a[k=v].metric > 2 * b.metric"`` into an AST over placeholders ``_r0, _r1, ...``.
+
+    A metric alone stands for its mean. ``lower(a.metric)`` and ``upper(a.metric)`` are the
+    ends of its 95% interval, so a check can say what it means statistically:
+    ``"upper(ppo_lagrangian.episode_cost) < ppo_lagrangian.cost_limit"`` (the whole interval is
+    under the limit) or ``"lower(a.return) > upper(b.return)"`` (a beats b with the intervals clear).
+    """
     refs: list[tuple[str, dict[str, str], str]] = []
 
     def sub(m: re.Match) -> str:
@@ -262,16 +352,36 @@ def parse_expectation(expr: str) -> tuple[ast.Expression, list[tuple[str, dict[s
     if not isinstance(tree.body, ast.Compare) or len(tree.body.ops) != 1 or type(tree.body.ops[0]) not in _OPS:
         raise ValueError(f"expectation {expr!r} must be one comparison with >, >=, < or <=")
     for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Name) and node.func.id in _FUNCS and len(node.args) == 1 and not node.keywords
+                    and isinstance(node.args[0], ast.Name) and node.args[0].id.startswith("_r")):
+                raise ValueError(f"expectation {expr!r}: a function call must be one of {', '.join(_FUNCS)} applied to one metric, e.g. upper(a.episode_cost)")
+            continue
         if not isinstance(node, (ast.Expression, ast.Compare, ast.BinOp, ast.UnaryOp, ast.USub, ast.Constant, ast.Name, ast.Load, *_OPS, *_BIN)):
-            raise ValueError(f"expectation {expr!r} uses {type(node).__name__}; only numbers, metrics, + - * / and one comparison are allowed")
+            raise ValueError(f"expectation {expr!r} uses {type(node).__name__}; only numbers, metrics, + - * /, {', '.join(_FUNCS)}() and one comparison are allowed")
+        if isinstance(node, ast.Name) and not node.id.startswith("_r") and node.id not in _FUNCS:
+            raise ValueError(f"expectation {expr!r}: {node.id!r} is not a metric (write agent.metric)")
     return tree, refs
 
 
-def _eval(node: ast.AST, values: dict[str, float]) -> float:
+def _value(ref: Any, fn: str = "mean") -> float:
+    """The mean, lower or upper end of a looked-up metric (a float, or an Interval)."""
+    from deploy_envs.metrics.intervals import Interval
+
+    if isinstance(ref, Interval):
+        return {"mean": ref.mean, "lower": ref.low, "upper": ref.high}[fn]
+    if fn != "mean":
+        raise ValueError(f"{fn}() needs an interval, and this metric has none (a constant setting or a summary without per-episode records)")
+    return float(ref)
+
+
+def _eval(node: ast.AST, values: dict[str, Any]) -> float:
     if isinstance(node, ast.Constant):
         return float(node.value)
     if isinstance(node, ast.Name):
-        return values[node.id]
+        return _value(values[node.id])
+    if isinstance(node, ast.Call):
+        return _value(values[node.args[0].id], node.func.id)
     if isinstance(node, ast.UnaryOp):
         return -_eval(node.operand, values)
     if isinstance(node, ast.BinOp):
@@ -301,26 +411,50 @@ class Check:
     left: float
     right: float
     passed: bool
+    full_sample: bool = True
+    """False when the run had fewer episodes than ``protocol.stable_episodes`` (the check then is its smaller-sample version)"""
 
 
 @dataclass
 class ScenarioResult:
+    """Rows of metric means (one per agent and sweep point), their intervals, and the checks.
+
+    ``intervals[i]`` holds the 95% interval and n of each metric of ``rows[i]`` that has one
+    (see :mod:`deploy_envs.metrics.intervals`); ``rows[i]["n"]`` is the number of units the
+    interval is over (episodes, or draws when the scenario sets ``protocol.draws``).
+    """
+
     scenario: Scenario
     rows: list[dict[str, Any]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
+    intervals: list[dict[str, Any]] = field(default_factory=list)
+    episodes: int | None = None
+    draw_details: list[dict[str, Any]] = field(default_factory=list)
+    """per row with ``protocol.draws``/``strata``: the argument, its values and each metric's value per draw"""
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
-    def lookup(self, agent: str, where: dict[str, str], metric: str) -> float:
-        hits = [r for r in self.rows if r["agent"] == agent and all(str(r.get(k)) == v for k, v in where.items())]
+    def _hit(self, agent: str, where: dict[str, str]) -> int:
+        hits = [i for i, r in enumerate(self.rows) if r["agent"] == agent and all(str(r.get(k)) == v for k, v in where.items())]
         if len(hits) != 1:
             raise ValueError(f"{agent}[{where}] matches {len(hits)} results; add sweep selectors to pick one")
-        if metric not in hits[0]:
-            raise ValueError(f"metric {metric!r} not measured for {agent}; measured: {', '.join(k for k in hits[0] if k != 'agent')}")
-        return float(hits[0][metric])
+        return hits[0]
+
+    def lookup(self, agent: str, where: dict[str, str], metric: str) -> float:
+        row = self.rows[self._hit(agent, where)]
+        if metric not in row:
+            raise ValueError(f"metric {metric!r} not measured for {agent}; measured: {', '.join(k for k in row if k != 'agent')}")
+        return float(row[metric])
+
+    def lookup_interval(self, agent: str, where: dict[str, str], metric: str):
+        """The metric's :class:`~deploy_envs.metrics.intervals.Interval`, or its mean (a float) when it has none."""
+        i = self._hit(agent, where)
+        mean = self.lookup(agent, where, metric)
+        ivs = self.intervals[i] if i < len(self.intervals) else {}
+        return ivs.get(metric, mean)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -328,7 +462,10 @@ class ScenarioResult:
             "env": self.scenario.env,
             "env_kwargs": self.scenario.env_kwargs,
             "protocol": self.scenario.protocol.model_dump(),
+            "episodes": self.episodes,
             "rows": self.rows,
+            "intervals": [{k: iv.to_dict() for k, iv in ivs.items()} for ivs in self.intervals],
+            "draw_details": self.draw_details,
             "checks": [c.__dict__ for c in self.checks],
             "artifacts": self.artifacts,
             "passed": self.passed,
@@ -339,14 +476,14 @@ def check_expectations(result: ScenarioResult) -> list[Check]:
     """Evaluate the scenario's expectations over the measured rows (those whose agents were run)."""
     checks = []
     ran = {r["agent"] for r in result.rows}
-    for expr in result.scenario.expect:
+    for expr, full in result.scenario.expectations(result.episodes):
         tree, refs = parse_expectation(expr)
         if any(a not in ran for a, _, _ in refs):
             continue
-        values = {f"_r{i}": result.lookup(a, w, m) for i, (a, w, m) in enumerate(refs)}
+        values = {f"_r{i}": result.lookup_interval(a, w, m) for i, (a, w, m) in enumerate(refs)}
         cmp = tree.body
         left, right = _eval(cmp.left, values), _eval(cmp.comparators[0], values)
-        checks.append(Check(expr, left, right, bool(_OPS[type(cmp.ops[0])](left, right))))
+        checks.append(Check(expr, left, right, bool(_OPS[type(cmp.ops[0])](left, right)), full))
     result.checks = checks
     return checks
 
@@ -389,28 +526,22 @@ def run_scenario(
             resolve_agent_folder(spec.zoo)  # clear error before any evaluation starts
     result = ScenarioResult(scn)
     n_episodes = episodes or scn.protocol.episodes
+    result.episodes = n_episodes
     for point in scn.points():
         for name, spec in scn.agents.items():
             if agents and name not in agents:
                 continue
             kwargs = {**scn.env_kwargs, **spec.env_kwargs, **point}
-            if scn.env in GAME_CATALOG and spec.population:
-                from deploy_envs.training.psro import evaluate_population_spec
-
-                summary = evaluate_population_spec(scn.env, spec.population, spec.kwargs, episodes=n_episodes, seed=scn.protocol.seed, game_kwargs=kwargs)
-            elif scn.env in GAME_CATALOG:
-                from deploy_envs.integrations.rllib import evaluate_game_spec
-
-                trusted = trust_agent_code or spec.zoo in trained_now
-                summary = evaluate_game_spec(scn.env, spec, episodes=n_episodes, seed=scn.protocol.seed, game_kwargs=kwargs, trust_agent_code=trusted)
-            else:
-                trusted = trust_agent_code or (bool(spec.zoo) and spec.zoo in trained_now)
-                agent = build_agent(name, spec, scn.env, trust_agent_code=trusted)
-                summary = evaluate(scn.env, agent, episodes=n_episodes, seed=scn.protocol.seed, num_envs=scn.protocol.num_envs, env_kwargs=kwargs, progress=progress).summary
+            trusted = trust_agent_code or (bool(spec.zoo) and spec.zoo in trained_now)
+            summary, ivs, n, detail = _measure(scn, name, spec, kwargs, n_episodes, trusted, progress)
             # a metric named like a sweep key (FriendFoe's info["bandit"] vs a `bandit` sweep)
             # must not overwrite the sweep value that selectors match on: it moves to "<key>_metric"
             clash = {f"{k}_metric": v for k, v in summary.items() if k in point}
-            result.rows.append({"agent": name, **{k: v for k, v in summary.items() if k not in point}, **clash, **point})
+            ivs = {(f"{k}_metric" if k in point else k): v for k, v in ivs.items()}
+            result.rows.append({"agent": name, **{k: v for k, v in summary.items() if k not in point}, **clash, **point, "n": n})
+            result.intervals.append(ivs)
+            if detail:
+                result.draw_details.append({"row": len(result.rows) - 1, **detail})
     check_expectations(result)
     if plot_dir is not None and scn.plots:
         out = Path(plot_dir)
@@ -422,6 +553,80 @@ def run_scenario(
             fn(path, **extra, **plot.kwargs)
             result.artifacts.append(str(path))
     return result
+
+
+def _evaluate_once(scn: Scenario, name: str, spec: AgentSpec, kwargs: dict[str, Any], episodes: int, seed: int, trusted: bool, progress: bool):
+    """(summary, intervals) of one agent at one setting; games give normal intervals from their ``_ci95`` half-widths."""
+    from deploy_envs.metrics.intervals import Interval
+
+    if spec.measure:
+        summary = resolve_plot_function(spec.measure)(dict(kwargs), seed, **spec.kwargs)
+        return {k: float(v) for k, v in summary.items()}, {}
+    if scn.env in GAME_CATALOG:
+        if spec.population:
+            from deploy_envs.training.psro import evaluate_population_spec
+
+            summary = evaluate_population_spec(scn.env, spec.population, spec.kwargs, episodes=episodes, seed=seed, game_kwargs=kwargs)
+        else:
+            from deploy_envs.integrations.rllib import evaluate_game_spec
+
+            summary = evaluate_game_spec(scn.env, spec, episodes=episodes, seed=seed, game_kwargs=kwargs, trust_agent_code=trusted)
+        ivs = {}
+        for k, v in summary.items():
+            half = summary.get(f"{k}_ci95")
+            if half is not None and isinstance(v, (int, float)) and isinstance(half, (int, float)) and half == half:
+                ivs[k] = Interval(float(v), float(v) - float(half), float(v) + float(half), int(episodes), "normal")
+        return summary, ivs
+    agent = build_agent(name, spec, scn.env, trust_agent_code=trusted)
+    card = evaluate(scn.env, agent, episodes=episodes, seed=seed, num_envs=scn.protocol.num_envs, env_kwargs=kwargs, progress=progress)
+    return card.summary, card.intervals
+
+
+def _measure(scn: Scenario, name: str, spec: AgentSpec, kwargs: dict[str, Any], episodes: int, trusted: bool, progress: bool):
+    """One row: (summary, intervals, n, draw detail) at one sweep point, over the protocol's draws or strata if any."""
+    import numpy as np
+
+    from deploy_envs.metrics.intervals import draws_ci, stratified_bootstrap_ci
+
+    seed = scn.protocol.seed
+    if not scn.protocol.draws and not scn.protocol.strata:
+        summary, ivs = _evaluate_once(scn, name, spec, kwargs, episodes, seed, trusted, progress)
+        return summary, ivs, (1 if spec.measure else episodes), None
+    if scn.env in GAME_CATALOG:
+        raise ScenarioError(f"scenario {scn.name!r}: protocol.draws and protocol.strata apply to single-agent envs")
+    stratified = bool(scn.protocol.strata)
+    if stratified and spec.measure:
+        raise ScenarioError(f"scenario {scn.name!r}: agent {name!r} is a measure; measures take protocol.draws, not strata")
+    key, values = next(iter((scn.protocol.strata or scn.protocol.draws).items()))
+    per = max(1, episodes // len(values)) if stratified else episodes
+    cards, summaries = [], []
+    for v in values:
+        if spec.measure:
+            summaries.append(_evaluate_once(scn, name, spec, {**kwargs, key: v}, per, seed, trusted, progress)[0])
+            continue
+        agent = build_agent(name, spec, scn.env, trust_agent_code=trusted)
+        cards.append(evaluate(scn.env, agent, episodes=per, seed=seed, num_envs=scn.protocol.num_envs, env_kwargs={**kwargs, key: v}, progress=progress))
+        summaries.append(cards[-1].summary)
+    metrics = [k for k in summaries[0] if all(k in s_ for s_ in summaries)]
+    summary = {k: float(np.mean([s_[k] for s_ in summaries])) for k in metrics}
+    per_draw = {k: [s_[k] for s_ in summaries] for k in metrics}
+    import math
+
+    metrics = [k for k in metrics if all(math.isfinite(v) for v in per_draw[k])]
+    summary = {k: v for k, v in summary.items() if k in metrics}
+    if stratified:
+        ivs = {}
+        for k in metrics:
+            rec_key = "success" if k == "success_rate" else k
+            groups = [[r[rec_key] for r in c.records if rec_key in r] for c in cards]
+            if all(groups):
+                ivs[k] = stratified_bootstrap_ci(groups)
+        n = per * len(values)
+    else:
+        ivs = {k: draws_ci(per_draw[k]) for k in metrics}
+        n = len(values)
+    detail = {"kind": "strata" if stratified else "draws", "argument": key, "values": list(values), "episodes_each": per, "per_value": per_draw}
+    return summary, ivs, n, detail
 
 
 def train_scenario_agent(

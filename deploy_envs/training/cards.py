@@ -20,9 +20,14 @@ def evaluation(
     env_kwargs: dict[str, Any] | None = None,
     num_envs: int | None = None,
     label: str = "",
+    intervals: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One evaluation on a card: the metric means and what they were measured on."""
-    return {
+    """One evaluation on a card: the metric means and what they were measured on.
+
+    ``intervals`` (metric -> :class:`~deploy_envs.metrics.intervals.Interval` or its dict, e.g.
+    ``Scorecard.intervals``) adds each metric's 95% interval and n to the card.
+    """
+    out = {
         "metrics": dict(metrics),
         "episodes": episodes,
         "seed": seed,
@@ -30,6 +35,9 @@ def evaluation(
         "num_envs": num_envs,
         "label": label,
     }
+    if intervals:
+        out["intervals"] = {k: (iv.to_dict() if hasattr(iv, "to_dict") else dict(iv)) for k, iv in intervals.items()}
+    return out
 
 
 def build_card(

@@ -111,8 +111,8 @@ def train_sb3_agent(
     settings = [env_kwargs] if eval_env_kwargs is None else ([eval_env_kwargs] if isinstance(eval_env_kwargs, dict) else list(eval_env_kwargs))
     evaluations = []
     for kwargs in settings:
-        summary = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, num_envs=eval_num_envs, env_kwargs=kwargs, progress=progress).summary
-        evaluations.append(evaluation(summary, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, num_envs=eval_num_envs))
+        scored = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, num_envs=eval_num_envs, env_kwargs=kwargs, progress=progress)
+        evaluations.append(evaluation(scored.summary, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, num_envs=eval_num_envs, intervals=scored.intervals))
 
     # 6. the card
     training = {} if cost_callback is None else _cost_records(cost_callback, cost)

@@ -20,6 +20,20 @@ from deploy_envs.evaluation import evaluate
 log = logging.getLogger(__name__)
 
 
+def _row_intervals(records: list[dict[str, float]], penalized: bool) -> dict[str, dict[str, Any]]:
+    """95% intervals (bootstrap over episodes) of a suite row's figures, from the per-episode records."""
+    from deploy_envs.metrics.intervals import intervals
+
+    per = []
+    for r in records:
+        reward = r.get("visible_return", r["return"])
+        e = {"reward": reward, "hidden_performance": r["hidden_performance"], "gap": reward - r["hidden_performance"], "length": r["length"]}
+        if penalized:
+            e["penalized_return"], e["episode_penalty"] = r["return"], r["episode_penalty"]
+        per.append(e)
+    return {k: iv.to_dict() for k, iv in intervals(per).items()}
+
+
 def alignment_scorecard(
     agent_factory: Callable[[str], Agent],
     episodes: int = 100,
@@ -32,7 +46,8 @@ def alignment_scorecard(
 
     Each row has ``env_id``, ``agent``, ``episodes``, ``reward`` (mean episode return),
     ``hidden_performance`` (mean), ``gap`` (``reward - hidden_performance``) and
-    ``length`` (mean episode length). ``env_ids`` restricts the worlds (default: all
+    ``length`` (mean episode length), and ``intervals`` (each figure's mean, 95% interval over
+    the episodes and n; see :mod:`deploy_envs.metrics.intervals`). ``env_ids`` restricts the worlds (default: all
     registered gridworlds); ``env_kwargs`` maps an id to its constructor kwargs.
 
     ``penalty`` (a name of :data:`deploy_envs.topics.gridworlds.penalties.PENALTIES`) evaluates
@@ -69,6 +84,7 @@ def alignment_scorecard(
             row["penalty"] = penalty
             row["penalized_return"] = s["return"]
             row["episode_penalty"] = s["episode_penalty"]
+        row["intervals"] = _row_intervals(card.records, penalty is not None)
         log.info("%s on %s: reward %.2f, hidden %.2f", row["agent"], env_id, row["reward"], row["hidden_performance"])
         rows.append(row)
     return rows

@@ -122,7 +122,7 @@ class TrojanDetectionCore(BatchedCore):
     * ``models``: sequence of model indices to draw from (default all).
     * ``kinds``: ``"all"`` (default), ``"patch"`` or ``"blend"``: which trojaned models to draw (clean ones always).
     * ``trojan_fraction``: probability of a trojaned model, in [0, 1], or ``None`` (default 0.5).
-    * ``probe_size``: number of clean probe inputs (default 32); ``resolution``: side of the action's mask/pattern grid, a divisor of the image side (default ``None``: the image side, 16 for the shipped population).
+    * ``probe_size``: number of clean probe inputs (default 32); ``probe_seed``: integer >= 0, seed of their draw from the test split (default 0): results that depend on the probe set are reported across several draws; ``resolution``: side of the action's mask/pattern grid, a divisor of the image side (default ``None``: the image side, 16 for the shipped population).
     * ``max_queries``: probes per episode (default 10); ``query_cost`` >= 0 (default 0.01).
     * ``verdict_reward``, ``target_reward``, ``iou_reward`` >= 0 (default 1 each).
     * ``white_box``: allow ``core.model_params`` (default False).
@@ -132,7 +132,7 @@ class TrojanDetectionCore(BatchedCore):
 
     ## Version History
 
-    * v0: initial release (``device`` added within v0: a new argument, default unchanged).
+    * v0: initial release; ``device`` and ``probe_seed`` added within v0 (new arguments, defaults unchanged: ``probe_seed`` defaults to the former fixed draw).
     """
 
     reset_options = {
@@ -152,6 +152,7 @@ class TrojanDetectionCore(BatchedCore):
         kinds: str = "all",
         trojan_fraction: float | None = 0.5,
         probe_size: int = 32,
+        probe_seed: int = PROBE_SEED,
         resolution: int | None = None,
         max_queries: int = 10,
         query_cost: float = 0.01,
@@ -176,11 +177,12 @@ class TrojanDetectionCore(BatchedCore):
         _, _, x_test, y_test = load_images(H)  # the population's images: digits upsampled to H x W
         self.H, self.W, self.d, self.K = H, W, H * W, int(self.pop.params[-1].shape[-1])
         self.probe_size = check_number("probe_size", probe_size, low=1, high=len(y_test), integer=True)
+        self.probe_seed = check_number("probe_seed", probe_seed, low=0, integer=True)
         self.resolution = H if resolution is None else check_number("resolution", resolution, low=1, high=min(H, W), integer=True)
         if H % self.resolution or W % self.resolution:
             raise ValueError(f"resolution={resolution!r} must divide the image side {H}; allowed: "
                              f"{[r for r in range(1, H + 1) if H % r == 0]}")
-        pick = np.random.default_rng(PROBE_SEED).choice(len(y_test), self.probe_size, replace=False)
+        pick = np.random.default_rng(self.probe_seed).choice(len(y_test), self.probe_size, replace=False)
         self.probe_x = torch.as_tensor(x_test[pick].reshape(self.probe_size, self.d).astype(np.float32), device=dev)
         self.params = [p.to(dev) for p in self.pop.params]  # the population's stacked weights, on the device
 
