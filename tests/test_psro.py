@@ -283,3 +283,31 @@ def test_a_best_response_keeps_its_last_finite_weights():
         next(model.policy.parameters()).fill_(float("nan"))
     guard.restore_if_needed(model)
     assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_game_candidates_are_new_settings_and_pgd_stays_in_the_ball():
+    from deploy_envs.core.registration import GAME_CATALOG
+    from deploy_envs.training.game_baselines import role_baselines, role_candidates
+    from deploy_envs.training.roles import make_core
+
+    eg = "deploy_envs/ExtractionGuard-v0"
+    core = make_core(eg, 1, GAME_CATALOG[eg].test_kwargs)
+    seeds, cands = role_baselines(eg, core)["guard"], role_candidates(eg, core)["guard"]
+    settings = {tuple(np.asarray(p.action).tolist()) for p in cands.values()}
+    assert len(settings) == len(cands) == core.G * core.N * core.T - len(seeds)
+    assert not settings & {tuple(np.asarray(p.action).tolist()) for p in seeds.values()}
+    ad = "deploy_envs/AttackDefense-v0"
+    core = make_core(ad, 32, {"n_samples": 2})
+    core.rngs = [np.random.default_rng(i) for i in range(32)]  # the same 32 inputs on every run
+    cands = role_candidates(ad, core)["attacker"]
+    assert set(cands) == {"pgd_standard", "fgsm_robust", "pgd_robust", "pgd_ensemble"}
+    obs, _ = core.reset_indices(np.arange(32))
+    fgsm = role_baselines(ad, core)["attacker"]["fgsm"](obs["attacker"])
+    fooled = {}
+    for name, policy in {"fgsm": lambda o: fgsm, **cands}.items():
+        a = np.asarray(policy(obs["attacker"]))
+        assert a.shape == (32, core.d) and np.abs(a).max() <= 1.0
+        x = np.clip(core.x0 + core.epsilon * a, 0, 1).astype(np.float32)
+        fooled[name] = float((core.robust.predict(x) != core.true_label).mean())
+    # white-box PGD on the robust model fools it at least as often as FGSM on the standard model's gradient
+    assert fooled["pgd_robust"] >= fooled["fgsm"] and fooled["pgd_ensemble"] >= fooled["fgsm"]
