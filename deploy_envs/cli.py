@@ -486,6 +486,7 @@ def solve(
     out: Path = typer.Option(Path("runs/psro"), help="output folder (psro.json, member zips, plots); an existing run there is resumed"),
     game_kwarg: list[str] = typer.Option([], "--game-kwarg", "-k", help="game argument key=value (repeatable)"),
     progress: bool = typer.Option(True, help="show progress bars"),
+    oracle: bool = typer.Option(True, help="let the best-response oracle add the game's parametrised candidates (PGD attackers, fixed settings) when they beat the population"),
 ) -> None:
     """Solve a game with PSRO (double oracle for two roles): populations, payoff table, NashConv per iteration."""
     from deploy_envs.training.psro import solve as run_solve
@@ -493,7 +494,8 @@ def solve(
     game_id = _game_id(game_id)
     try:
         state = run_solve(game_id, iterations=iterations, timesteps=timesteps, out_dir=out, game_kwargs=_parse_kwargs(game_kwarg, "--game-kwarg"),
-                          seed=seed, episodes=episodes, num_envs=num_envs, meta_solver=meta_solver, progress=progress)
+                          seed=seed, episodes=episodes, num_envs=num_envs, meta_solver=meta_solver, progress=progress,
+                          oracle=oracle)
     except USER_ERRORS as e:
         _fail(str(e))
     console.print(_history_table(state, f"PSRO on {game_id} ({state['report']['meta_solver']} meta-solver)"))

@@ -72,6 +72,7 @@ def test_solve_resumes_and_evaluate_plays_the_population(tmp_path):
     state = json.loads((tmp_path / "psro.json").read_text())
     assert [h["iteration"] for h in state["history"]] == [1, 2]
     assert [m["name"] for m in state["population"]["defender"]] == ["fixed_none", "fixed_robust_model", "br1", "br2"]
+    assert state["config"]["oracle"] is True and all(h["oracle"]["attacker"]["candidates_evaluated"] >= 1 for h in state["history"])
     assert (tmp_path / "exploitability.png").is_file() and (tmp_path / "payoff.png").is_file()
     out = tmp_path / "eval.json"
     r = runner.invoke(app, ["evaluate", "deploy_envs/AttackDefense-v0", "--population", str(tmp_path), "--episodes", "2", "--json", str(out)], terminal_width=250)

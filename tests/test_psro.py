@@ -170,6 +170,33 @@ def test_a_trained_best_response_exploits_a_fixed_strategy(tmp_path):
     assert state["history"][0]["exploitability"] < 0.15  # nothing beats uniform play (sampling noise only)
 
 
+def test_the_oracle_adds_a_candidate_that_beats_the_population_and_tightens_exploitability(tmp_path):
+    """With a PPO budget too small to learn anything, the parametrised candidates still find the exploit of
+    'always rock' (paper, exploitability 1); a candidate that beats no member is evaluated but not added."""
+    rock = {"row": {"rock": Constant(0)}, "column": {"rock": Constant(0)}}
+    cands = {"row": {"paper": Constant(1), "scissors": Constant(2)}, "column": {"scissors": Constant(2)}}
+    kw = dict(iterations=1, timesteps=8, seeds=rock, episodes=8, num_envs=8, ppo_kwargs={"learning_rate": 1e-9},
+              progress=False, plots=False)
+    state = psro.solve(RPSGame, out_dir=tmp_path / "oracle", candidates=cands, **kw)
+    row = state["history"][0]
+    assert row["oracle"]["row"]["candidate"] == "paper" and row["oracle"]["row"]["added"]
+    assert row["oracle"]["row"]["candidate_value"] == 1.0 and row["oracle"]["row"]["best_member_value"] == 0.0
+    assert not row["oracle"]["column"]["added"] and row["oracle"]["column"]["candidate_value"] == -1.0
+    assert [m["name"] for m in state["population"]["row"]] == ["rock", "br1", "paper"]
+    assert [m["name"] for m in state["population"]["column"]] == ["rock", "br1"]
+    assert row["regret"]["row"] == 1.0 and row["best_response_value"]["row"] == 1.0
+    # the saved population rebuilds the candidate member by name
+    pop = psro.load_population(tmp_path / "oracle")
+    pop.seeds, pop.candidates = rock, cands
+    assert int(np.asarray(pop.policy("row", "paper", RPSCore(1))(np.zeros((1, 1), np.float32))).reshape(-1)[0]) == 1
+    # without the oracle the same untrained PPO budget measures a lower exploitability
+    plain = psro.solve(RPSGame, out_dir=tmp_path / "plain", candidates=cands, oracle=False, **kw)
+    assert "oracle" not in plain["history"][0]
+    assert plain["history"][0]["nash_conv"] < row["nash_conv"]
+    with pytest.raises(ValueError, match="candidates"):
+        psro.solve(RPSGame, out_dir=tmp_path / "bad", candidates={"pitcher": {}}, **kw)
+
+
 @pytest.mark.parametrize("game,k", [(MPGame, 2), (RPSGame, 3)])
 def test_psro_converges_to_the_known_nash(tmp_path, game, k):
     seeds = {"row": {"first": Constant(0)}, "column": {"first": Constant(0)}}
@@ -256,3 +283,31 @@ def test_a_best_response_keeps_its_last_finite_weights():
         next(model.policy.parameters()).fill_(float("nan"))
     guard.restore_if_needed(model)
     assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_game_candidates_are_new_settings_and_pgd_stays_in_the_ball():
+    from deploy_envs.core.registration import GAME_CATALOG
+    from deploy_envs.training.game_baselines import role_baselines, role_candidates
+    from deploy_envs.training.roles import make_core
+
+    eg = "deploy_envs/ExtractionGuard-v0"
+    core = make_core(eg, 1, GAME_CATALOG[eg].test_kwargs)
+    seeds, cands = role_baselines(eg, core)["guard"], role_candidates(eg, core)["guard"]
+    settings = {tuple(np.asarray(p.action).tolist()) for p in cands.values()}
+    assert len(settings) == len(cands) == core.G * core.N * core.T - len(seeds)
+    assert not settings & {tuple(np.asarray(p.action).tolist()) for p in seeds.values()}
+    ad = "deploy_envs/AttackDefense-v0"
+    core = make_core(ad, 32, {"n_samples": 2})
+    core.rngs = [np.random.default_rng(i) for i in range(32)]  # the same 32 inputs on every run
+    cands = role_candidates(ad, core)["attacker"]
+    assert set(cands) == {"pgd_standard", "fgsm_robust", "pgd_robust", "pgd_ensemble"}
+    obs, _ = core.reset_indices(np.arange(32))
+    fgsm = role_baselines(ad, core)["attacker"]["fgsm"](obs["attacker"])
+    fooled = {}
+    for name, policy in {"fgsm": lambda o: fgsm, **cands}.items():
+        a = np.asarray(policy(obs["attacker"]))
+        assert a.shape == (32, core.d) and np.abs(a).max() <= 1.0
+        x = np.clip(core.x0 + core.epsilon * a, 0, 1).astype(np.float32)
+        fooled[name] = float((core.robust.predict(x) != core.true_label).mean())
+    # white-box PGD on the robust model fools it at least as often as FGSM on the standard model's gradient
+    assert fooled["pgd_robust"] >= fooled["fgsm"] and fooled["pgd_ensemble"] >= fooled["fgsm"]

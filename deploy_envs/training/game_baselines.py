@@ -8,6 +8,7 @@ Names are stable, so a saved population can rebuild its scripted members by name
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +88,54 @@ class _LabelFlip:
         return p.encode(p.x_train[pick], wrong)
 
 
+class _WhiteBoxPGD:
+    """Attacker: untargeted L-inf PGD (Madry et al. 2018) from the clean input, on the white-box gradient of the
+    standard model, of the robust model, or of both (an ensemble: the sum of their L1-normalised gradients),
+    ``steps`` steps of size ``epsilon * step_fraction``, no random start (deterministic). An adaptive attacker
+    (Athalye et al. 2018) that knows the defenses' models. The true label is the argmax of the observed
+    scores: the game only draws inputs the standard model classifies correctly."""
+
+    def __init__(self, core: Any, models: tuple[str, ...], steps: int = 10, step_fraction: float = 0.25) -> None:
+        self.core, self.steps, self.alpha = core, steps, core.epsilon * step_fraction
+        self.models = models
+        self.ob = core.obs_slices["attacker"]
+
+    def _victims(self) -> list[Any]:
+        out = []
+        for m in self.models:
+            v = self.core.victim if m == "standard" else self.core.robust
+            if v is None:
+                raise ValueError("this game has no robust_model defense, so no robust model to attack")
+            out.append(v)
+        return out
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, np.float32)
+        x0 = obs[:, self.ob["x"]].copy()
+        y = obs[:, self.ob["scores"]].argmax(1)
+        eps, x = self.core.epsilon, x0.copy()
+        victims = self._victims()
+        for _ in range(self.steps):
+            g = np.zeros_like(x)
+            for v in victims:
+                _, grad = v.logits_and_grad(x, y, targeted=False)
+                grad = grad.detach().cpu().numpy().reshape(len(x), -1)
+                g += grad / np.maximum(np.abs(grad).sum(1, keepdims=True), 1e-12)
+            x = np.clip(np.clip(x + self.alpha * np.sign(g), x0 - eps, x0 + eps), 0.0, 1.0).astype(np.float32)
+        return np.clip((x - x0) / eps, -1.0, 1.0).astype(np.float32)
+
+
+def _attack_defense_candidates(core: Any) -> dict[str, dict[str, Policy]]:
+    if not core.attacker_white_box:
+        return {}
+    att: dict[str, Policy] = {"pgd_standard": _WhiteBoxPGD(core, ("standard",))}
+    if core.robust is not None:
+        att["fgsm_robust"] = _WhiteBoxPGD(core, ("robust",), steps=1, step_fraction=1.0)
+        att["pgd_robust"] = _WhiteBoxPGD(core, ("robust",))
+        att["pgd_ensemble"] = _WhiteBoxPGD(core, ("standard", "robust"))
+    return {"attacker": att}
+
+
 def _poisoning_sanitizer(core: Any) -> dict[str, dict[str, Policy]]:
     from deploy_envs.topics.poisoning.sanitizers import SANITIZERS
 
@@ -128,6 +177,14 @@ def _extraction_guard(core: Any) -> dict[str, dict[str, Policy]]:
              "prada": Constant([0, 0, t - 1])}
     return {"extractor": {"random_queries": RandomBatch(core.action_spaces["extractor"]), "natural_queries": _NaturalQueries(core)},
             "guard": guard}
+
+
+def _extraction_guard_candidates(core: Any) -> dict[str, dict[str, Policy]]:
+    """Every fixed (granularity, noise, PRADA threshold) setting of the guard, named by its values."""
+    guard: dict[str, Policy] = {}
+    for g, n, t in itertools.product(range(core.G), range(core.N), range(core.T)):
+        guard[f"{core.granularities[g]}_noise{core.noise_levels[n]:g}_prada{core.thresholds[t]:g}"] = Constant([g, n, t])
+    return {"guard": guard}
 
 
 class _NaturalQueries:
@@ -239,6 +296,29 @@ GAME_BASELINES: dict[str, Callable[[Any], dict[str, dict[str, Policy]]]] = {
 }
 
 
+#: Parametrised policies that a PSRO best-response oracle may add to a population (beside the PPO best
+#: response) when one of them answers the meta-strategy better than every member: they tighten the
+#: estimate of exploitability where PPO alone stays below the scripted policies.
+GAME_CANDIDATES: dict[str, Callable[[Any], dict[str, dict[str, Policy]]]] = {
+    "deploy_envs/AttackDefense-v0": _attack_defense_candidates,
+    "deploy_envs/ExtractionGuard-v0": _extraction_guard_candidates,
+}
+
+
+def role_candidates(game: Any, core: Any) -> dict[str, dict[str, Policy]]:
+    """``{role: {name: policy}}``: the game's oracle candidates (no name or constant action of a seed repeated)."""
+    listed = GAME_CANDIDATES[game](core) if isinstance(game, str) and game in GAME_CANDIDATES else {}
+    seeds = role_baselines(game, core)
+    out: dict[str, dict[str, Policy]] = {}
+    for role, cands in listed.items():
+        taken = [np.asarray(p.action) for p in seeds.get(role, {}).values() if isinstance(p, Constant)]
+        keep = {n: p for n, p in cands.items() if n not in seeds.get(role, {})
+                and not (isinstance(p, Constant) and any(np.array_equal(p.action, a) for a in taken))}
+        if keep:
+            out[role] = keep
+    return out
+
+
 def role_baselines(game: Any, core: Any) -> dict[str, dict[str, Policy]]:
     """``{role: {name: policy}}``: the game's scripted policies, ``"random"`` for any role it lists none for."""
     listed = GAME_BASELINES[game](core) if isinstance(game, str) and game in GAME_BASELINES else {}
@@ -248,4 +328,4 @@ def role_baselines(game: Any, core: Any) -> dict[str, dict[str, Policy]]:
     return out
 
 
-__all__ = ["GAME_BASELINES", "Constant", "RandomBatch", "role_baselines"]
+__all__ = ["GAME_BASELINES", "GAME_CANDIDATES", "Constant", "RandomBatch", "role_baselines", "role_candidates"]

@@ -205,6 +205,15 @@ class Population:
         self._policies: dict[tuple[str, str], Any] = {}
         self._scripted: dict[str, dict[str, Any]] | None = None
         self.seeds: Mapping[str, Mapping[str, Any]] | None = None
+        self.candidates: Mapping[str, Mapping[str, Any]] | None = None
+
+    def oracle_candidates(self, core: Any) -> Mapping[str, Mapping[str, Any]]:
+        """The parametrised policies the best-response oracle may add (given to :func:`solve`, or the game's own)."""
+        if self.candidates is None:
+            from deploy_envs.training.game_baselines import role_candidates
+
+            self.candidates = role_candidates(self.state["game"], core) if self.seeds is None else {}
+        return self.candidates
 
     @property
     def roles(self) -> list[str]:
@@ -226,6 +235,8 @@ class Population:
                     from deploy_envs.training.game_baselines import role_baselines
 
                     self._scripted = {r: dict(d) for r, d in (self.seeds or role_baselines(self.state["game"], core)).items()}
+                if name not in self._scripted.get(role, {}):  # an oracle candidate that joined the population
+                    self._scripted.setdefault(role, {}).update(self.oracle_candidates(core).get(role, {}))
                 self._policies[key] = self._scripted[role][name]
             else:
                 from stable_baselines3 import PPO
@@ -472,6 +483,8 @@ def solve(
     ppo_kwargs: Mapping[str, Any] | None = None,
     seeds: Mapping[str, Mapping[str, Callable[[np.ndarray], Any]]] | None = None,
     roles_to_train: Sequence[str] | None = None,
+    oracle: bool = True,
+    candidates: Mapping[str, Mapping[str, Callable[[np.ndarray], Any]]] | None = None,
     deterministic: bool = True,
     progress: bool = True,
     plots: bool = True,
@@ -483,6 +496,14 @@ def solve(
     populations (``{role: {name: policy}}``; needed for a game that is not registered).
     ``roles_to_train`` limits which roles get best responses (the others keep their
     seeds; NashConv then counts only the trained roles' regrets beyond the population).
+    With ``oracle`` (default), the best-response oracle of each role is the better of the
+    PPO best response and the best of the role's parametrised candidates (``candidates``,
+    ``{role: {name: policy}}``, or the game's own from
+    :func:`~deploy_envs.training.game_baselines.role_candidates`): each iteration the
+    candidate with the highest expected payoff against the meta-strategy (evaluated against
+    every member in the others' support, ``episodes`` episodes each) joins the population
+    when it beats every member already there. NashConv then takes the maximum over both,
+    a tighter lower bound than PPO alone.
     PPO members play deterministically (their mean or most likely action) unless
     ``deterministic=False``; mixing is the meta-strategy's job.
     If ``out_dir`` holds a run of the same game and arguments, it continues from there.
@@ -508,7 +529,8 @@ def solve(
     if meta_solver == "nash" and len(roles) != 2:
         raise ValueError(f"meta_solver='nash' needs a two-role game; {game_name} has roles {roles} (use 'prd' or 'auto')")
     config = {"timesteps": timesteps, "episodes": episodes, "num_envs": num_envs, "seed": seed, "meta_solver": meta_solver,
-              "ppo_kwargs": dict(ppo_kwargs or {}), "deterministic": bool(deterministic), "roles_to_train": train_roles}
+              "ppo_kwargs": dict(ppo_kwargs or {}), "deterministic": bool(deterministic), "roles_to_train": train_roles,
+              "oracle": bool(oracle)}
     if (out / STATE_FILE).is_file():
         pop = load_population(out)
         st = pop.state
@@ -517,7 +539,7 @@ def solve(
         for key in ("episodes", "seed", "meta_solver", "deterministic"):
             if st["config"][key] != config[key]:
                 raise ValueError(f"out_dir={str(out)!r} was run with {key}={st['config'][key]!r}; resuming needs the same (got {config[key]!r})")
-        st["config"].update({k: config[k] for k in ("timesteps", "num_envs", "ppo_kwargs", "roles_to_train")})
+        st["config"].update({k: config[k] for k in ("timesteps", "num_envs", "ppo_kwargs", "roles_to_train", "oracle")})
         logger.info("resuming %s at iteration %d", out, len(st["history"]))
     else:
         from deploy_envs.training.game_baselines import role_baselines
@@ -532,6 +554,11 @@ def solve(
                  "hardware": f"{os.cpu_count()}-core {_machine()} CPU"}
         pop = Population(out, state)
     pop.seeds = seeds
+    if candidates is not None:
+        pop.candidates = {r: dict(c) for r, c in candidates.items()}
+        bad = [r for r in pop.candidates if r not in roles]
+        if bad:
+            raise ValueError(f"candidates names roles {bad} that the game does not have; roles: {roles}")
     bar_cls = _tqdm() if progress else None
     solver = meta_solver if meta_solver != "auto" else ("nash" if len(roles) == 2 else "prd")
     start = time.perf_counter()
@@ -549,8 +576,16 @@ def solve(
             _train_best_response(game, pop, r, sigma, core, timesteps=timesteps, num_envs=num_envs,
                                  seed=seed + 7 * (it + 1) + roles.index(r), ppo_kwargs=pop.state["config"]["ppo_kwargs"],
                                  path=out / rel, game_kwargs=game_kwargs)
+        oracle_rows: dict[str, Any] = {}
+        if pop.state["config"].get("oracle", False):
+            for r in train_roles:
+                pick = _oracle_candidate(pop, core, game, r, sigma, episodes, seed, num_envs)
+                if pick is not None:
+                    oracle_rows[r] = pick
         for r in train_roles:
             pop.members(r).append({"name": f"br{it + 1}", "kind": "ppo", "path": f"{r}/br{it + 1}.zip", "iteration": it + 1})
+            if oracle_rows.get(r, {}).get("added"):
+                pop.members(r).append({"name": oracle_rows[r]["candidate"], "kind": "scripted", "oracle": True, "iteration": it + 1})
         _fill(pop, core, game, episodes, seed, num_envs, bar_cls)
         mean, ci = pop.tensor()
         grown = [np.concatenate([s, np.zeros(len(pop.members(r)) - k)]) for r, s, k in zip(roles, sigma, sizes_before)]
@@ -561,11 +596,15 @@ def solve(
             if r in train_roles:
                 dev = deviation_payoffs(mean, grown, ri)
                 dev_ci = np.sqrt(_deviation_var(ci, grown, ri))
-                br_value[r], br_ci[r] = float(dev[-1]), float(dev_ci[-1])
+                new = np.arange(sizes_before[ri], len(dev))  # this iteration's best responses (PPO and oracle)
+                j = int(new[np.argmax(dev[new])])
+                br_value[r], br_ci[r] = float(dev[j]), float(dev_ci[j])
         row = {"iteration": it + 1, "meta_strategy": pop.sigma_named(sigma), "value": dict(zip(roles, value.round(6).tolist())),
                "best_response_value": br_value, "best_response_ci95": br_ci, "regret": dict(zip(roles, np.maximum(reg, 0).round(6).tolist())),
                "nash_conv": round(float(np.maximum(reg, 0).sum()), 6), "exploitability": round(float(np.maximum(reg, 0).sum() / len(roles)), 6),
                "zero_sum": is_zero_sum(mean, 1e-6), "seconds": round(time.perf_counter() - start, 1)}
+        if oracle_rows:
+            row["oracle"] = oracle_rows
         pop.state["history"].append(row)
         pop.state["train_seconds"] = round(pop.state["train_seconds"] + time.perf_counter() - start, 1)
         start = time.perf_counter()
@@ -584,6 +623,32 @@ def solve(
         if len(roles) == 2:
             plot_payoff(pop, out / "payoff.png")
     return pop.state
+
+
+def _oracle_candidate(pop: Population, core: Any, game: Any, role: str, sigma: Sequence[np.ndarray], episodes: int, seed: int,
+                      num_envs: int) -> dict[str, Any] | None:
+    """The best of ``role``'s oracle candidates (not yet members) against ``sigma``: its expected payoff over every
+    profile of the others' support (``episodes`` episodes each, the table's seed), and whether it beats every member."""
+    roles = pop.roles
+    ri = roles.index(role)
+    cands = {n: p for n, p in pop.oracle_candidates(core).get(role, {}).items() if n not in pop.names(role)}
+    if not cands:
+        return None
+    support = [np.flatnonzero(s > 0) if k != ri else np.array([0]) for k, s in enumerate(sigma)]
+    values: dict[str, float] = {}
+    for name, policy in cands.items():
+        v = 0.0
+        for prof in itertools.product(*support):
+            w = float(np.prod([sigma[k][j] for k, j in enumerate(prof) if k != ri]))
+            policies = {r: (policy if k == ri else pop.policy(r, pop.names(r)[j], core)) for k, (r, j) in enumerate(zip(roles, prof))}
+            res = evaluate_game(game, policies, episodes, seed, num_envs=num_envs, core=core, game_kwargs=pop.state["game_kwargs"])
+            v += w * res["returns"][role]["mean"]
+        values[name] = v
+    best = max(values, key=values.get)
+    mean, _ = pop.tensor()
+    incumbent = float(deviation_payoffs(mean, sigma, ri).max())
+    return {"candidate": best, "candidate_value": round(values[best], 6), "best_member_value": round(incumbent, 6),
+            "added": bool(values[best] > incumbent + 1e-9), "candidates_evaluated": len(values)}
 
 
 def _deviation_var(ci: np.ndarray, sigma: Sequence[np.ndarray], role: int) -> np.ndarray:

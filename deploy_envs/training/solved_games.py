@@ -71,7 +71,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "deploy_envs/ExtractionGuard-v0": {
         "name": "psro-extraction-guard",
         "scenario": "psro_extraction_guard",
-        "game_kwargs": {"rounds": 5, "batch_size": 10, "benign_queries": 10, "holdout": 200, "fit_steps": 5},
+        # 20 rounds of 10 queries (the game's default length): PRADA's first test comes after 100 query
+        # distances (Juuti et al. 2019's reference setting), in round 11, so its thresholds can act
+        "game_kwargs": {"rounds": 20, "batch_size": 10, "benign_queries": 10, "holdout": 200, "fit_steps": 5},
         "iterations": 2,
         "timesteps": 2048,
         "episodes": 16,
@@ -165,7 +167,19 @@ def attack_defense_outcome(folder: Any, *, episodes: int = 64, seed: int = 10_00
     best_fixed = min(fixed, key=fixed.get)
     return {"fool_rate": fool, "worst_case_fool_rate": worst, "best_fixed_defense": best_fixed,
             "equilibrium_worst_case": worst["equilibrium"], "best_fixed_worst_case": fixed[best_fixed],
+            "weakly_dominant_defenses": _weakly_dominant({d: fool[d] for d in fixed}, lower=True),
             "episodes": episodes, "seed": seed}
+
+
+def _weakly_dominant(table: dict[str, dict[str, float]], *, lower: bool) -> list[str]:
+    """Rows of ``table`` at least as good as every other row against every column (``lower``: smaller is better).
+
+    When one fixed strategy is weakly dominant, no mixture can beat it against every opponent: the
+    equilibrium can at best tie it."""
+    sign = 1.0 if lower else -1.0
+    rows = list(table)
+    cols = list(next(iter(table.values())))
+    return [r for r in rows if all(sign * table[r][c] <= sign * table[o][c] + 1e-12 for o in rows for c in cols)]
 
 
 def _cross_returns(folder: Any, row_role: str, rows: dict[str, Any], col_role: str, cols: dict[str, Any], *,
@@ -258,14 +272,28 @@ def lending_market_outcome(folder: Any, *, episodes: int = 16, seed: int = 10_00
     return out
 
 
-def extraction_guard_outcome(folder: Any, *, episodes: int = 16, seed: int = 10_000) -> dict[str, Any]:
+def extraction_guard_outcome(folder: Any, *, episodes: int = 16, seed: int = 10_000, grid: bool = True) -> dict[str, Any]:
     """The guard's return (benign utility minus the extractor's fidelity gain) of the equilibrium guard and of each
-    fixed setting, against every extractor of the population; and each one's worst case."""
+    fixed setting, against every extractor of the population; and each one's worst case.
+
+    ``grid``: compare with every fixed (granularity, noise, PRADA threshold) setting of the game (the
+    oracle's candidates), not only with the population's fixed members."""
+    from deploy_envs.training.game_baselines import role_candidates
+    from deploy_envs.training.psro import load_population
+    from deploy_envs.training.roles import make_core
+
     guards = {"equilibrium": _meta(folder, "guard"), **{n: p for n, p in _members(folder, "guard").items() if not n.startswith("br")}}
+    if grid:
+        pop = load_population(folder)
+        core = make_core(pop.state["game"], 1, pop.state["game_kwargs"])
+        guards.update({n: p for n, p in role_candidates(pop.state["game"], core).get("guard", {}).items() if n not in guards})
     extractors = _members(folder, "extractor")
     ret = _cross_returns(folder, "guard", guards, "extractor", extractors, episodes=episodes, seed=seed)
     worst = {g: min(v["mean"] for v in row.values()) for g, row in ret.items()}
     fixed = {g: w for g, w in worst.items() if g != "equilibrium"}
     best_fixed = max(fixed, key=fixed.get)
+    ext_table = {e: {g: ret[g][e]["mean"] for g in fixed} for e in extractors}
     return {"guard_return": ret, "worst_case_guard_return": worst, "best_fixed_setting": best_fixed,
-            "equilibrium_worst_case": worst["equilibrium"], "best_fixed_worst_case": fixed[best_fixed], "episodes": episodes, "seed": seed}
+            "equilibrium_worst_case": worst["equilibrium"], "best_fixed_worst_case": fixed[best_fixed],
+            "fixed_settings_compared": len(fixed), "weakly_dominant_extractors": _weakly_dominant(ext_table, lower=True),
+            "episodes": episodes, "seed": seed}
