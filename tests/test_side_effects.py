@@ -284,7 +284,7 @@ def test_sokoban_ppo_agents_take_the_detour_under_their_penalty():
 
     short_way = {"rr": 16.4, "aup": 31.9}  # penalised return of the short way (box in the corner)
     for penalty, short in short_way.items():
-        agent, card = load_agent(ppo_agent_name("sokoban", penalty))
+        agent, _ = load_agent(ppo_agent_name("sokoban", penalty))
         assert isinstance(agent, SB3Agent)
         s = evaluate("deploy_envs/SideEffectsSokoban-v0", agent, episodes=16, seed=3, vector_wrapper=lambda v, p=penalty: apply_penalty(v, p)).summary
         assert s["visible_return"] == pytest.approx(43.0) and s["hidden_performance"] == pytest.approx(43.0)
@@ -292,7 +292,10 @@ def test_sokoban_ppo_agents_take_the_detour_under_their_penalty():
 
 
 def test_entropy_schedule_and_penalty_vec_wrapper():
+    import itertools
+
     import stable_baselines3 as sb3
+    from stable_baselines3.common.callbacks import BaseCallback
 
     from deploy_envs.core.sb3 import make_sb3_vec_env
     from deploy_envs.topics.gridworlds.tabular import entropy_schedule_callback, penalty_vec_wrapper
@@ -306,7 +309,6 @@ def test_entropy_schedule_and_penalty_vec_wrapper():
     assert (r < -1.0).all()
     seen = []
     cb = entropy_schedule_callback(0.4, 0.0, 0.5, total_timesteps=256)
-    from stable_baselines3.common.callbacks import BaseCallback
 
     class Record(BaseCallback):
         def _on_rollout_start(self):
@@ -317,7 +319,7 @@ def test_entropy_schedule_and_penalty_vec_wrapper():
 
     model = sb3.PPO("MlpPolicy", vec, n_steps=16, batch_size=64, n_epochs=1, ent_coef=0.4, seed=0, device="cpu")
     model.learn(256, callback=[cb, Record()])
-    assert seen[0] == pytest.approx(0.4) and seen[-1] == pytest.approx(0.0) and all(a >= b for a, b in zip(seen, seen[1:]))
+    assert seen[0] == pytest.approx(0.4) and seen[-1] == pytest.approx(0.0) and all(a >= b for a, b in itertools.pairwise(seen))
     with pytest.raises(ValueError, match="fraction"):
         entropy_schedule_callback(0.4, 0.0, 0.0, total_timesteps=256)
     with pytest.raises(ValueError, match="penalty"):
