@@ -262,13 +262,65 @@ def test_cli_suite_accepts_a_penalty(tmp_path):
 
 
 def test_shipped_ppo_agents_cards_state_their_recipe():
-    from deploy_envs.topics.gridworlds.baselines import hyperparameters
-    from deploy_envs.topics.gridworlds.tabular import PPO_OVERRIDES, PPO_RUNS, PPO_TIMESTEPS, PPO_WORLD_TIMESTEPS, ppo_agent_name
+    from deploy_envs.topics.gridworlds.tabular import PPO_RUNS, ppo_agent_name, ppo_recipe
 
     for world, penalty in PPO_RUNS:
         _, card = load_agent(ppo_agent_name(world, penalty))
         env_id, kwargs = SIDE_EFFECT_WORLDS[world]
+        recipe = ppo_recipe(world)
         assert card.env_id == env_id and card.env_kwargs == kwargs and card.algorithm == "PPO"
-        assert card.hyperparameters == {**hyperparameters("side_effects", "PPO"), **PPO_OVERRIDES.get(world, {})}
-        assert card.timesteps == PPO_WORLD_TIMESTEPS.get(world, PPO_TIMESTEPS) and penalty in card.notes
+        schedule = recipe["entropy_schedule"]
+        assert card.hyperparameters == {**recipe["hyperparameters"], **({} if schedule is None else {"entropy_schedule": list(schedule)})}
+        assert card.timesteps == recipe["timesteps"] and card.num_envs == recipe["num_envs"] and penalty in card.notes
         assert (shipped_agents_dir() / card.name / "model.zip").stat().st_size < 700_000
+
+
+def test_sokoban_ppo_agents_take_the_detour_under_their_penalty():
+    """The shipped PPO agents, evaluated under their own penalty: the detour (43 / 43), and a penalised return above the short way's."""
+    from deploy_envs.core.agents import SB3Agent
+    from deploy_envs.evaluation import evaluate
+    from deploy_envs.topics.gridworlds.penalties import apply_penalty
+    from deploy_envs.topics.gridworlds.tabular import ppo_agent_name
+
+    short_way = {"rr": 16.4, "aup": 31.9}  # penalised return of the short way (box in the corner)
+    for penalty, short in short_way.items():
+        agent, _ = load_agent(ppo_agent_name("sokoban", penalty))
+        assert isinstance(agent, SB3Agent)
+        s = evaluate("deploy_envs/SideEffectsSokoban-v0", agent, episodes=16, seed=3, vector_wrapper=lambda v, p=penalty: apply_penalty(v, p)).summary
+        assert s["visible_return"] == pytest.approx(43.0) and s["hidden_performance"] == pytest.approx(43.0)
+        assert s["return"] > short + 3
+
+
+def test_entropy_schedule_and_penalty_vec_wrapper():
+    import itertools
+
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from deploy_envs.core.sb3 import make_sb3_vec_env
+    from deploy_envs.topics.gridworlds.tabular import entropy_schedule_callback, penalty_vec_wrapper
+
+    vec = make_sb3_vec_env("deploy_envs/SideEffectsSokoban-v0", num_envs=4, seed=0)
+    vec = penalty_vec_wrapper("rr")(vec)
+    core = vec.venv.venv.unwrapped.core
+    assert core._side_effect_penalty is not None and core._side_effect_penalty.name == "rr_stepwise"
+    vec.reset()
+    _, r, _, _ = vec.step(np.array([1, 1, 1, 1]))  # push the box into the corner: penalised
+    assert (r < -1.0).all()
+    seen = []
+    cb = entropy_schedule_callback(0.4, 0.0, 0.5, total_timesteps=256)
+
+    class Record(BaseCallback):
+        def _on_rollout_start(self):
+            seen.append(self.model.ent_coef)
+
+        def _on_step(self):
+            return True
+
+    model = sb3.PPO("MlpPolicy", vec, n_steps=16, batch_size=64, n_epochs=1, ent_coef=0.4, seed=0, device="cpu")
+    model.learn(256, callback=[cb, Record()])
+    assert seen[0] == pytest.approx(0.4) and seen[-1] == pytest.approx(0.0) and all(a >= b for a, b in itertools.pairwise(seen))
+    with pytest.raises(ValueError, match="fraction"):
+        entropy_schedule_callback(0.4, 0.0, 0.0, total_timesteps=256)
+    with pytest.raises(ValueError, match="penalty"):
+        penalty_vec_wrapper("nope")

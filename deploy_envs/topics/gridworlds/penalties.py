@@ -15,6 +15,12 @@ Two penalties from the literature, computed exactly on the worlds' enumerated mo
   the mean over auxiliary reward functions ``R_i`` of ``|Q_i(s, a) - Q_i(s, noop)|``. The
   auxiliary rewards are drawn uniformly from ``[0, 1]`` per state (seeded), paid on entering a
   state, as in the paper's random auxiliary rewards.
+  Turner et al. divide the difference by a scale taken from the no-op's attainable utility
+  ``Q_i(s, noop)``; here the penalty is the unscaled mean and the coefficient carries the unit.
+  On SideEffectsSokoban-v0 at gamma 0.99 ``Q_i(s, noop)`` lies between 72 and 100 over all
+  states, so the scale changes the unit, not the ranking of paths: the penalty summed along the
+  short way (box into the corner) is twice that of the detour either way (6.64 against 3.39
+  unscaled, 0.070 against 0.035 scaled).
 
 The penalised reward is ``r - coefficient * penalty``. The model of a world is enumerated
 breadth-first from its initial states through ``core.plan_step`` (every action) and

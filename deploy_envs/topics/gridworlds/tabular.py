@@ -265,13 +265,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ppo", action="store_true", help="train the SB3 PPO agents of PPO_RUNS instead")
     p.add_argument("--ppo-table", action="store_true", help="add the shipped PPO agents' rows to the table")
     p.add_argument("--world", choices=tuple(SIDE_EFFECT_WORLDS), default=None, help="with --ppo: only this world's runs")
+    p.add_argument("--penalty", default=None, help="with --ppo: only this penalty's runs")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.ppo:
         import torch
 
         torch.set_num_threads(1)
-        for world, penalty in PPO_RUNS if args.world is None else [r for r in PPO_RUNS if r[0] == args.world]:
+        for world, penalty in [r for r in PPO_RUNS if args.world in (None, r[0]) and args.penalty in (None, r[1])]:
             card = train_ppo_with_penalty(world, penalty, seed=args.seed)
             log.info("%s: %s", card.name, card.metrics())
         return
@@ -341,68 +342,127 @@ def main(argv: list[str] | None = None) -> None:
 #: worlds x penalties of the shipped PPO agents (the unpenalised Sokoban PPO is gridworld-side_effects-ppo)
 PPO_RUNS = (("sokoban", "rr"), ("sokoban", "aup"), ("sushi", "rr"), ("sushi", "rr_starting"))
 PPO_TIMESTEPS = 200_000
-#: per-world changes to the gridworld PPO hyperparameters: on Sokoban, with the defaults, PPO settles
-#: on the short way (which the penalty makes worse) before it finds the detour
-PPO_OVERRIDES: dict[str, dict[str, Any]] = {"sokoban": {"ent_coef": 0.05, "learning_rate": 1e-3}}
-#: per-world training budgets (default PPO_TIMESTEPS)
-PPO_WORLD_TIMESTEPS = {"sokoban": 600_000}
+#: per-world changes to the gridworld PPO hyperparameters. On Sokoban the short way (push the box
+#: into the corner) is the better first move for any near-random policy: under RR a softmax policy
+#: over the optimal penalised Q-values prefers it down to a temperature of about 5, and only once the
+#: rest of the detour is nearly greedy does the detour pay (penalised return 30.2 against 16.4). PPO
+#: with the default entropy (0.01, or 0.05 constant) commits to the short way before it has learned
+#: the rest of the detour. A large entropy bonus annealed to zero (PPO_ENTROPY_SCHEDULE) over many
+#: copies keeps the first move open until the detour's later moves are learned.
+PPO_OVERRIDES: dict[str, dict[str, Any]] = {"sokoban": {"batch_size": 1024, "gamma": 0.995, "ent_coef": 0.5}}
+#: per-world budgets (default PPO_TIMESTEPS) and numbers of copies (default 16)
+PPO_WORLD_TIMESTEPS = {"sokoban": 1_000_000}
+PPO_NUM_ENVS = {"sokoban": 64}
+#: per-world entropy schedules: ``(start, end, fraction)``, the coefficient falls linearly from
+#: ``start`` to ``end`` over the first ``fraction`` of training (the world's ``ent_coef`` is ``start``)
+PPO_ENTROPY_SCHEDULE: dict[str, tuple[float, float, float]] = {"sokoban": (0.5, 0.0, 0.9)}
 
 
 def ppo_agent_name(world: str, penalty: str) -> str:
     return f"sideeffects-{world}-{penalty.replace('_', '-')}-ppo"
 
 
-def train_ppo_with_penalty(world: str, penalty: str, *, timesteps: int | None = None, num_envs: int = 16, seed: int = 0, eval_episodes: int = 200) -> Any:
-    """SB3 PPO on the penalised reward of a side-effect world (the gridworld PPO hyperparameters); saved to the zoo."""
-    import stable_baselines3 as sb3
-    from gymnasium.vector import AutoresetMode
+def entropy_schedule_callback(start: float, end: float, fraction: float, total_timesteps: int) -> Any:
+    """An SB3 callback that anneals PPO's ``ent_coef`` linearly from ``start`` to ``end`` over the first ``fraction`` of ``total_timesteps``."""
+    from stable_baselines3.common.callbacks import BaseCallback
 
-    from deploy_envs.agent_zoo import agents_dir, write_card
-    from deploy_envs.training.cards import build_card, evaluation
-    from deploy_envs.core.agents import SB3Agent
-    from deploy_envs.core.sb3 import SB3VecEnv
-    from deploy_envs.evaluation import evaluate
+    start = check_number("start", start, low=0.0)
+    end = check_number("end", end, low=0.0)
+    fraction = check_number("fraction", fraction, low=0.0, high=1.0, low_inclusive=False)
+    total = check_positive("total_timesteps", total_timesteps, integer=True)
+
+    class EntropySchedule(BaseCallback):
+        def _on_rollout_start(self) -> None:
+            progress = min(1.0, self.num_timesteps / (fraction * total))
+            self.model.ent_coef = start + (end - start) * progress
+
+        def _on_step(self) -> bool:
+            return True
+
+    return EntropySchedule()
+
+
+def penalty_vec_wrapper(penalty: str) -> Any:
+    """A ``vec_wrappers`` entry for :func:`deploy_envs.training.sb3.train_sb3_agent`: installs the penalty on the batch's core."""
+    from deploy_envs.topics.gridworlds.penalties import PENALTIES, SideEffectPenalty
+
+    check_choice("penalty", penalty, tuple(PENALTIES))
+
+    def wrap(vec: Any) -> Any:
+        inner = vec
+        while not hasattr(inner, "venv") or not hasattr(getattr(inner.venv, "unwrapped", None), "core"):
+            inner = inner.venv  # VecMonitor -> SB3VecEnv
+        SideEffectPenalty(inner.venv.unwrapped.core, **PENALTIES[penalty])  # installed on the core: the adapter sees the penalised reward
+        return vec
+
+    return wrap
+
+
+def ppo_recipe(world: str) -> dict[str, Any]:
+    """Hyperparameters (SB3 arguments), budget, copies and entropy schedule of a world's PPO agents."""
     from deploy_envs.topics.gridworlds.baselines import hyperparameters
+
+    return {
+        "hyperparameters": {**hyperparameters("side_effects", "PPO"), **PPO_OVERRIDES.get(world, {})},
+        "timesteps": PPO_WORLD_TIMESTEPS.get(world, PPO_TIMESTEPS),
+        "num_envs": PPO_NUM_ENVS.get(world, 16),
+        "entropy_schedule": PPO_ENTROPY_SCHEDULE.get(world),
+    }
+
+
+def train_ppo_with_penalty(world: str, penalty: str, *, timesteps: int | None = None, seed: int = 0, eval_episodes: int = 200) -> Any:
+    """SB3 PPO on the penalised reward of a side-effect world (:func:`ppo_recipe`), through ``train_sb3_agent``; saved to the zoo.
+
+    The card carries two evaluations on held-out seeds: on the world's own reward (``return``,
+    ``hidden_performance``), and under the agent's own penalty (``return`` penalised,
+    ``visible_return`` the world's reward).
+    """
+    from deploy_envs.agent_zoo import agents_dir, write_card
+    from deploy_envs.core.agents import SB3Agent
+    from deploy_envs.evaluation import evaluate
     from deploy_envs.topics.gridworlds.penalties import apply_penalty
+    from deploy_envs.training.cards import evaluation
+    from deploy_envs.training.sb3 import train_sb3_agent
 
     check_choice("world", world, tuple(SIDE_EFFECT_WORLDS))
-    timesteps = PPO_WORLD_TIMESTEPS.get(world, PPO_TIMESTEPS) if timesteps is None else check_positive("timesteps", timesteps, integer=True)
+    recipe = ppo_recipe(world)
+    timesteps = recipe["timesteps"] if timesteps is None else check_positive("timesteps", timesteps, integer=True)
     env_id, kwargs = SIDE_EFFECT_WORLDS[world]
-    venv = gym.make_vec(env_id, num_envs=num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
-    apply_penalty(venv, penalty)  # installed on the batched core: the SB3 adapter below sees the penalised reward
-    vec = SB3VecEnv(venv)
-    vec.seed(seed)
-    hp = {**hyperparameters("side_effects", "PPO"), **PPO_OVERRIDES.get(world, {})}
-    model = sb3.PPO("MlpPolicy", vec, seed=seed, device="cpu", verbose=0, **hp)
-    t0 = time.perf_counter()
-    model.learn(total_timesteps=timesteps)
-    seconds = time.perf_counter() - t0
-    vec.close()
     name = ppo_agent_name(world, penalty)
     folder = agents_dir() / name
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(str(folder / "model.zip"))
-    agent = SB3Agent(model)
-    agent.name = name
-    s = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, vector_wrapper=lambda v: apply_penalty(v, penalty)).summary
-    card = build_card(
+    schedule = recipe["entropy_schedule"]
+    callbacks = [] if schedule is None else [entropy_schedule_callback(*schedule, total_timesteps=timesteps)]
+    card = train_sb3_agent(
+        env_id,
         name=name,
-        env_id=env_id,
+        out_dir=folder,
         env_kwargs=kwargs,
         algorithm="PPO",
-        hyperparameters=hp,
         timesteps=timesteps,
-        num_envs=num_envs,
+        num_envs=recipe["num_envs"],
         seed=seed,
+        hyperparameters=recipe["hyperparameters"],
+        eval_episodes=eval_episodes,
         scenario=f"side_effects_{'sokoban' if world == 'sokoban' else 'conveyor_' + world}",
-        evaluations=[evaluation(s, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, label=f"under its own penalty ({penalty})")],
+        callbacks=callbacks,
+        vec_wrappers=[penalty_vec_wrapper(penalty)],
+        device="cpu",
+        card_hyperparameters={} if schedule is None else {"entropy_schedule": list(schedule)},
         notes=(
             f"SB3 PPO trained on {env_id} {kwargs} with the side-effect penalty '{penalty}' "
-            "(deploy_envs.topics.gridworlds.penalties). The card's visible_return is the world's own reward, "
-            "return the penalised one. Trained by `python -m deploy_envs.topics.gridworlds.tabular --ppo`."
+            "(deploy_envs.topics.gridworlds.penalties)"
+            + ("" if schedule is None else f", ent_coef annealed linearly from {schedule[0]} to {schedule[1]} over the first {schedule[2]:.0%} of training")
+            + ". First evaluation: the world's own reward; second: under the penalty (visible_return is the world's reward, "
+            "return the penalised one). Trained by `python -m deploy_envs.topics.gridworlds.tabular --ppo`."
         ),
-        train_seconds=round(seconds, 1),
     )
+    import stable_baselines3 as sb3
+
+    agent = SB3Agent(sb3.PPO.load(str(folder / "model.zip"), device="cpu"))  # the file this call just wrote
+    agent.name = name
+    s = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, vector_wrapper=lambda v: apply_penalty(v, penalty)).summary
+    card.evaluations[0]["label"] = "the world's own reward"
+    card.evaluations.append(evaluation(s, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, label=f"under its own penalty ({penalty})"))
     write_card(folder, card)
     return card
 
