@@ -225,7 +225,7 @@ def test_search_finds_an_env_by_its_id(served_site, browser, query):
     box.click()  # opens the search dialog (the theme loads its index in a web worker)
     box.fill(query)
     results = page.locator(".md-search-result__item a")
-    results.first.wait_for(timeout=20_000)
+    results.first.wait_for(timeout=90_000)  # the index loads in a web worker: slow on a loaded 2-core machine
     hrefs = results.evaluate_all("els => els.map(e => e.href)")
     page.close()
     assert any("/envs/TrojanDetection-v0/" in h for h in hrefs[:3]), f"search for {query!r} gave {hrefs[:10]}"

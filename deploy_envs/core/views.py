@@ -42,10 +42,11 @@ def build_core(core_class: type[BatchedCore], num_envs: int, render_mode: str | 
 def _unchecked(core: BatchedCore, name: str):
     """``core.<name>`` without the index check that :class:`BatchedCore` wraps it in, for a caller
     whose indices are valid by construction (the single view's copy 0); the bound method itself
-    where there is no such wrapper."""
+    where there is no such wrapper, or where the core renders (the wrapper records the actions
+    drawn by ``rgb_array`` and redraws the ``human`` window after each call)."""
     method = getattr(core, name)
     inner = getattr(getattr(type(core), name), "__wrapped__", None)
-    if inner is None or not getattr(getattr(type(core), name), "_checked", False):
+    if inner is None or not getattr(getattr(type(core), name), "_checked", False) or core.render_mode is not None:
         return method
     return inner.__get__(core, type(core))
 
