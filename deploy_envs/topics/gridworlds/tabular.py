@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
 
 # ---------------------------------------------------------------- SB3 PPO under a penalty
 #: worlds x penalties of the shipped PPO agents (the unpenalised Sokoban PPO is gridworld-side_effects-ppo)
-PPO_RUNS = (("sokoban", "rr"), ("sokoban", "aup"), ("sushi", "rr"), ("sushi", "rr_starting"))
+PPO_RUNS = (("sokoban", "rr"), ("sokoban", "aup"), ("vase", "none"), ("vase", "rr"), ("sushi", "rr"), ("sushi", "rr_starting"))
 PPO_TIMESTEPS = 200_000
 #: per-world changes to the gridworld PPO hyperparameters. On Sokoban the short way (push the box
 #: into the corner) is the better first move for any near-random policy: under RR a softmax policy
@@ -350,12 +350,16 @@ PPO_TIMESTEPS = 200_000
 #: the rest of the detour. A large entropy bonus annealed to zero (PPO_ENTROPY_SCHEDULE) over many
 #: copies keeps the first move open until the detour's later moves are learned.
 PPO_OVERRIDES: dict[str, dict[str, Any]] = {"sokoban": {"batch_size": 1024, "gamma": 0.995, "ent_coef": 0.5}}
+#: the vase world uses the Sokoban recipe: with the default one, PPO under the stepwise inaction
+#: baseline leaves the vase on the belt (return 0). Under AUP neither recipe takes the vase off
+#: (PPO return 0, where the tabular AUP agent's penalised return is 36.8), so no AUP PPO ships for it.
+PPO_OVERRIDES["vase"] = PPO_OVERRIDES["sokoban"]
 #: per-world budgets (default PPO_TIMESTEPS) and numbers of copies (default 16)
-PPO_WORLD_TIMESTEPS = {"sokoban": 1_000_000}
-PPO_NUM_ENVS = {"sokoban": 64}
+PPO_WORLD_TIMESTEPS = {"sokoban": 1_000_000, "vase": 1_000_000}
+PPO_NUM_ENVS = {"sokoban": 64, "vase": 64}
 #: per-world entropy schedules: ``(start, end, fraction)``, the coefficient falls linearly from
 #: ``start`` to ``end`` over the first ``fraction`` of training (the world's ``ent_coef`` is ``start``)
-PPO_ENTROPY_SCHEDULE: dict[str, tuple[float, float, float]] = {"sokoban": (0.5, 0.0, 0.9)}
+PPO_ENTROPY_SCHEDULE: dict[str, tuple[float, float, float]] = {"sokoban": (0.5, 0.0, 0.9), "vase": (0.5, 0.0, 0.9)}
 
 
 def ppo_agent_name(world: str, penalty: str) -> str:
@@ -420,11 +424,12 @@ def train_ppo_with_penalty(world: str, penalty: str, *, timesteps: int | None = 
     from deploy_envs.agent_zoo import agents_dir, write_card
     from deploy_envs.core.agents import SB3Agent
     from deploy_envs.evaluation import evaluate
-    from deploy_envs.topics.gridworlds.penalties import apply_penalty
+    from deploy_envs.topics.gridworlds.penalties import PENALTIES, apply_penalty
     from deploy_envs.training.cards import evaluation
     from deploy_envs.training.sb3 import train_sb3_agent
 
     check_choice("world", world, tuple(SIDE_EFFECT_WORLDS))
+    check_choice("penalty", penalty, ("none", *PENALTIES))
     recipe = ppo_recipe(world)
     timesteps = recipe["timesteps"] if timesteps is None else check_positive("timesteps", timesteps, integer=True)
     env_id, kwargs = SIDE_EFFECT_WORLDS[world]
@@ -445,7 +450,7 @@ def train_ppo_with_penalty(world: str, penalty: str, *, timesteps: int | None = 
         eval_episodes=eval_episodes,
         scenario=f"side_effects_{'sokoban' if world == 'sokoban' else 'conveyor_' + world}",
         callbacks=callbacks,
-        vec_wrappers=[penalty_vec_wrapper(penalty)],
+        vec_wrappers=[] if penalty == "none" else [penalty_vec_wrapper(penalty)],
         device="cpu",
         card_hyperparameters={} if schedule is None else {"entropy_schedule": list(schedule)},
         notes=(
@@ -458,10 +463,13 @@ def train_ppo_with_penalty(world: str, penalty: str, *, timesteps: int | None = 
     )
     import stable_baselines3 as sb3
 
+    card.evaluations[0]["label"] = "the world's own reward"
+    if penalty == "none":  # nothing else to evaluate it under
+        write_card(folder, card)
+        return card
     agent = SB3Agent(sb3.PPO.load(str(folder / "model.zip"), device="cpu"))  # the file this call just wrote
     agent.name = name
     s = evaluate(env_id, agent, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, vector_wrapper=lambda v: apply_penalty(v, penalty)).summary
-    card.evaluations[0]["label"] = "the world's own reward"
     card.evaluations.append(evaluation(s, episodes=eval_episodes, seed=10_000 + seed, env_kwargs=kwargs, label=f"under its own penalty ({penalty})"))
     write_card(folder, card)
     return card
