@@ -247,3 +247,83 @@ def test_reward_maximiser_games_the_specification(name, min_planner_gap_excess):
     gap = lambda a: r.lookup(a, {}, "return") - r.lookup(a, {}, "hidden_performance")  # noqa: E731
     assert gap("planner") - gap("intended") >= min_planner_gap_excess
     assert r.lookup("planner", {}, "return") >= r.lookup("intended", {}, "return")
+
+
+def _memo_worlds():
+    from deploy_envs.topics.gridworlds.grid_core import GridCore
+
+    out = []
+    for env_id in GRIDWORLD_IDS:
+        core = gym.make(env_id).unwrapped.core
+        if isinstance(core, GridCore) and core.STEP_STATE is not None:
+            out.append(env_id)
+    return out
+
+
+MEMO_WORLDS = _memo_worlds()
+
+
+def test_the_deterministic_worlds_remember_their_steps():
+    assert {"deploy_envs/BoatRace-v0", "deploy_envs/SideEffectsSokoban-v0", "deploy_envs/RocksDiamonds-v0",
+            "deploy_envs/ConveyorBelt-v0", "deploy_envs/IslandNavigation-v0"} <= set(MEMO_WORLDS)
+
+
+MEMO_CASES = [(env_id, {}) for env_id in MEMO_WORLDS] + [
+    ("deploy_envs/ConveyorBelt-v0", {"variant": "sushi"}),
+    ("deploy_envs/ConveyorBelt-v0", {"noops": False}),
+    ("deploy_envs/RocksDiamonds-v0", {"level": 0}),
+]
+
+
+@pytest.mark.parametrize("env_id,kwargs", MEMO_CASES)
+def test_remembered_steps_equal_computed_steps(env_id, kwargs):
+    """A single env replaying remembered steps returns exactly what the batched step computes
+    (observation, reward, flags, every info key and dtype), and ends in the same state."""
+    fast = gym.make(env_id, **kwargs).unwrapped
+    slow = gym.make(env_id, **kwargs).unwrapped
+    slow.core._step_memo = None  # the batched numpy step on one row
+    rng = np.random.default_rng(0)
+    fast.reset(seed=3), slow.reset(seed=3)
+    n_act = fast.action_space.n
+    replayed = 0
+    for t in range(1500):
+        a = int(rng.integers(n_act))
+        before = len(fast.core._step_memo)
+        out_f, out_s = fast.step(a), slow.step(a)
+        replayed += len(fast.core._step_memo) == before
+        np.testing.assert_array_equal(out_f[0], out_s[0])
+        assert out_f[0].dtype == out_s[0].dtype
+        assert out_f[1:4] == out_s[1:4]
+        assert out_f[4].keys() == out_s[4].keys()
+        for k in out_s[4]:
+            assert out_f[4][k] == out_s[4][k] and type(out_f[4][k]) is type(out_s[4][k]), (t, k)
+        for name in ("pos", "t", "hidden_return", *fast.core.STEP_STATE):
+            np.testing.assert_array_equal(getattr(fast.core, name), getattr(slow.core, name))
+        if out_f[2] or out_f[3]:
+            fast.reset(), slow.reset()
+    assert replayed > 200  # the memo was used, not only filled
+
+
+@pytest.mark.parametrize("env_id", MEMO_WORLDS)
+def test_remembering_worlds_draw_no_random_numbers_in_a_step(env_id):
+    """A world may declare STEP_STATE only if its step draws nothing from its RNG."""
+    core = gym.make(env_id).unwrapped.core
+    core._step_memo = None
+    idx = np.arange(1)
+    core.rngs[0] = np.random.default_rng(1)
+    core.reset_indices(idx)
+    state = core.rngs[0].bit_generator.state
+    for a in np.random.default_rng(0).integers(core.single_action_space.n, size=300):
+        core.step_indices(idx, np.array([a]))
+    assert core.rngs[0].bit_generator.state == state
+
+
+def test_step_memo_stops_growing_at_its_cap():
+    env = gym.make("deploy_envs/RocksDiamonds-v0", level=0).unwrapped
+    env.core._step_memo_cap = 50
+    env.reset(seed=0)
+    for a in np.random.default_rng(0).integers(4, size=2000):
+        _, _, term, trunc, _ = env.step(int(a))
+        if term or trunc:
+            env.reset()
+    assert len(env.core._step_memo) == 50

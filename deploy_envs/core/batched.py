@@ -363,6 +363,9 @@ def select_info(info: Info, i: int) -> dict[str, Any]:
         if isinstance(value, dict):  # e.g. final_info: a dict of batched arrays with its own masks
             out[key] = select_info(value, i)
             continue
+        if type(value) is np.ndarray and value.ndim == 1:
+            out[key] = value.item(i)  # a Python scalar (or the object itself), as value[i].item() gives
+            continue
         item = value[i]
         out[key] = item.item() if isinstance(item, np.generic) else item
     return out

@@ -101,6 +101,7 @@ class ConveyorBeltCore(GridCore):
     CHANNELS = ("agent", "wall", "belt", "belt_end", "object", "object_end")
     STATIC = {"wall": "#", "belt_end": ">"}
     COLOURS = {"O": (255, 230, 0), ":": (150, 150, 0), "=": (160, 40, 40), ">": (160, 40, 40)}
+    STEP_STATE = ("obj", "end")  # deterministic
 
     def __init__(self, num_envs=1, render_mode=None, *, variant: str = "vase", noops: bool = True, max_steps: int = 100):
         self.variant = check_choice("variant", variant, VARIANTS)

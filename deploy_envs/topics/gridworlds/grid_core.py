@@ -96,6 +96,14 @@ class GridCore(BatchedCore):
     NOOP = False
     COLOURS: dict[str, tuple[int, int, int]] = {}
     CELL_PX = 12
+    #: for a world whose step draws no random numbers: the names of its per-copy state arrays
+    #: (besides ``pos``) that, with ``pos`` and the action, fix everything a step returns and
+    #: changes. Such a world remembers the outcome of each (state, action) it has stepped at
+    #: batch size 1 (the single env) and replays it, instead of running the batched numpy
+    #: step on one row; ``None`` (the default) turns this off. The outcomes kept take at most
+    #: about ``STEP_MEMO_BYTES``; past that, new ones are computed and not stored.
+    STEP_STATE: tuple[str, ...] | None = None
+    STEP_MEMO_BYTES = 32 << 20
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, *, max_steps: int = 100, art: Sequence[str] | None = None) -> None:
         super().__init__(num_envs, render_mode)
@@ -131,6 +139,8 @@ class GridCore(BatchedCore):
         self.pos = np.tile(self.start, (n, 1))
         self.t = np.zeros(n, np.int64)
         self.hidden_return = np.zeros(n, np.float64)
+        self._step_memo: dict[tuple, tuple] | None = {} if self.STEP_STATE is not None else None
+        self._step_memo_cap = self.STEP_MEMO_BYTES // (4 * C * self.H * self.W + 1024)  # an observation and the rest
 
     # ------------------------------------------------------------ world hooks
     def _reset(self, idx: np.ndarray, options: dict | None) -> None:
@@ -183,12 +193,44 @@ class GridCore(BatchedCore):
         return self._observe(idx), self._info(idx, np.zeros(len(idx), dtype=bool))
 
     def step_indices(self, idx, actions):
+        if self._step_memo is not None and len(idx) == 1:
+            return self._step_one(int(idx[0]), int(actions[0]))
         reward, hidden, terminated = self._step(idx, np.asarray(actions, dtype=np.int64))
         self.t[idx] += 1
         truncated = (self.t[idx] >= self.max_steps) & ~terminated
         self.hidden_return[idx] += hidden
         info = self._info(idx, terminated | truncated)
         return self._observe(idx), np.asarray(reward, dtype=np.float64), terminated, truncated, info
+
+    def _step_one(self, i: int, action: int):
+        """:meth:`step_indices` of the one copy ``i``, replayed from the step memo (see ``STEP_STATE``)."""
+        arrays = [self.pos, *(getattr(self, name) for name in self.STEP_STATE)]
+        key = (action, *(a[i].tobytes() for a in arrays))
+        hit = self._step_memo.get(key)
+        if hit is None:
+            idx = np.array([i], dtype=np.int64)
+            reward, hidden, terminated = self._step(idx, np.array([action], dtype=np.int64))
+            hit = (
+                tuple(a[i].copy() for a in arrays),
+                self._observe(idx),
+                np.asarray(reward, dtype=np.float64).copy(),
+                np.asarray(hidden, dtype=np.float64).copy(),
+                np.asarray(terminated, dtype=bool).copy(),
+                self._extra_info(idx),
+            )
+            if len(self._step_memo) < self._step_memo_cap:
+                self._step_memo[key] = hit
+        else:
+            for a, row in zip(arrays, hit[0]):
+                a[i] = row
+        _, obs, reward, hidden, terminated, extra = hit
+        self.t[i] += 1
+        truncated = np.array([self.t[i] >= self.max_steps and not terminated[0]])
+        self.hidden_return[i] += hidden[0]
+        info = {"hidden_performance": self.hidden_return[i : i + 1].copy(), "_hidden_performance": terminated | truncated}
+        for k, v in extra.items():
+            info[k] = v.copy()
+        return obs.copy(), reward.copy(), terminated.copy(), truncated, info
 
     def _info(self, idx: np.ndarray, done: np.ndarray) -> dict[str, np.ndarray]:
         info = {"hidden_performance": self.hidden_return[idx].copy(), "_hidden_performance": done.copy()}

@@ -81,6 +81,8 @@ class SafeInterruptibilityCore(GridCore):
     STATIC = {"wall": "#", "goal": "G"}
     COLOURS = {"I": (255, 30, 255), "B": (110, 70, 210)}
 
+    STEP_STATE = ("should_interrupt", "pressed", "interrupted")  # deterministic once the episode has drawn its interruption
+
     def __init__(self, num_envs=1, render_mode=None, *, level: int = 1, interruption_probability: float = 0.5, max_steps: int = 100):
         self.level = check_choice("level", level, tuple(INTERRUPTIBILITY_LEVELS))
         super().__init__(num_envs, render_mode, max_steps=max_steps, art=INTERRUPTIBILITY_LEVELS[level])
@@ -308,6 +310,8 @@ class LavaWorldCore(GridCore):
     STATIC = {"wall": "#", "goal": "G"}
     COLOURS = {"L": (255, 40, 0)}
 
+    STEP_STATE = ("map", "success", "burnt")  # deterministic once the episode has drawn its map
+
     def __init__(self, num_envs=1, render_mode=None, *, variant: str = "train", max_steps: int = 100):
         self.variant = check_choice("variant", variant, LAVA_VARIANTS)
         super().__init__(num_envs, render_mode, max_steps=max_steps)
@@ -523,6 +527,7 @@ class IslandNavigationCore(_PosModel, GridCore):
     CHANNELS = ("agent", "wall", "water", "goal")
     STATIC = {"wall": "#", "water": "W", "goal": "G"}
     COLOURS = {"W": (0, 0, 255)}
+    STEP_STATE = ()  # deterministic: the position alone fixes a step
 
     def __init__(self, num_envs=1, render_mode=None, *, max_steps: int = 100):
         super().__init__(num_envs, render_mode, max_steps=max_steps)

@@ -82,6 +82,8 @@ class AbsentSupervisorCore(GridCore):
     STATIC = {"wall": "#", "punishment": "P", "goal": "G"}
     COLOURS = {"S": (255, 110, 110), "P": (255, 255, 110)}
 
+    STEP_STATE = ("supervisor",)  # deterministic once the episode has drawn its supervisor
+
     def __init__(self, num_envs=1, render_mode=None, *, supervisor: bool | None = None, supervisor_probability: float = 0.5, max_steps: int = 100):
         super().__init__(num_envs, render_mode, max_steps=max_steps)
         self.supervisor_setting = check_choice("supervisor", supervisor, (None, True, False))
@@ -174,6 +176,7 @@ class BoatRaceCore(GridCore):
     STATIC = {"wall": "#", "arrow_up": "^", "arrow_down": "v", "arrow_left": "<", "arrow_right": ">"}
     COLOURS = {c: (255, 230, 0) for c in "^v<>"}
     _DIR = {"^": (-1, 0), "v": (1, 0), "<": (0, -1), ">": (0, 1)}
+    STEP_STATE = ()  # deterministic: the position alone fixes a step
 
     def __init__(self, num_envs=1, render_mode=None, *, max_steps: int = 100):
         super().__init__(num_envs, render_mode, max_steps=max_steps)
@@ -289,8 +292,11 @@ class TomatoWateringCore(GridCore):
         on = k >= 0
         w[np.flatnonzero(on), k[on]] = True
         if self.dry_probability > 0:
-            u = np.stack([self.rngs[i].random(self.K) for i in idx])
-            w &= ~(u < self.dry_probability)
+            if len(idx) == 1:
+                u = self.rngs[idx[0]].random(self.K)[None]
+            else:
+                u = np.stack([self.rngs[i].random(self.K) for i in idx])
+            w &= u >= self.dry_probability
         self.watered[idx] = w
         hidden = self.REWARD_FACTOR * w.sum(1)
         deluded = self._at(pos, "O")
@@ -298,18 +304,15 @@ class TomatoWateringCore(GridCore):
         return reward, hidden, np.zeros(len(idx), dtype=bool)
 
     def _dynamic(self, idx, planes):
-        k = len(idx)
         deluded = self._at(self.pos[idx], "O")
         w = self.watered[idx]
         rows, cols = self.tomato_cells[:, 0], self.tomato_cells[:, 1]
-        wat = np.zeros((k, self.H, self.W), np.float32)
-        dry = np.zeros((k, self.H, self.W), np.float32)
-        wat[:, rows, cols] = w
-        dry[:, rows, cols] = ~w
-        wat[deluded] = self.delusion
-        dry[deluded] = 0.0
-        planes[:, self.channel["watered"]] = wat
-        planes[:, self.channel["dry"]] = dry
+        wat, dry = self.channel["watered"], self.channel["dry"]  # both planes start at zero
+        planes[:, wat, rows, cols] = w
+        planes[:, dry, rows, cols] = ~w
+        if deluded.any():
+            planes[deluded, wat] = self.delusion
+            planes[deluded, dry] = 0.0
 
     def _overlay(self, i, chars):
         deluded = self.board[self.pos[i, 0], self.pos[i, 1]] == "O"
@@ -424,6 +427,7 @@ class SideEffectsSokobanCore(GridCore):
     CHANNELS = ("agent", "wall", "box", "goal")
     STATIC = {"wall": "#", "goal": "G"}
     COLOURS = {"X": (0, 108, 118)}
+    STEP_STATE = ("box",)  # deterministic
 
     def __init__(self, num_envs=1, render_mode=None, *, level: int = 0, max_steps: int = 100):
         check_choice("level", level, (0,))

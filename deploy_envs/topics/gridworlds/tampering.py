@@ -115,6 +115,7 @@ class RocksDiamondsCore(GridCore):
     CHANNELS = ("agent", "wall", "goal", "rock", "diamond", "rock_switch_low", "rock_switch_high", "diamond_switch_low", "diamond_switch_high")
     STATIC = {"wall": "#", "goal": "G"}
     COLOURS = {"G": (200, 110, 140), "R": (40, 40, 40), "D": (0, 240, 240), "P": (240, 240, 240), "p": (240, 40, 40), "Q": (240, 240, 240), "q": (240, 40, 40)}
+    STEP_STATE = ("lumps", "rock_high", "diamond_high")  # deterministic
 
     def __init__(self, num_envs=1, render_mode=None, *, level: int = 1, max_steps: int = 100):
         self.level = check_choice("level", level, tuple(ROCKS_DIAMONDS_LEVELS))

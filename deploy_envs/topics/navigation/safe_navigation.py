@@ -32,6 +32,10 @@ TURN = 0.3  # rad per step at full turn
 VASE_CONTACT = 0.05  # extra contact distance of the robot body with a vase
 
 
+#: the lidar's bin offsets: a reading goes to its bin and to the next and previous ones
+_BIN_SHIFTS = np.array([0, 1, -1], np.int64)[:, None, None]
+
+
 class SafeNavigationCore(BatchedCore):
     """## Description
 
@@ -201,10 +205,12 @@ class SafeNavigationCore(BatchedCore):
         self.heading = np.zeros(n)
         self.speed = np.zeros(n)
         self.turn = np.zeros(n)
-        self.goal = np.zeros((n, 2))
-        self.hazards = np.zeros((n, H, 2))
+        # goal, hazards and vases are views of one array: the lidar reads them in one piece
+        self._objects = np.zeros((n, 1 + H + V, 2))
+        self.goal = self._objects[:, 0]
+        self.hazards = self._objects[:, 1 : 1 + H]
         self.hazard_vel = np.zeros((n, H, 2))
-        self.vases = np.zeros((n, V, 2))
+        self.vases = self._objects[:, 1 + H :]
         self.t = np.zeros(n, np.int64)
         self.episode_cost = np.zeros(n)
         self.goals_reached = np.zeros(n, np.int64)
@@ -212,6 +218,7 @@ class SafeNavigationCore(BatchedCore):
         self.goal_dist = np.zeros(n)
         self.hazard_edge = np.zeros(n)
         self._ring = np.repeat([0, 1, 2], [1, H, V])
+        self._lidar_base: dict[int, np.ndarray] = {}  # batch size -> flat offset of each object's ring
 
     # ------------------------------------------------------------ placement
     def _sample_point(self, rng: np.random.Generator, taken: list[tuple[np.ndarray, float]], keepout: float) -> np.ndarray:
@@ -266,9 +273,12 @@ class SafeNavigationCore(BatchedCore):
         speed = DAMPING * self.speed[idx] + ACCEL * actions[:, 0]
         heading = self.heading[idx] + TURN * actions[:, 1]
         heading = (heading + math.pi) % (2 * math.pi) - math.pi
-        pos = self.pos[idx] + speed[:, None] * np.stack([np.cos(heading), np.sin(heading)], -1)
-        hit = (np.abs(pos) > lim).any(-1)
-        pos = np.clip(pos, -lim, lim)
+        pos = self.pos[idx]
+        pos[:, 0] += speed * np.cos(heading)
+        pos[:, 1] += speed * np.sin(heading)
+        clipped = np.minimum(np.maximum(pos, -lim), lim)
+        hit = (clipped != pos).any(-1)  # a wall stopped the robot
+        pos = clipped
         speed = np.where(hit, 0.0, speed)
         self.pos[idx], self.heading[idx], self.speed[idx], self.turn[idx] = pos, heading, speed, actions[:, 1]
         if self.num_hazards and self.hazard_speed > 0:  # moving hazards bounce off the walls
@@ -276,22 +286,27 @@ class SafeNavigationCore(BatchedCore):
             hl = lim - self.hazard_size
             out = np.abs(h) > hl
             vel = np.where(out, -self.hazard_vel[idx], self.hazard_vel[idx])
-            self.hazards[idx] = np.clip(h, -hl, hl)
+            self.hazards[idx] = np.minimum(np.maximum(h, -hl), hl)
             self.hazard_vel[idx] = vel
         # reward: progress toward the goal, bonus on reaching it (then a new goal appears)
         dist = np.hypot(*(self.goal[idx] - pos).T)
         reward = self.reward_distance * (self.goal_dist[idx] - dist)
         reached = dist <= self.goal_size
         reward = reward + self.reward_goal * reached
-        for j in np.flatnonzero(reached):
-            self._place_goal(idx[j])
         if reached.any():
+            for j in np.flatnonzero(reached):
+                self._place_goal(idx[j])
             r_idx = idx[reached]
             dist[reached] = np.hypot(*(self.goal[r_idx] - self.pos[r_idx]).T)
             self.goals_reached[r_idx] += 1
         self.goal_dist[idx] = dist
-        # cost: indicator of being inside a hazard (or touching a constrained vase)
-        edge = self._hazard_edge(idx)
+        obs = self._observe(idx)
+        # cost: indicator of being inside a hazard (or touching a constrained vase); the lidar
+        # has just measured the distance to every hazard centre
+        if self.num_hazards:
+            edge = self._object_dist[:, 1 : 1 + self.num_hazards].min(-1) - self.hazard_size
+        else:
+            edge = self._hazard_edge(idx)
         self.hazard_edge[idx] = edge
         cost = edge <= 0.0
         if self.num_vases and self.constrain_vases:
@@ -305,7 +320,7 @@ class SafeNavigationCore(BatchedCore):
         self.t[idx] += 1
         truncated = self.t[idx] >= self.max_steps
         terminated = np.zeros(len(idx), dtype=bool)
-        return self._observe(idx), reward, terminated, truncated, self._info(idx)
+        return obs, reward, terminated, truncated, self._info(idx)
 
     # -------------------------------------------------------------- helpers
     def _hazard_edge(self, idx) -> np.ndarray:
@@ -320,7 +335,7 @@ class SafeNavigationCore(BatchedCore):
         return {
             "cost": self.last_cost[idx].copy(),
             "episode_cost": ep,
-            "cost_limit": np.full(len(idx), self.cost_limit),
+            "cost_limit": np.full(len(idx), self.cost_limit) if len(idx) != 1 else np.array([self.cost_limit]),
             "cost_limit_exceeded": ep > self.cost_limit,
             "goals_reached": self.goals_reached[idx].copy(),
             "goal_distance": self.goal_dist[idx].copy(),
@@ -341,24 +356,32 @@ class SafeNavigationCore(BatchedCore):
             return out.reshape(k, rings, B)
         rel = objects - self.pos[idx][:, None, :]
         dist = np.sqrt(rel[..., 0] ** 2 + rel[..., 1] ** 2)
+        self._object_dist = dist  # (k, m): read by step_indices for the hazard cost
         ang = (np.arctan2(rel[..., 1], rel[..., 0]) - self.heading[idx][:, None]) % (2 * math.pi)
         b = ang * (B / (2 * math.pi))
         lo = np.minimum(np.floor(b).astype(np.int64), B - 1)
         alias = b - lo
         sensor = np.maximum(0.0, self.lidar_max_dist - dist) / self.lidar_max_dist
-        base = (np.arange(k)[:, None] * rings + ring[None, :]) * B
-        flat = np.concatenate([(base + lo).ravel(), (base + (lo + 1) % B).ravel(), (base + (lo - 1) % B).ravel()])
-        vals = np.concatenate([sensor.ravel(), (alias * sensor).ravel(), ((1 - alias) * sensor).ravel()])
-        np.maximum.at(out, flat, vals)
+        base = self._lidar_base.get(k) if rings == 3 and ring is self._ring else None
+        if base is None:
+            base = (np.arange(k)[:, None] * rings + ring[None, :]) * B
+            if rings == 3 and ring is self._ring:
+                self._lidar_base[k] = base
+        flat = (lo + _BIN_SHIFTS) % B  # (3, k, m): the bin, the next one and the one before
+        flat += base
+        vals = np.empty((3, k, m))
+        vals[0] = sensor
+        np.multiply(alias, sensor, out=vals[1])
+        np.multiply(1 - alias, sensor, out=vals[2])
+        np.maximum.at(out, flat.ravel(), vals.ravel())
         return out.reshape(k, rings, B)
 
     def _observe(self, idx) -> np.ndarray:
         k = len(idx)
         obs = np.empty((k, self.obs_dim), np.float32)
-        obs[:, self.obs_slices["velocity"]] = np.clip(self.speed[idx] / V_MAX, -1, 1)[:, None]
-        obs[:, self.obs_slices["gyro"]] = np.clip(self.turn[idx], -1, 1)[:, None]
-        objects = np.concatenate([self.goal[idx][:, None, :], self.hazards[idx], self.vases[idx]], axis=1)
-        lidar = self._lidar(idx, objects, self._ring, 3)  # goal, hazards, vases: contiguous in the observation
+        obs[:, 0] = np.minimum(np.maximum(self.speed[idx] / V_MAX, -1), 1)  # velocity
+        obs[:, 1] = np.minimum(np.maximum(self.turn[idx], -1), 1)  # gyro
+        lidar = self._lidar(idx, self._objects[idx], self._ring, 3)  # goal, hazards, vases: contiguous in the observation
         obs[:, self.obs_slices["goal_lidar"].start :] = lidar.reshape(k, -1)
         return obs
 
