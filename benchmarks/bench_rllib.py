@@ -5,22 +5,25 @@ Run from the repository root (needs the ``rllib`` extra)::
     python benchmarks/bench_rllib.py            # full run (a few minutes on 2 busy cores)
     python benchmarks/bench_rllib.py --quick    # smoke run
 
-It writes ``benchmarks/results/rllib.json`` and prints three ratios, each measured in this run:
+It writes ``benchmarks/results/rllib.json`` and prints these ratios, each measured in this run:
 
-1. **scaling 2 vs 1 env runners**: env steps per second sampled by an RLlib PPO
-   algorithm with 2 remote env runners over that of one with 1 remote env runner
-   (``EnvRunnerGroup.foreach_env_runner(lambda r: r.sample(num_timesteps=T))``, the
-   runners sampling in parallel; each steps one native batch of ``--num-envs`` copies).
-   Ideal: 2.0 when there are 2 free cores.
-2. **RLlib vs direct**: env steps per second of one RLlib ``SingleAgentEnvRunner``
-   (in this process, exploring with the PPO RLModule) over those of stepping the same
-   native batch (``gymnasium.make_vec(id, num_envs=N)``) directly with pre-drawn random
-   actions. Below 1 is RLlib's overhead.
-3. **where the time goes**, per vector step of the env runner: the env's own step
-   (measured directly), the RLModule's forward pass on the batch (measured
-   directly), and the rest (RLlib's connectors and per-copy episode bookkeeping:
-   ``SingleAgentEpisode.add_env_step`` per copy, unbatching, info-to-list), as
-   fractions of the runner's time per vector step.
+1. **RLlib vs direct at 1 and 2 env runners**: env steps per second sampled by an RLlib
+   PPO algorithm with k remote env runners (the suite's
+   :class:`~deploy_envs.integrations.rllib_runner.NativeBatchEnvRunner`, each stepping one
+   native batch of ``--num-envs`` copies, ``EnvRunnerGroup.foreach_env_runner(lambda r:
+   r.sample(num_timesteps=T))``) over k times the env steps per second of stepping the same
+   native batch (``gymnasium.make_vec(id, num_envs=N)``) directly in this process with
+   pre-drawn random actions. Below 1 is RLlib's overhead. Target: at least 0.6.
+2. **scaling 2 vs 1 env runners**: the same two algorithms against each other. Ideal 2.0
+   when there are 2 free cores.
+3. **in one process, and where the time goes**: one batched runner and one of RLlib's
+   stock ``SingleAgentEnvRunner`` (same weights) against the direct loop, and per vector
+   step the env's own step, the policy (the RLModule's forward pass and the action draw,
+   measured directly) and the rest (episode bookkeeping and connectors: for the stock
+   runner ``SingleAgentEpisode.add_env_step`` per copy, unbatching, info-to-list and the
+   connector pipelines; for the batched runner cutting the batched arrays into episodes),
+   as fractions of the runner's time. ``bound_env_plus_policy_vs_direct`` is what a runner
+   that did nothing but step the env and run the policy would reach.
 
 Timing: ``time.perf_counter``; the two sides of a ratio run in alternating blocks and
 the median per-repetition ratio is reported (:func:`deploy_envs.benchmarking.paired`).
@@ -50,67 +53,99 @@ RESULTS = Path(__file__).resolve().parent / "results" / "rllib.json"
 
 
 def bench_overhead(num_envs: int, steps: int, reps: int) -> dict[str, Any]:
-    """One env runner in this process vs the bare native batch; plus the module's forward pass."""
-    from ray.rllib.core.columns import Columns
+    """One env runner in this process vs the bare native batch: the suite's batched runner and RLlib's stock one."""
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
+    from deploy_envs.integrations.rllib_runner import NativeBatchEnvRunner
+
     config = R.build_config(ENV_ID, env_kwargs=KWARGS, num_env_runners=0, num_envs_per_env_runner=num_envs)
-    runner = SingleAgentEnvRunner(config=config)
-    assert R._describe_env(runner)["native_batch"], "the env runner must step the native batch"
+    assert config.env_runner_cls is NativeBatchEnvRunner, "build_config must select the batched env runner"
+    batched = NativeBatchEnvRunner(config=config)
+    assert batched.fast_path_reason() is None, batched.fast_path_reason()
+    stock = SingleAgentEnvRunner(config=config.copy(copy_frozen=False).env_runners(env_runner_cls=SingleAgentEnvRunner))
+    stock.module.load_state_dict(batched.module.state_dict())  # the same policy on both
+    assert R._describe_env(stock)["native_batch"], "the env runner must step the native batch"
     vsteps = max(1, steps // num_envs)
     direct_env = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", **KWARGS)
     stepper = Stepper(direct_env, seed=0, stagger=KWARGS["max_queries"])
-    obs = torch.as_tensor(np.stack([direct_env.single_observation_space.sample() for _ in range(num_envs)]))
+    obs = np.stack([direct_env.single_observation_space.sample() for _ in range(num_envs)])
 
-    def module_pass() -> None:
-        with torch.no_grad():
-            runner.module.forward_exploration({Columns.OBS: obs})
+    def direct() -> None:
+        for _ in range(vsteps):
+            stepper()
 
     # one RLlib vector step = sample(num_timesteps=num_envs); time a block of them
-    res = paired(lambda: runner.sample(num_timesteps=num_envs * vsteps, explore=True), lambda: [stepper() for _ in range(vsteps)],
-                 inner_a=1, inner_b=1, reps=reps, warmup=1)
-    t_module = paired(module_pass, module_pass, inner_a=vsteps, inner_b=1, reps=reps, warmup=1)["a_s"]
-    runner.stop()
+    res_batched = paired(lambda: batched.sample(num_timesteps=num_envs * vsteps, explore=True), direct, inner_a=1, inner_b=1, reps=reps, warmup=1)
+    res_stock = paired(lambda: stock.sample(num_timesteps=num_envs * vsteps, explore=True), direct, inner_a=1, inner_b=1, reps=reps, warmup=1)
+    # the policy's share: the module's forward pass and the action draw (the batched runner's own call)
+    t_policy = paired(lambda: batched._actions(obs, True, 0), lambda: batched._actions(obs, True, 0), inner_a=vsteps, inner_b=1, reps=reps, warmup=1)["a_s"]
+    batched.stop()
+    stock.stop()
     direct_env.close()
-    t_rllib = res["a_s"] / vsteps
-    t_env = res["b_s"] / vsteps
-    return {
-        "num_envs": num_envs,
-        "vector_steps_per_block": vsteps,
-        "rllib_env_steps_per_s": num_envs / t_rllib,
-        "direct_env_steps_per_s": num_envs / t_env,
-        "rllib_vs_direct": 1 / res["ratio"],
-        "rllib_vs_direct_range": [1 / res["ratio_max"], 1 / res["ratio_min"]],
-        "seconds_per_vector_step": {"rllib_runner": t_rllib, "env_step": t_env, "module_forward": t_module},
-        "fraction_of_runner_time": {
-            "env_step": t_env / t_rllib,
-            "module_forward": t_module / t_rllib,
-            "rllib_connectors_and_episode_bookkeeping": max(0.0, 1 - (t_env + t_module) / t_rllib),
-        },
-    }
+    out: dict[str, Any] = {"num_envs": num_envs, "vector_steps_per_block": vsteps}
+    for name, res in (("batched_runner", res_batched), ("stock_runner", res_stock)):
+        t_runner, t_env = res["a_s"] / vsteps, res["b_s"] / vsteps
+        out[name] = {
+            "setting": f"{name.replace('_', ' ')}, in this process",
+            "rllib_env_steps_per_s": num_envs / t_runner,
+            "direct_env_steps_per_s": num_envs / t_env,
+            "rllib_vs_direct": 1 / res["ratio"],
+            "rllib_vs_direct_range": [1 / res["ratio_max"], 1 / res["ratio_min"]],
+            "seconds_per_vector_step": {"rllib_runner": t_runner, "env_step": t_env, "policy_forward_and_action_draw": t_policy},
+            "fraction_of_runner_time": {
+                "env_step": t_env / t_runner,
+                "policy_forward_and_action_draw": t_policy / t_runner,
+                "episode_bookkeeping_and_connectors": max(0.0, 1 - (t_env + t_policy) / t_runner),
+            },
+        }
+    # the best a runner can do: the env step plus the policy, nothing else
+    t_env = res_batched["b_s"] / vsteps
+    out["bound_env_plus_policy_vs_direct"] = t_env / (t_env + t_policy)
+    return out
 
 
 def bench_scaling(num_envs: int, steps: int, reps: int) -> dict[str, Any]:
-    """Env steps/s sampled by 2 remote env runners vs 1 (both algorithms alive, sampled in alternating blocks)."""
+    """Env steps/s sampled by 1 and 2 remote env runners (the batched runner), each against stepping the native batch directly.
+
+    The direct side steps one native batch in this process (one thread) while the runners
+    wait; RLlib at k runners is compared with k times that rate (k copies of the direct
+    loop on k free cores), so 1.0 means no overhead at all.
+    """
     import ray
 
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    direct_env = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", **KWARGS)
+    stepper = Stepper(direct_env, seed=0, stagger=KWARGS["max_queries"])
     try:
         algos = {k: R.build_config(ENV_ID, env_kwargs=KWARGS, num_env_runners=k, num_envs_per_env_runner=num_envs).build_algo() for k in (1, 2)}
         desc = {k: R.describe_env_runners(a) for k, a in algos.items()}
         per_runner = max(num_envs, steps // 2)
+        vsteps = per_runner // num_envs
 
         def sample(k: int) -> None:
             algos[k].env_runner_group.foreach_env_runner(lambda r: len(r.sample(num_timesteps=per_runner, explore=True)), local_env_runner=False)
 
+        def direct() -> None:
+            for _ in range(vsteps):
+                stepper()
+
         res = paired(lambda: sample(2), lambda: sample(1), inner_a=1, inner_b=1, reps=reps, warmup=1)
+        vs_direct = {k: paired(lambda k=k: sample(k), direct, inner_a=1, inner_b=1, reps=reps, warmup=1) for k in (1, 2)}
         for a in algos.values():
             a.stop()
     finally:
         ray.shutdown()
+        direct_env.close()
     rate1 = per_runner / res["b_s"]
     rate2 = 2 * per_runner / res["a_s"]
-    # paired ratio = t(2 runners) / t(1 runner) for 2x the steps, so the throughput ratio is 2 / ratio
+    direct_rate = {k: vsteps * num_envs / r["b_s"] for k, r in vs_direct.items()}
+    # paired ratio = t(k runners, k * per_runner steps) / t(direct, per_runner steps): throughput ratio k-normalised
+    runners_vs_direct = [
+        {"setting": f"{k} remote env runner{'s' if k > 1 else ''}", "env_runners_count": k, "direct_env_steps_per_s": direct_rate[k],
+         "rllib_env_steps_per_s": k * per_runner / r["a_s"], "rllib_vs_direct": (k * per_runner / r["a_s"]) / (k * direct_rate[k]),
+         "rllib_vs_direct_range": [1 / r["ratio_max"], 1 / r["ratio_min"]], "reps": reps}
+        for k, r in vs_direct.items()
+    ]
     return {
         "num_envs_per_env_runner": num_envs,
         "env_steps_per_runner_per_call": per_runner,
@@ -119,6 +154,7 @@ def bench_scaling(num_envs: int, steps: int, reps: int) -> dict[str, Any]:
         "env_steps_per_s_2_runners": rate2,
         "scaling_2_vs_1": 2 / res["ratio"],
         "scaling_2_vs_1_range": [2 / res["ratio_max"], 2 / res["ratio_min"]],
+        "runners_vs_direct": runners_vs_direct,
         "cpu_count": os.cpu_count(),
     }
 
@@ -149,9 +185,14 @@ def main() -> None:
     print(f"RLlib sampling on {ENV_ID} ({args.num_envs} native copies per env runner), load average {result['machine']['load_average_1min']:.1f}")
     print(f"  1 env runner : {scaling['env_steps_per_s_1_runner']:9.0f} env steps/s")
     print(f"  2 env runners: {scaling['env_steps_per_s_2_runners']:9.0f} env steps/s   scaling 2 vs 1: {scaling['scaling_2_vs_1']:.2f} (ideal 2.0)")
-    print(f"  RLlib runner : {overhead['rllib_env_steps_per_s']:9.0f} env steps/s   direct native batch: {overhead['direct_env_steps_per_s']:.0f}   "
-          f"RLlib / direct: {overhead['rllib_vs_direct']:.3f}")
-    print("  runner time per vector step: " + ", ".join(f"{k} {v:.0%}" for k, v in overhead["fraction_of_runner_time"].items()))
+    for row in scaling["runners_vs_direct"]:
+        print(f"  {row['setting']} / direct native batch x {row['env_runners_count']}: {row['rllib_vs_direct']:.3f}   (target >= 0.6)")
+    for name in ("batched_runner", "stock_runner"):
+        o = overhead[name]
+        print(f"  {name:15s}: {o['rllib_env_steps_per_s']:9.0f} env steps/s in this process   direct native batch: {o['direct_env_steps_per_s']:.0f}   "
+              f"RLlib / direct: {o['rllib_vs_direct']:.3f}")
+        print("    runner time per vector step: " + ", ".join(f"{k} {v:.0%}" for k, v in o["fraction_of_runner_time"].items()))
+    print(f"  env step + policy alone / direct: {overhead['bound_env_plus_policy_vs_direct']:.3f} (what a runner with no bookkeeping would reach)")
     print(f"wrote {args.out}")
 
 

@@ -58,7 +58,7 @@ def test_ppo_on_evasion_steps_the_native_batch_and_learns(evasion_run):
     assert len(hist) >= 2 and hist[-1]["env_steps"] >= 320
     assert all(math.isfinite(h["episode_return_mean"]) for h in hist)
     # the env runner stepped one native batch of 8 copies, not a SyncVectorEnv of 8 single envs
-    assert run["env_runners"] == [{"env": "EvasionVectorEnv", "native_batch": True, "num_envs": 8}]
+    assert run["env_runners"] == [{"env": "EvasionVectorEnv", "native_batch": True, "num_envs": 8, "batched_sampling": True}]
     assert _changed(run)["default_policy"] > 0
     assert (ckpt / "learner_group").is_dir()
 
@@ -132,7 +132,7 @@ def test_cli_train_rllib_writes_a_zoo_agent(ray_local, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     card = json.loads((tmp_path / "agents" / "tiny-rllib" / "card.json").read_text())
     assert card["algorithm"] == "RLlib PPO" and card["hyperparameters"]["engine"] == "rllib" and card["timesteps"] >= 160
-    assert card["hyperparameters"]["env_runners_stepped"] == [{"env": "EvasionVectorEnv", "native_batch": True, "num_envs": 4}]
+    assert card["hyperparameters"]["env_runners_stepped"] == [{"env": "EvasionVectorEnv", "native_batch": True, "num_envs": 4, "batched_sampling": True}]
     assert (tmp_path / "agents" / "tiny-rllib" / "CARD.md").exists()
     assert math.isfinite(card["evaluations"][0]["metrics"]["return"])
 
@@ -238,3 +238,92 @@ def test_readme_rllib_commands_run_as_written(ray_local, tmp_path, monkeypatch):
             assert r.exit_code == 0, f"{cmd}\n{r.output}"
             assert "episodes" in text
     assert os.environ["DEPLOY_ENVS_AGENTS"] == str(tmp_path / "agents")
+
+
+def _episode_data(episodes) -> list[tuple]:
+    """Everything an episode chunk carries but its random id."""
+    out = []
+    for e in episodes:
+        extras = {k: np.asarray(e.get_extra_model_outputs(k, slice(None))) for k in sorted(e.extra_model_outputs)}
+        out.append((
+            len(e), e.t_started, e.is_terminated, e.is_truncated, e.observations.lookback, e.actions.lookback,
+            np.asarray(e.get_observations(slice(None))).tobytes(), np.asarray(e.get_actions(slice(None))).tobytes(),
+            np.asarray(e.get_rewards(slice(None))).tobytes(), sorted(extras), [v.tobytes() for v in extras.values()],
+            np.asarray(e.get_observations(-1, neg_index_as_lookback=True)).tobytes() if e.observations.lookback else b"",
+        ))
+    return out
+
+
+@pytest.mark.parametrize("env_id,kwargs", [(EVASION, {**EV_KWARGS, "max_queries": 5}), ("deploy_envs/SafeNavigation-v0", {"max_steps": 6})])
+def test_batched_env_runner_returns_the_stock_runners_episodes(env_id, kwargs):
+    """Same weights, same torch seed: the batched runner's episode chunks (finished ones, then the
+    open ones, cut with their lookback) equal RLlib's stock runner's, call after call, episode
+    ends and autoresets included; the episode ids persist across the chunks of one episode; the
+    episode metrics agree."""
+    import torch
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from deploy_envs.integrations.rllib_runner import NativeBatchEnvRunner
+
+    config = R.build_config(env_id, env_kwargs=kwargs, num_env_runners=0, num_envs_per_env_runner=4)
+    assert config.env_runner_cls is NativeBatchEnvRunner
+    fast = NativeBatchEnvRunner(config=config)
+    assert fast.fast_path_reason() is None and R._describe_env(fast)["batched_sampling"]
+    stock = SingleAgentEnvRunner(config=config.copy(copy_frozen=False).env_runners(env_runner_cls=SingleAgentEnvRunner))
+    stock.module.load_state_dict(fast.module.state_dict())
+    open_ids: dict[int, str] = {}
+    ended = 0
+    for call in range(5):
+        torch.manual_seed(call)
+        a = fast.sample(num_timesteps=4 * 7, explore=True)
+        torch.manual_seed(call)
+        b = stock.sample(num_timesteps=4 * 7, explore=True)
+        assert _episode_data(a) == _episode_data(b), f"call {call}"
+        ended += sum(e.is_done for e in a)
+        for e in a:
+            if e.t_started > 0:  # a continued chunk keeps the id of the chunk before it
+                assert e.id_ in open_ids.values()
+        open_ids = {i: e.id_ for i, e in enumerate(a) if not e.is_done}
+    assert ended > 0  # episode ends and autoresets were crossed
+    mf, ms = fast.get_metrics(), stock.get_metrics()
+    for key in ("episode_return_mean", "episode_len_mean", "num_env_steps_sampled_lifetime", "num_episodes_lifetime"):
+        assert float(mf[key].peek()) == pytest.approx(float(ms[key].peek())), key
+    fast.stop()
+    stock.stop()
+    # greedy sampling (explore=False) by timesteps takes the batched path too, and agrees (on fresh
+    # runners: RLlib's own runner cannot switch an open episode between the two modes)
+    fast = NativeBatchEnvRunner(config=config)
+    stock = SingleAgentEnvRunner(config=config.copy(copy_frozen=False).env_runners(env_runner_cls=SingleAgentEnvRunner))
+    stock.module.load_state_dict(fast.module.state_dict())
+    for call in range(3):
+        a, b = fast.sample(num_timesteps=4 * 5, explore=False), stock.sample(num_timesteps=4 * 5, explore=False)
+        assert _episode_data(a) == _episode_data(b), f"greedy call {call}"
+    fast.stop()
+    stock.stop()
+
+
+def test_batched_env_runner_hands_other_requests_to_the_stock_code():
+    """Sampling whole episodes, random actions, or a configured callback: the stock runner's path."""
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    from deploy_envs.integrations.rllib_runner import NativeBatchEnvRunner
+
+    config = R.build_config(EVASION, env_kwargs={**EV_KWARGS, "max_queries": 3}, num_env_runners=0, num_envs_per_env_runner=2)
+    fast = NativeBatchEnvRunner(config=config)
+    fast.sample(num_timesteps=6, explore=True)
+    assert fast._chunks is not None
+    episodes = fast.sample(num_episodes=3, explore=False)  # evaluation-style: the stock code, from fresh episodes
+    assert len(episodes) >= 3 and all(e.is_done for e in episodes) and fast._chunks is None
+    assert sum(len(e) for e in fast.sample(num_timesteps=6, random_actions=True)) >= 6
+    fast.sample(num_timesteps=6, explore=True)  # back on the batched path
+    assert fast._chunks is not None
+    fast.stop()
+
+    class Counting(RLlibCallback):
+        pass
+
+    hooked = NativeBatchEnvRunner(config=config.copy(copy_frozen=False).callbacks(Counting))
+    assert hooked.fast_path_reason() == "callbacks are configured"
+    assert sum(len(e) for e in hooked.sample(num_timesteps=6, explore=True)) >= 6
+    assert R._describe_env(hooked)["batched_sampling"] is False
+    hooked.stop()

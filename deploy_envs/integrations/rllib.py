@@ -8,7 +8,9 @@ Importing this module needs the optional extra ``rllib`` (``pip install deploy_e
   vectorization_mode="vector_entry_point")``) when RLlib asks for a vector env.
   :func:`build_config` sets ``gym_env_vectorize_mode="vector_entry_point"``, so each
   env runner steps one native batch of ``num_envs_per_env_runner`` copies (one
-  classifier forward pass for all of them) instead of a ``SyncVectorEnv`` of single copies.
+  classifier forward pass for all of them) instead of a ``SyncVectorEnv`` of single copies,
+  and samples it with :class:`deploy_envs.integrations.rllib_runner.NativeBatchEnvRunner`
+  (the stock runner's episodes, built from batched arrays instead of copy by copy).
 * Every PettingZoo game is registered as an RLlib multi-agent env through RLlib's own
   wrapper :class:`ray.rllib.env.wrappers.pettingzoo_env.ParallelPettingZooEnv`, with one
   policy (RLModule) per role and a policy-mapping function that maps each agent id
@@ -265,7 +267,9 @@ def build_config(
             raise ValueError(f"hyperparameters={hyper!r} are not accepted by {algorithm}Config.training(): {e}") from None
     model_config = DefaultModelConfig(**model) if model else DefaultModelConfig()
     if kind == "env":
-        config = config.env_runners(gym_env_vectorize_mode="vector_entry_point").rl_module(model_config=model_config)
+        from deploy_envs.integrations.rllib_runner import NativeBatchEnvRunner
+
+        config = config.env_runners(gym_env_vectorize_mode="vector_entry_point", env_runner_cls=NativeBatchEnvRunner).rl_module(model_config=model_config)
     else:
         roles = game_roles(target_id, env_kwargs)
         mapping = game_policies(roles, policies)
@@ -359,7 +363,9 @@ def _describe_env(runner) -> dict[str, Any]:
     if env is None:
         return {"env": None}
     inner = env.unwrapped
-    return {"env": type(inner).__name__, "native_batch": isinstance(inner, NativeVectorEnv), "num_envs": int(getattr(env, "num_envs", 1))}
+    reason = runner.fast_path_reason() if hasattr(runner, "fast_path_reason") else "stock RLlib env runner"
+    return {"env": type(inner).__name__, "native_batch": isinstance(inner, NativeVectorEnv), "num_envs": int(getattr(env, "num_envs", 1)),
+            "batched_sampling": reason is None, **({"batched_sampling_off": reason} if reason else {})}
 
 
 def describe_env_runners(algo) -> list[dict[str, Any]]:
