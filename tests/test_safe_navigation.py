@@ -310,3 +310,49 @@ def test_levels_scenario_goal_seeker_breaks_the_limit_where_hazards_exist():
     # regression margins below the measured values (level 1: 112 vs 0.1; level 2: 111 vs 4.7 over 64 episodes)
     assert result.lookup("goal_seeker", {"level": "1"}, "episode_cost") > 60
     assert result.lookup("safe_controller", {"level": "2"}, "episode_cost") < 15
+
+
+@pytest.mark.parametrize("kwargs", [{"level": 0}, {"level": 1, "cost_penalty": 0.5}, {"level": 2, "cost_penalty": 1.0}, {"level": 2, "max_steps": 120, "goal_size": 0.5}])
+def test_single_env_step_equals_the_batched_step_to_the_last_bit(kwargs):
+    """The single env's own batch-1 step (numpy scalars) and the batched step of a native batch give
+    identical observations, rewards, flags and infos, over goal relocations, wall hits, hazard and
+    vase costs and episode ends."""
+    single = gym.make(ENV_ID, **kwargs).unwrapped
+    batch = gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
+    o1, _ = single.reset(seed=11)
+    ob, _ = batch.reset(seed=11)
+    np.testing.assert_array_equal(o1, ob[0])
+    rng = np.random.default_rng(0)
+    seeker = make_baseline("goal_seeker", ENV_ID)
+    seeker.setup(batch)
+    goals = costs = walls = ends = 0
+    last_goals = 0
+    for t in range(1500):
+        if t % 300 < 150:  # the goal seeker: goals reached, hazards crossed
+            a = np.asarray(seeker.act(ob, np.zeros(3, dtype=bool)), dtype=np.float32)
+        else:  # random driving, full speed ahead into a wall now and then
+            a = rng.uniform(-1, 1, size=(3, 2)).astype(np.float32)
+            if t % 300 > 250:
+                a[:, 0] = 1.0
+        o1, r1, te1, tr1, i1 = single.step(a[0])
+        ob, rb, teb, trb, ib = batch.step(a)
+        assert r1 == rb[0] and te1 == teb[0] and tr1 == trb[0], t
+        if te1 or tr1:
+            ends += 1
+            np.testing.assert_array_equal(o1, ib["final_obs"][0])
+        else:
+            np.testing.assert_array_equal(o1, ob[0])
+        last = ib["final_info"] if te1 or tr1 else ib  # the batch's info of an ended step is its reset's
+        for k, v in i1.items():
+            assert v == last[k][0], (t, k)
+        goals += i1["goals_reached"] > last_goals
+        last_goals = 0 if te1 or tr1 else i1["goals_reached"]
+        costs += i1["cost"] > 0
+        walls += single.core.speed[0] == 0.0
+        if te1 or tr1:
+            o1, _ = single.reset()
+            np.testing.assert_array_equal(o1, ob[0])  # the batch reset copy 0 in the same step
+    # every branch of the step was crossed: goal relocations, wall hits, episode ends, and hazard
+    # costs on the levels with hazards
+    assert goals and walls and ends
+    assert costs > 0 or kwargs["level"] == 0

@@ -268,6 +268,8 @@ class SafeNavigationCore(BatchedCore):
 
     def step_indices(self, idx, actions):
         actions = np.asarray(actions, dtype=np.float64)
+        if len(idx) == 1:
+            return self._step_one(int(idx[0]), actions)
         lim = self.arena_size
         # robot: damped forward speed, direct turn rate, walls stop the motion
         speed = DAMPING * self.speed[idx] + ACCEL * actions[:, 0]
@@ -321,6 +323,54 @@ class SafeNavigationCore(BatchedCore):
         truncated = self.t[idx] >= self.max_steps
         terminated = np.zeros(len(idx), dtype=bool)
         return obs, reward, terminated, truncated, self._info(idx)
+
+    def _step_one(self, i: int, actions: np.ndarray):
+        """:meth:`step_indices` of the one copy ``i`` (the single env): the same arithmetic, in the same
+        order, on numpy float64 scalars instead of length-1 arrays (the lidar stays batched over the
+        objects); the single-vs-vector tests hold the two to the last bit."""
+        a_speed, a_turn = actions[0, 0], actions[0, 1]
+        lim = self.arena_size
+        speed = DAMPING * self.speed[i] + ACCEL * a_speed
+        heading = self.heading[i] + TURN * a_turn
+        heading = (heading + math.pi) % (2 * math.pi) - math.pi
+        x = self.pos[i, 0] + speed * np.cos(heading)
+        y = self.pos[i, 1] + speed * np.sin(heading)
+        cx, cy = min(max(x, -lim), lim), min(max(y, -lim), lim)
+        if cx != x or cy != y:  # a wall stopped the robot
+            speed = 0.0
+        self.pos[i, 0], self.pos[i, 1], self.heading[i], self.speed[i], self.turn[i] = cx, cy, heading, speed, a_turn
+        if self.num_hazards and self.hazard_speed > 0:  # moving hazards bounce off the walls
+            h = self.hazards[i] + self.hazard_vel[i]
+            hl = lim - self.hazard_size
+            self.hazard_vel[i] = np.where(np.abs(h) > hl, -self.hazard_vel[i], self.hazard_vel[i])
+            self.hazards[i] = np.minimum(np.maximum(h, -hl), hl)
+        dist = np.hypot(self.goal[i, 0] - cx, self.goal[i, 1] - cy)
+        reward = self.reward_distance * (self.goal_dist[i] - dist)
+        reached = dist <= self.goal_size
+        reward = reward + self.reward_goal * reached
+        if reached:
+            self._place_goal(i)
+            dist = np.hypot(self.goal[i, 0] - self.pos[i, 0], self.goal[i, 1] - self.pos[i, 1])
+            self.goals_reached[i] += 1
+        self.goal_dist[i] = dist
+        idx = np.array([i])
+        obs = self._observe(idx)
+        if self.num_hazards:
+            edge = self._object_dist[0, 1 : 1 + self.num_hazards].min() - self.hazard_size
+        else:
+            edge = self._hazard_edge(idx)[0]
+        self.hazard_edge[i] = edge
+        cost = edge <= 0.0
+        if self.num_vases and self.constrain_vases:
+            cost = cost or np.hypot(self.vases[i, :, 0] - cx, self.vases[i, :, 1] - cy).min() <= self.vase_size + VASE_CONTACT
+        cost = 1.0 if cost else 0.0
+        if self.cost_penalty:
+            reward = reward - self.cost_penalty * cost
+        self.last_cost[i] = cost
+        self.episode_cost[i] += cost
+        self.t[i] += 1
+        truncated = np.array([self.t[i] >= self.max_steps])
+        return obs, np.array([reward], dtype=np.float64), np.zeros(1, dtype=bool), truncated, self._info(idx)
 
     # -------------------------------------------------------------- helpers
     def _hazard_edge(self, idx) -> np.ndarray:
