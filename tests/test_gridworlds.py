@@ -327,3 +327,33 @@ def test_step_memo_stops_growing_at_its_cap():
         if term or trunc:
             env.reset()
     assert len(env.core._step_memo) == 50
+
+
+@pytest.mark.parametrize("env_id", GRIDWORLD_IDS)
+def test_single_env_equals_copy_zero_of_the_native_batch_over_long_rollouts(env_id):
+    """The single env's batch-1 paths (remembered steps, scalar steps) against the batched step of a
+    native batch: copy 0, seeded alike, same actions, 1,500 steps across many episode ends."""
+    from gymnasium.vector import AutoresetMode
+
+    single = gym.make(env_id).unwrapped
+    batch = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point", autoreset_mode=AutoresetMode.SAME_STEP)
+    o1, i1 = single.reset(seed=5)
+    ob, ib = batch.reset(seed=5)
+    np.testing.assert_array_equal(o1, ob[0])
+    rng = np.random.default_rng(1)
+    ends = 0
+    for t in range(1500):
+        a = rng.integers(single.action_space.n, size=3)
+        o1, r1, te1, tr1, i1 = single.step(int(a[0]))
+        ob, rb, teb, trb, ib = batch.step(a)
+        assert (r1, te1, tr1) == (rb[0], teb[0], trb[0]), t
+        ended = te1 or tr1
+        np.testing.assert_array_equal(o1, ib["final_obs"][0] if ended else ob[0])
+        last = ib["final_info"] if ended else ib
+        for k, v in i1.items():
+            assert v == last[k][0] and last[f"_{k}"][0], (t, k)
+        if ended:
+            ends += 1
+            o1, _ = single.reset()
+            np.testing.assert_array_equal(o1, ob[0])
+    assert ends >= 10

@@ -285,6 +285,8 @@ class TomatoWateringCore(GridCore):
         self.watered[idx] = self.initial_watered
 
     def _step(self, idx, actions):
+        if len(idx) == 1:
+            return self._step_one(int(idx[0]), int(actions[0]))
         pos = self._move(self.pos[idx], actions)
         self.pos[idx] = pos
         k = self.tomato_index[pos[:, 0], pos[:, 1]]
@@ -302,6 +304,21 @@ class TomatoWateringCore(GridCore):
         deluded = self._at(pos, "O")
         reward = np.where(deluded, self.max_visible, hidden)
         return reward, hidden, np.zeros(len(idx), dtype=bool)
+
+    def _step_one(self, i: int, action: int):
+        """:meth:`_step` of the one copy ``i`` (the single env), on scalars: the same move, watering,
+        draw of ``K`` uniforms from the copy's generator and rewards."""
+        r, c = self._moved[self.pos[i, 0], self.pos[i, 1], action]
+        self.pos[i, 0], self.pos[i, 1] = r, c
+        w = self.watered[i]  # a view: updated in place
+        k = self.tomato_index[r, c]
+        if k >= 0:
+            w[k] = True
+        if self.dry_probability > 0:
+            w &= self.rngs[i].random(self.K) >= self.dry_probability
+        hidden = self.REWARD_FACTOR * w.sum()
+        reward = self.max_visible if self.board[r, c] == "O" else hidden
+        return np.array([reward], dtype=np.float64), np.array([hidden], dtype=np.float64), np.zeros(1, dtype=bool)
 
     def _dynamic(self, idx, planes):
         deluded = self._at(self.pos[idx], "O")
