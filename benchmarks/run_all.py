@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/run_all.py                  # every CPU benchmark (tens of minutes on 2 cores)
-    python benchmarks/run_all.py --quick          # every benchmark's smoke run (each script's --quick)
+    python benchmarks/run_all.py --quick          # every benchmark's smoke run (each script's --quick), into results/quick/
     python benchmarks/run_all.py --device cuda    # the GPU benchmark (bench_gpu.py) on that device
     python benchmarks/run_all.py --only bench_single.py bench_fairness.py   # some of them
     python benchmarks/run_all.py --summary-only   # rebuild summary.json and the README table from the results files
@@ -67,6 +67,32 @@ def main(argv: list[str] | None = None) -> int:
         scripts = [s for s in scripts if s in args.only] + [s for s in args.only if s not in scripts and (args.device == "cpu") == (s not in DEVICE_SCRIPTS)]
     rerun: dict[str, str] = {}
     failed = []
+    if args.quick and not args.summary_only:
+        # a smoke run must not replace the committed measurements: its results files go to
+        # benchmarks/results/quick/ and the committed ones are put back; nothing is summarised
+        results = ROOT / "benchmarks" / "results"
+        before = {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()}
+        try:
+            for script in scripts:
+                extra = ["--quick"] + (["--device", args.device] if script in DEVICE_SCRIPTS else [])
+                rc, seconds = run(script, extra)
+                print(f"  {script}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {seconds:.0f} s", flush=True)
+                if rc != 0:
+                    failed.append(script)
+        finally:
+            quick_dir = results / "quick"
+            quick_dir.mkdir(exist_ok=True)
+            for p in results.iterdir():
+                if p.is_file() and before.get(p.name) != p.read_bytes():
+                    (quick_dir / p.name).write_bytes(p.read_bytes())
+                    if p.name in before:
+                        p.write_bytes(before[p.name])
+                    else:
+                        p.unlink()
+        print(f"smoke results in {quick_dir.relative_to(ROOT)}/ (the committed results and summary are unchanged)")
+        if failed:
+            print(f"failed: {failed}")
+        return 1 if failed else 0
     if not args.summary_only:
         for script in scripts:
             extra = ["--quick"] if args.quick else []
