@@ -233,6 +233,23 @@ def test_solve_resumes_from_its_folder_and_refuses_another_game(tmp_path):
         psro.solve(MPGame, iterations=-1, **kw)
 
 
+def test_a_copy_of_a_shipped_population_resumes_and_lists_its_new_members(tmp_path):
+    """Resuming from a copy of a zoo population (which has a manifest): the new best responses are
+    added to the manifest as they are written, so the run loads them; the shipped members stay checked."""
+    import shutil
+
+    seeds = {"row": {"first": Constant(0)}, "column": {"first": Constant(0)}}
+    kw = dict(timesteps=256, seeds=seeds, episodes=4, num_envs=8, ppo_kwargs=FAST_PPO, progress=False, plots=False)
+    psro.solve(MPGame, iterations=1, out_dir=tmp_path / "run", **kw)
+    dest = psro.ship_population(tmp_path / "run", "mp-psro", root=tmp_path / "zoo")
+    shutil.copytree(dest, tmp_path / "more")
+    state = psro.solve(MPGame, iterations=2, out_dir=tmp_path / "more", **kw)
+    assert [m["name"] for m in state["population"]["row"]] == ["first", "br1", "br2"]
+    manifest = json.loads((tmp_path / "more" / "manifest.json").read_text())
+    assert set(manifest) == {"row/br1.zip", "column/br1.zip", "row/br2.zip", "column/br2.zip"}
+    psro.load_population(tmp_path / "more").policy("row", "br2", MPCore(1))  # verifies and loads
+
+
 def test_shipped_population_has_a_card_and_refuses_tampered_members(tmp_path):
     seeds = {"row": {"first": Constant(0)}, "column": {"first": Constant(0)}}
     psro.solve(MPGame, iterations=1, timesteps=256, out_dir=tmp_path / "run", seeds=seeds, episodes=4, num_envs=8,

@@ -302,6 +302,16 @@ def verify_member(folder: Path, rel: str) -> None:
         raise ValueError(f"{folder / rel} has sha256 {got[:12]}..., the manifest says {want[:12]}...; refusing to load it")
 
 
+def record_member(folder: Path, rel: str) -> None:
+    """A member this run has just written into ``folder``: where the folder has a manifest (a run
+    resumed from a shipped population), list the new file's sha256 in it so the run can load it."""
+    manifest = Path(folder) / MANIFEST
+    if manifest.is_file():
+        listed = json.loads(manifest.read_text())
+        listed[rel] = _sha256(Path(folder) / rel)
+        manifest.write_text(json.dumps(listed, indent=1) + "\n")
+
+
 def ship_population(run_dir: str | Path, name: str, *, root: str | Path | None = None, scenario: str | None = None,
                     notes: str = "", outcome: Mapping[str, Any] | None = None) -> Path:
     """Copy a finished PSRO run into the agent zoo as ``<root>/<name>/`` with a manifest (sha256) and a card.
@@ -576,6 +586,7 @@ def solve(
             _train_best_response(game, pop, r, sigma, core, timesteps=timesteps, num_envs=num_envs,
                                  seed=seed + 7 * (it + 1) + roles.index(r), ppo_kwargs=pop.state["config"]["ppo_kwargs"],
                                  path=out / rel, game_kwargs=game_kwargs)
+            record_member(out, rel)
         oracle_rows: dict[str, Any] = {}
         if pop.state["config"].get("oracle", False):
             for r in train_roles:
