@@ -217,7 +217,7 @@ def test_every_env_and_game_page_loads_with_working_links_and_images(served_site
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("query", ["TrojanDetection-v0"])
+@pytest.mark.parametrize("query", ["TrojanDetection-v0", "deploy_envs/TrojanDetection-v0"])
 def test_search_finds_an_env_by_its_id(served_site, browser, query):
     page = browser.new_page()
     page.goto(served_site, wait_until="load")
@@ -229,6 +229,22 @@ def test_search_finds_an_env_by_its_id(served_site, browser, query):
     hrefs = results.evaluate_all("els => els.map(e => e.href)")
     page.close()
     assert any("/envs/TrojanDetection-v0/" in h for h in hrefs[:3]), f"search for {query!r} gave {hrefs[:10]}"
+
+
+def test_search_index_splits_a_full_id_into_words_every_env_page_holds(built_site):
+    """The search plugin's separator cuts ``deploy_envs/Name-v0`` at the slash and the hyphen, as it cuts the pages' text."""
+    import re
+
+    index = json.loads((built_site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    separator = index["config"]["separator"]
+    for env_id in ALL_IDS:
+        name = docs_site.page_name(env_id)
+        words = [w.lower() for w in re.split(separator, env_id) if w]
+        assert words == ["deploy_envs", name.rsplit("-", 1)[0].lower(), name.rsplit("-", 1)[1].lower()], (env_id, separator, words)
+        folder = "envs" if env_id in ENV_CATALOG else "games"
+        page = next(d for d in index["docs"] if d["location"] == f"{folder}/{name}/")
+        text = {w.lower() for w in re.split(separator, re.sub(r"<[^>]+>", " ", page["title"] + " " + page["text"])) if w}
+        assert set(words) <= text, f"{env_id}: the search index of its page lacks {set(words) - text}"
 
 
 @pytest.mark.browser
