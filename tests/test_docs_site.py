@@ -85,6 +85,44 @@ def test_every_rendering_env_and_game_has_a_committed_animation(env_id):
     assert gif.stat().st_size < 600_000, f"{gif.name} is {gif.stat().st_size} bytes; keep animations small"
     meta = json.loads(gif.with_suffix(".json").read_text())
     assert meta["id"] == env_id and meta["agent"]
+    # the spec names the policy that played, and it is a shipped agent, a scenario's agent, a baseline, a population or
+    # scripted policies: never random actions
+    policy = meta["policy"]
+    assert policy["kind"] in docs_site.POLICY_KINDS, f"{gif.name}: played by {policy}"
+    played = [policy["name"], *policy.get("roles", {}).values()]
+    assert not any(docs_site.is_random_policy(n) for n in played), f"{gif.name}: a random policy played it: {policy}"
+    assert "random" not in meta["agent"].split(), f"{gif.name}: {meta['agent']}"
+    if policy["kind"] == "baseline":
+        from deploy_envs.core.agents import BASELINES
+
+        assert env_id in BASELINES[policy["name"]].envs, f"{gif.name}: {policy['name']} is not a baseline of {env_id}"
+    elif policy["kind"] in ("shipped_agent", "scenario_agent", "psro_population"):
+        from deploy_envs.agent_zoo import shipped_agents_dir
+
+        assert (shipped_agents_dir() / policy["name"] / "card.json").exists(), f"{gif.name}: {policy['name']} is not a shipped agent"
+    if env_id in GAME_CATALOG:
+        from deploy_envs.core.registration import make_game
+
+        game = make_game(env_id, **meta["env_kwargs"])
+        assert set(policy["roles"]) == set(game.possible_agents), f"{gif.name}: roles {policy['roles']}"  # every role played by a named policy
+        game.close()
+    # the spec describes this very GIF (regenerated together by the animations script)
+    import hashlib
+
+    assert meta["gif_sha256"] == hashlib.sha256(gif.read_bytes()).hexdigest(), f"{gif.name} differs from the GIF its .json describes"
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_CATALOG))
+def test_animation_candidates_of_every_env_are_agents_or_baselines_never_random(env_id):
+    candidates = [policy for policy, _, _ in docs_site.animation_agents(env_id)]
+    assert candidates, f"{env_id}: no shipped agent, scenario agent or baseline to animate it"
+    for policy in candidates:
+        assert policy["kind"] in docs_site.POLICY_KINDS and not docs_site.is_random_policy(policy["name"]), (env_id, policy)
+
+
+def test_random_policy_names_are_recognised():
+    assert docs_site.is_random_policy("random") and docs_site.is_random_policy("random_queries")
+    assert not docs_site.is_random_policy("knockoff") and not docs_site.is_random_policy("randomized_smoothing")
 
 
 def test_cli_page_has_every_command():
