@@ -5,12 +5,14 @@ registered env and game from its docstring and its registration (the spaces as G
 prints them, the constructor's arguments with their defaults and allowed values, the
 reference and shipped agents with their card scores, the scenarios that use it), pages
 for the command line (walked from the typer app), the zoo, the scenarios, the games, the
-performance tables and the architecture (read from ``README.md`` and ``ARCHITECTURE.md``),
-then runs ``mkdocs build`` in strict mode (a warning fails the build). Nothing is fetched:
-the theme's web fonts are off and only the built-in search plugin runs.
+performance tables, the quick start (read from ``README.md``) and the architecture (read from
+``ARCHITECTURE.md``), then runs ``mkdocs build`` in strict mode (a warning fails the build).
+Nothing is fetched: the theme's web fonts are off and only the built-in search plugin runs.
 
 The hand-written pages, the base ``mkdocs.yml`` and the animations live in ``docs/`` at the
-repository root. The animations (one GIF per env and game, a reference agent playing it from
+repository root. A hand-written page at the path of a generated one (``cli.md``, ``zoo.md``,
+``scenarios.md``, ``performance.md``, ``envs/index.md``, ``games/index.md``) is that page's
+first part: the generated part follows it (see :data:`MERGED_PAGES`). The animations (one GIF per env and game, a reference agent playing it from
 ``render_mode="rgb_array"`` frames) are committed; regenerate them with
 ``python -m deploy_envs.docs_site animations`` (optionally ``--ids ID ...``).
 """
@@ -326,10 +328,6 @@ def catalog_page(kind: str) -> Page:
         for e in sorted(by_topic[topic], key=lambda x: x.id):
             lines.append(f"| [`{e.id}`]({page_name(e.id)}.md) | {_md_cell(e.summary)} | {e.extra or ''} |")
         lines.append("")
-    if kind == "game":
-        readme = _readme_section("Games")
-        if readme:
-            lines += ["## Solved games", "", _strip_first_heading(readme), ""]
     return Page(f"{folder}/index.md", title, "\n".join(lines))
 
 
@@ -380,12 +378,12 @@ def cli_page() -> Page:
 def zoo_page() -> Page:
     from deploy_envs.agent_zoo import list_agents, shipped_agents_dir
 
-    lines = ["# Zoo", "", "## Victim classifiers", ""]
+    lines = ["# Zoo", ""]
     manifest = REPO_ROOT / "deploy_envs" / "models" / "weights" / "manifest.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
         entries = data.get("models", data) if isinstance(data, dict) else data
-        lines += ["Shipped in the package (`deploy_envs/models/weights/`), each verified by its sha256 before use "
+        lines += ["## Victim weight files", "", "Shipped in the package (`deploy_envs/models/weights/`), each verified by its sha256 before use "
                   "(`deploy-envs zoo list`).", "", "| model | file | what | metrics |", "|---|---|---|---|"]
         items = entries.items() if isinstance(entries, dict) else ((e.get("name", "?"), e) for e in entries)
         for name, e in items:
@@ -398,9 +396,6 @@ def zoo_page() -> Page:
                 what = ", ".join(f"{k} {v}" for k, v in list(what.items())[:6])
             lines.append(f"| `{name}` | `{e.get('file', '')}` | {_md_cell(what)} | {_md_cell(mtext)} |")
         lines.append("")
-    readme = _readme_section("Model zoo")
-    if readme:
-        lines += [_strip_first_heading(readme), ""]
     lines += ["## Trained agents", "", "Shipped with the package (`deploy_envs/agents/NAME/`: weights, `card.json`, sha256 in the manifest); "
               "`deploy-envs evaluate ENV_ID --agent NAME` plays one.", "",
               "| agent | env or game | algorithm | timesteps | scores (first evaluation on the card) |", "|---|---|---|---|---|"]
@@ -422,12 +417,8 @@ def _page_link(env_id: str) -> str | None:
 
 
 def scenarios_page(scenarios: list[dict[str, Any]]) -> Page:
-    lines = ["# Scenarios", "", "A scenario is a YAML recipe: an env, agents, a protocol and the expected outcome. "
-             "`deploy-envs run NAME` measures it and checks the expectations.", ""]
-    readme = _readme_section("Scenarios (reproduced results)")
-    if readme:
-        lines += ["## Reproduced results", "", _strip_first_heading(readme), ""]
-    lines += ["## Every shipped scenario", "", "| scenario | env | reference | checks |", "|---|---|---|---|"]
+    lines = ["# Scenarios", "", "## Every shipped scenario", "", "A scenario is a YAML recipe: an env, agents, a protocol and the expected outcome. "
+             "`deploy-envs run NAME` measures it and checks the expectations.", "", "| scenario | env | reference | checks |", "|---|---|---|---|"]
     for s in scenarios:
         link = _page_link(s["env"])
         env = f"[`{page_name(s['env'])}`]({link})" if link else f"`{s['env']}`"
@@ -437,7 +428,19 @@ def scenarios_page(scenarios: list[dict[str, Any]]) -> Page:
     return Page("scenarios.md", "Scenarios", "\n".join(lines))
 
 
-# ---- pages read from README.md and ARCHITECTURE.md
+# ---- pages read from README.md and ARCHITECTURE.md, and the hand-written parts of generated pages
+#: generated pages whose first part is the hand-written page at the same path under ``docs/``
+MERGED_PAGES = ("envs/index.md", "games/index.md", "cli.md", "scenarios.md", "zoo.md", "performance.md")
+
+
+def merge_page(hand: str, generated: str) -> str:
+    """A hand-written page (its own ``# title``) followed by the generated one without its title line."""
+    lines = generated.split("\n")
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return hand.rstrip() + "\n\n" + "\n".join(lines).lstrip("\n")
+
+
 def _readme_text() -> str:
     p = REPO_ROOT / "README.md"
     return p.read_text(encoding="utf-8") if p.exists() else ""
@@ -475,12 +478,10 @@ def _relink(text: str) -> str:
 
 
 def performance_page() -> Page:
-    text = _readme_section("Performance")
     lines = ["# Performance", ""]
-    lines.append(_strip_first_heading(text) if text else "See `benchmarks/`.")
     summary = REPO_ROOT / "benchmarks" / "results" / "summary.json"
     if summary.exists():
-        lines += ["", "## Summary of the benchmark results", "", "From `benchmarks/results/summary.json`:", "", "```json",
+        lines += ["## Summary of the benchmark results", "", "From `benchmarks/results/summary.json`:", "", "```json",
                   json.dumps(json.loads(summary.read_text()), indent=1)[:20000], "```"]
     return Page("performance.md", "Performance", "\n".join(lines) + "\n")
 
@@ -492,9 +493,9 @@ def quickstart_page() -> Page:
     blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
     if blocks:
         lines += ["## A first example", "", "```python", blocks[0].rstrip(), "```", ""]
-    check = _readme_section("Checking your own env or game")
-    if check:
-        lines += [check.replace("## ", "## ", 1), ""]
+    lines += ["## Next", "", "- [Environments](envs/index.md) and [Games](games/index.md): every id, with a page each.",
+              "- [Scenarios](scenarios.md): the reproduced results.", "- [Command line](cli.md): every `deploy-envs` command.",
+              "- [Checking your own env or game](checking.md): the conformance checks as library calls.", ""]
     return Page("quickstart.md", "Quick start", "\n".join(lines))
 
 
@@ -527,6 +528,10 @@ def generate_pages(root: Path | None = None, progress: bool = False) -> list[Pag
     return pages
 
 
+#: hand-written pages of ``docs/`` with no generated part, in the navigation's order
+HAND_WRITTEN_PAGES = (("Scale-out on Ray RLlib", "rllib.md"), ("Checking your own env or game", "checking.md"), ("Layout", "layout.md"))
+
+
 def _nav(pages: list[Page]) -> list[Any]:
     by_path = {p.path: p for p in pages}
     envs = [{p.title: p.path} for p in pages if p.path.startswith("envs/") and p.path != "envs/index.md"]
@@ -536,7 +541,10 @@ def _nav(pages: list[Page]) -> list[Any]:
         nav.append({by_path[path].title: path})
     nav.append({"Environments": [{"Overview": "envs/index.md"}, *envs]})
     nav.append({"Games": [{"Overview": "games/index.md"}, *games]})
-    for path in ("scenarios.md", "zoo.md", "cli.md", "performance.md", "architecture.md", "add-an-env.md"):
+    for path in ("scenarios.md", "zoo.md", "cli.md", "performance.md"):
+        nav.append({by_path[path].title: path})
+    nav += [{title: path} for title, path in HAND_WRITTEN_PAGES]
+    for path in ("architecture.md", "add-an-env.md"):
         nav.append({by_path[path].title: path})
     return nav
 
@@ -564,10 +572,13 @@ def build(out: Path | str | None = None, root: Path | None = None, *, strict: bo
         shutil.copytree(src, stage, ignore=shutil.ignore_patterns("mkdocs.yml", "*.json"))
         for page in pages:
             target = stage / page.path
+            text = page.text
             if target.exists():
-                raise RuntimeError(f"generated page {page.path} would overwrite the hand-written one in docs/")
+                if page.path not in MERGED_PAGES:
+                    raise RuntimeError(f"generated page {page.path} would overwrite the hand-written one in docs/")
+                text = merge_page(target.read_text(encoding="utf-8"), text)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(page.text, encoding="utf-8")
+            target.write_text(text, encoding="utf-8")
         config.update({"docs_dir": str(stage), "site_dir": str(Path(out).resolve()), "nav": _nav(pages), "strict": strict})
         cfg = Path(tmp) / "mkdocs.yml"
         cfg.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

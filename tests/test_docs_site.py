@@ -125,6 +125,16 @@ def test_random_policy_names_are_recognised():
     assert not docs_site.is_random_policy("knockoff") and not docs_site.is_random_policy("randomized_smoothing")
 
 
+def test_a_hand_written_page_comes_first_and_the_generated_part_follows_without_its_title():
+    merged = docs_site.merge_page("# Zoo\n\n## Victim classifiers\n\ntext\n", "# Zoo\n\n## Trained agents\n\n| a |\n")
+    assert merged == "# Zoo\n\n## Victim classifiers\n\ntext\n\n## Trained agents\n\n| a |\n"
+    for path in docs_site.MERGED_PAGES:  # each merged page has its hand-written first part in docs/
+        head = (ROOT / "docs" / path).read_text(encoding="utf-8")
+        assert head.startswith("# "), path
+    for _, path in docs_site.HAND_WRITTEN_PAGES:
+        assert (ROOT / "docs" / path).read_text(encoding="utf-8").startswith("# "), path
+
+
 def test_cli_page_has_every_command():
     import typer
 
@@ -261,9 +271,13 @@ def test_search_finds_an_env_by_its_id(served_site, browser, query):
     page.goto(served_site, wait_until="load")
     box = page.locator("input.md-search__input")
     box.click()  # opens the search dialog (the theme loads its index in a web worker)
-    box.fill(query)
+    # type once the index is loaded (the dialog says "Initializing search" until then; slow on a loaded 2-core machine),
+    # key by key as a user does: the theme searches on key events
+    page.wait_for_function("() => { const m = document.querySelector('.md-search-result__meta');"
+                           " return m !== null && !/initializing/i.test(m.textContent); }", timeout=90_000)
+    box.press_sequentially(query)
     results = page.locator(".md-search-result__item a")
-    results.first.wait_for(timeout=90_000)  # the index loads in a web worker: slow on a loaded 2-core machine
+    results.first.wait_for(timeout=90_000)
     hrefs = results.evaluate_all("els => els.map(e => e.href)")
     page.close()
     assert any("/envs/TrojanDetection-v0/" in h for h in hrefs[:3]), f"search for {query!r} gave {hrefs[:10]}"
