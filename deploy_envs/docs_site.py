@@ -691,9 +691,9 @@ def animation_agents(env_id: str):
             continue
         seen.add(name)
         card = read_card(shipped_agents_dir() / name)
-        opponent = f" against {kwargs['opponent']}" if isinstance(kwargs.get("opponent"), str) else ""
+        opponent = f"opponent {kwargs['opponent']}, " if isinstance(kwargs.get("opponent"), str) else ""
         yield ({"kind": "scenario_agent", "name": name, "scenario": scenario, "role": role,
-                "label": f"shipped agent {name} ({card.algorithm}){opponent}, as scenario {scenario} runs it"},
+                "label": f"shipped agent {name} ({card.algorithm}; {opponent}as in scenario {scenario})"},
                functools.partial(load, name), kwargs)
     for b in baselines_for(env_id):
         if is_random_policy(b.name) or not (b.extra is None or available(b.extra)):
