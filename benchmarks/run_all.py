@@ -6,12 +6,12 @@ Run from the repository root::
     python benchmarks/run_all.py --quick          # every benchmark's smoke run (each script's --quick), into results/quick/
     python benchmarks/run_all.py --device cuda    # the GPU benchmark (bench_gpu.py) on that device
     python benchmarks/run_all.py --only bench_single.py bench_fairness.py   # some of them
-    python benchmarks/run_all.py --summary-only   # rebuild summary.json and the README table from the results files
+    python benchmarks/run_all.py --summary-only   # rebuild summary.json and the docs' Performance table from the results files
 
 Each script runs in its own process and writes its results file; a script that fails is
 reported and the others go on. Then the summary is rebuilt from every results file (those
-not re-run keep their committed numbers and date) and the README's Performance table, a
-generated section (``python -m deploy_envs.generated_sections``), is rewritten from it.
+not re-run keep their committed numbers and date) and the Performance table of
+``docs/performance.md``, a generated section (``python -m deploy_envs.generated_sections``), is rewritten from it.
 Each summary row: env, copies, ratio name, value (median over the repetitions within one
 run), range, runs (repetitions), the machine by its hardware, date, and the load average
 at the start of the run where the script records it.
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="each script's --quick smoke run")
     parser.add_argument("--device", default="cpu", help="cpu (default: every CPU benchmark) or a torch device such as cuda (the GPU benchmark)")
     parser.add_argument("--only", nargs="*", default=None, help="run only these scripts (names as in benchmarks/)")
-    parser.add_argument("--summary-only", action="store_true", help="run nothing; rebuild summary.json and the README table")
+    parser.add_argument("--summary-only", action="store_true", help="run nothing; rebuild summary.json and the docs' Performance table")
     args = parser.parse_args(argv)
     today = datetime.date.today().isoformat()
     if args.device == "cpu":
@@ -109,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {path.relative_to(ROOT)}")
     from deploy_envs.generated_sections import regenerate
 
-    stale = regenerate(ROOT / "README.md")
-    print("README.md: " + (f"regenerated {stale}" if stale else "up to date"))
+    page = ROOT / "docs" / "performance.md"
+    stale = regenerate(page, root=ROOT)
+    print(f"{page.relative_to(ROOT)}: " + (f"regenerated {stale}" if stale else "up to date"))
     if failed:
         print(f"failed: {failed}")
     return 1 if failed else 0

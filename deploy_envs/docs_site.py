@@ -5,12 +5,14 @@ registered env and game from its docstring and its registration (the spaces as G
 prints them, the constructor's arguments with their defaults and allowed values, the
 reference and shipped agents with their card scores, the scenarios that use it), pages
 for the command line (walked from the typer app), the zoo, the scenarios, the games, the
-performance tables and the architecture (read from ``README.md`` and ``ARCHITECTURE.md``),
-then runs ``mkdocs build`` in strict mode (a warning fails the build). Nothing is fetched:
-the theme's web fonts are off and only the built-in search plugin runs.
+performance tables, the quick start (read from ``README.md``) and the architecture (read from
+``ARCHITECTURE.md``), then runs ``mkdocs build`` in strict mode (a warning fails the build).
+Nothing is fetched: the theme's web fonts are off and only the built-in search plugin runs.
 
 The hand-written pages, the base ``mkdocs.yml`` and the animations live in ``docs/`` at the
-repository root. The animations (one GIF per env and game, a reference agent playing it from
+repository root. A hand-written page at the path of a generated one (``cli.md``, ``zoo.md``,
+``scenarios.md``, ``performance.md``, ``envs/index.md``, ``games/index.md``) is that page's
+first part: the generated part follows it (see :data:`MERGED_PAGES`). The animations (one GIF per env and game, a reference agent playing it from
 ``render_mode="rgb_array"`` frames) are committed; regenerate them with
 ``python -m deploy_envs.docs_site animations`` (optionally ``--ids ID ...``).
 """
@@ -326,10 +328,6 @@ def catalog_page(kind: str) -> Page:
         for e in sorted(by_topic[topic], key=lambda x: x.id):
             lines.append(f"| [`{e.id}`]({page_name(e.id)}.md) | {_md_cell(e.summary)} | {e.extra or ''} |")
         lines.append("")
-    if kind == "game":
-        readme = _readme_section("Games")
-        if readme:
-            lines += ["## Solved games", "", _strip_first_heading(readme), ""]
     return Page(f"{folder}/index.md", title, "\n".join(lines))
 
 
@@ -380,12 +378,12 @@ def cli_page() -> Page:
 def zoo_page() -> Page:
     from deploy_envs.agent_zoo import list_agents, shipped_agents_dir
 
-    lines = ["# Zoo", "", "## Victim classifiers", ""]
+    lines = ["# Zoo", ""]
     manifest = REPO_ROOT / "deploy_envs" / "models" / "weights" / "manifest.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
         entries = data.get("models", data) if isinstance(data, dict) else data
-        lines += ["Shipped in the package (`deploy_envs/models/weights/`), each verified by its sha256 before use "
+        lines += ["## Victim weight files", "", "Shipped in the package (`deploy_envs/models/weights/`), each verified by its sha256 before use "
                   "(`deploy-envs zoo list`).", "", "| model | file | what | metrics |", "|---|---|---|---|"]
         items = entries.items() if isinstance(entries, dict) else ((e.get("name", "?"), e) for e in entries)
         for name, e in items:
@@ -398,9 +396,6 @@ def zoo_page() -> Page:
                 what = ", ".join(f"{k} {v}" for k, v in list(what.items())[:6])
             lines.append(f"| `{name}` | `{e.get('file', '')}` | {_md_cell(what)} | {_md_cell(mtext)} |")
         lines.append("")
-    readme = _readme_section("Model zoo")
-    if readme:
-        lines += [_strip_first_heading(readme), ""]
     lines += ["## Trained agents", "", "Shipped with the package (`deploy_envs/agents/NAME/`: weights, `card.json`, sha256 in the manifest); "
               "`deploy-envs evaluate ENV_ID --agent NAME` plays one.", "",
               "| agent | env or game | algorithm | timesteps | scores (first evaluation on the card) |", "|---|---|---|---|---|"]
@@ -422,12 +417,8 @@ def _page_link(env_id: str) -> str | None:
 
 
 def scenarios_page(scenarios: list[dict[str, Any]]) -> Page:
-    lines = ["# Scenarios", "", "A scenario is a YAML recipe: an env, agents, a protocol and the expected outcome. "
-             "`deploy-envs run NAME` measures it and checks the expectations.", ""]
-    readme = _readme_section("Scenarios (reproduced results)")
-    if readme:
-        lines += ["## Reproduced results", "", _strip_first_heading(readme), ""]
-    lines += ["## Every shipped scenario", "", "| scenario | env | reference | checks |", "|---|---|---|---|"]
+    lines = ["# Scenarios", "", "## Every shipped scenario", "", "A scenario is a YAML recipe: an env, agents, a protocol and the expected outcome. "
+             "`deploy-envs run NAME` measures it and checks the expectations.", "", "| scenario | env | reference | checks |", "|---|---|---|---|"]
     for s in scenarios:
         link = _page_link(s["env"])
         env = f"[`{page_name(s['env'])}`]({link})" if link else f"`{s['env']}`"
@@ -437,7 +428,19 @@ def scenarios_page(scenarios: list[dict[str, Any]]) -> Page:
     return Page("scenarios.md", "Scenarios", "\n".join(lines))
 
 
-# ---- pages read from README.md and ARCHITECTURE.md
+# ---- pages read from README.md and ARCHITECTURE.md, and the hand-written parts of generated pages
+#: generated pages whose first part is the hand-written page at the same path under ``docs/``
+MERGED_PAGES = ("envs/index.md", "games/index.md", "cli.md", "scenarios.md", "zoo.md", "performance.md")
+
+
+def merge_page(hand: str, generated: str) -> str:
+    """A hand-written page (its own ``# title``) followed by the generated one without its title line."""
+    lines = generated.split("\n")
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return hand.rstrip() + "\n\n" + "\n".join(lines).lstrip("\n")
+
+
 def _readme_text() -> str:
     p = REPO_ROOT / "README.md"
     return p.read_text(encoding="utf-8") if p.exists() else ""
@@ -475,12 +478,10 @@ def _relink(text: str) -> str:
 
 
 def performance_page() -> Page:
-    text = _readme_section("Performance")
     lines = ["# Performance", ""]
-    lines.append(_strip_first_heading(text) if text else "See `benchmarks/`.")
     summary = REPO_ROOT / "benchmarks" / "results" / "summary.json"
     if summary.exists():
-        lines += ["", "## Summary of the benchmark results", "", "From `benchmarks/results/summary.json`:", "", "```json",
+        lines += ["## Summary of the benchmark results", "", "From `benchmarks/results/summary.json`:", "", "```json",
                   json.dumps(json.loads(summary.read_text()), indent=1)[:20000], "```"]
     return Page("performance.md", "Performance", "\n".join(lines) + "\n")
 
@@ -492,9 +493,9 @@ def quickstart_page() -> Page:
     blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
     if blocks:
         lines += ["## A first example", "", "```python", blocks[0].rstrip(), "```", ""]
-    check = _readme_section("Checking your own env or game")
-    if check:
-        lines += [check.replace("## ", "## ", 1), ""]
+    lines += ["## Next", "", "- [Environments](envs/index.md) and [Games](games/index.md): every id, with a page each.",
+              "- [Scenarios](scenarios.md): the reproduced results.", "- [Command line](cli.md): every `deploy-envs` command.",
+              "- [Checking your own env or game](checking.md): the conformance checks as library calls.", ""]
     return Page("quickstart.md", "Quick start", "\n".join(lines))
 
 
@@ -527,6 +528,10 @@ def generate_pages(root: Path | None = None, progress: bool = False) -> list[Pag
     return pages
 
 
+#: hand-written pages of ``docs/`` with no generated part, in the navigation's order
+HAND_WRITTEN_PAGES = (("Scale-out on Ray RLlib", "rllib.md"), ("Checking your own env or game", "checking.md"), ("Layout", "layout.md"))
+
+
 def _nav(pages: list[Page]) -> list[Any]:
     by_path = {p.path: p for p in pages}
     envs = [{p.title: p.path} for p in pages if p.path.startswith("envs/") and p.path != "envs/index.md"]
@@ -536,7 +541,10 @@ def _nav(pages: list[Page]) -> list[Any]:
         nav.append({by_path[path].title: path})
     nav.append({"Environments": [{"Overview": "envs/index.md"}, *envs]})
     nav.append({"Games": [{"Overview": "games/index.md"}, *games]})
-    for path in ("scenarios.md", "zoo.md", "cli.md", "performance.md", "architecture.md", "add-an-env.md"):
+    for path in ("scenarios.md", "zoo.md", "cli.md", "performance.md"):
+        nav.append({by_path[path].title: path})
+    nav += [{title: path} for title, path in HAND_WRITTEN_PAGES]
+    for path in ("architecture.md", "add-an-env.md"):
         nav.append({by_path[path].title: path})
     return nav
 
@@ -564,10 +572,13 @@ def build(out: Path | str | None = None, root: Path | None = None, *, strict: bo
         shutil.copytree(src, stage, ignore=shutil.ignore_patterns("mkdocs.yml", "*.json"))
         for page in pages:
             target = stage / page.path
+            text = page.text
             if target.exists():
-                raise RuntimeError(f"generated page {page.path} would overwrite the hand-written one in docs/")
+                if page.path not in MERGED_PAGES:
+                    raise RuntimeError(f"generated page {page.path} would overwrite the hand-written one in docs/")
+                text = merge_page(target.read_text(encoding="utf-8"), text)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(page.text, encoding="utf-8")
+            target.write_text(text, encoding="utf-8")
         config.update({"docs_dir": str(stage), "site_dir": str(Path(out).resolve()), "nav": _nav(pages), "strict": strict})
         cfg = Path(tmp) / "mkdocs.yml"
         cfg.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -611,14 +622,50 @@ def _run_mkdocs(cfg: Path, strict: bool) -> None:
 
 
 # --------------------------------------------------------------------------- animations
-def animation_agents(env_id: str):
-    """The agents an env's animation may show, best first: ``(label, make_agent, env_kwargs)``.
+#: what an animation's policy may be (recorded as ``policy.kind`` in its ``.json``); random actions are none of them
+POLICY_KINDS = ("shipped_agent", "scenario_agent", "baseline", "psro_population", "scripted")
 
-    The shipped trained agents of the env that load with the base install (SB3 or tabular, not
-    RLlib or PSRO populations; the one trained closest to the env's defaults first), then the
-    env's baselines without a missing extra, then random actions.
+
+def is_random_policy(name: str) -> bool:
+    """Whether a baseline or scripted policy of this name acts at random (``random``, ``random_queries``, ...)."""
+    return name == "random" or name.startswith("random_")
+
+
+def _loads_without_extras(name: str) -> bool:
+    from deploy_envs.agent_zoo import shipped_agents_dir
+
+    folder = shipped_agents_dir() / name
+    return folder.is_dir() and not (folder / "rllib_checkpoint").exists() and not (folder / "psro.json").exists()
+
+
+def scenario_zoo_agents(env_id: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The zoo agents the shipped scenarios on ``env_id`` run: ``(scenario, role in it, zoo name, env kwargs)``."""
+    import yaml
+
+    out = []
+    for p in sorted((Path(__file__).resolve().parent / "scenarios").glob("*.yaml")):
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        if data.get("env") != env_id:
+            continue
+        for role, spec in (data.get("agents") or {}).items():
+            if isinstance(spec, dict) and isinstance(spec.get("zoo"), str):
+                kwargs = {**(data.get("env_kwargs") or {}), **(spec.get("env_kwargs") or {})}
+                out.append((p.stem, str(role), spec["zoo"], {k: v for k, v in kwargs.items() if k != "split"}))
+    return out
+
+
+def animation_agents(env_id: str):
+    """The policies an env's animation may show, best first: ``(policy, make_agent, env_kwargs)``.
+
+    ``policy`` is ``{"kind", "name", "label"}`` with ``kind`` one of :data:`POLICY_KINDS`.
+    First the env's shipped trained agents that load with the base install (SB3 or tabular,
+    not RLlib or PSRO populations; the one trained closest to the env's defaults first), then
+    the zoo agents that the shipped scenarios on the env run (e.g. the RARL protagonist that
+    ``rarl_disturbance`` tests on DisturbedNavigation-v0, against the shipped RARL adversary),
+    then the env's registered baselines that need no missing extra. Never random actions
+    (neither the ``random`` baseline nor a ``random_*`` one).
     """
-    from deploy_envs.agent_zoo import load_agent, shipped_agents_dir
+    from deploy_envs.agent_zoo import load_agent, read_card, shipped_agents_dir
     from deploy_envs.core.agents import make_baseline
     from deploy_envs.core.extras import available
     from deploy_envs.core.registration import env_arguments
@@ -628,16 +675,30 @@ def animation_agents(env_id: str):
     def changed(card: Any) -> int:
         return sum(1 for k, v in card.env_kwargs.items() if k != "split" and defaults.get(k, object()) != v)
 
+    def load(name: str) -> Any:
+        return load_agent(name)[0]
+
+    seen = set()
     for card in sorted(cards_for(env_id), key=lambda c: (changed(c), c.name)):
-        folder = shipped_agents_dir() / card.name
-        if (folder / "rllib_checkpoint").exists() or (folder / "psro.json").exists():
+        if not _loads_without_extras(card.name):
             continue
+        seen.add(card.name)
         kwargs = {k: v for k, v in card.env_kwargs.items() if k != "split"}
-        yield f"shipped agent {card.name} ({card.algorithm})", functools.partial(lambda n: load_agent(n)[0], card.name), kwargs
+        yield ({"kind": "shipped_agent", "name": card.name, "label": f"shipped agent {card.name} ({card.algorithm})"},
+               functools.partial(load, card.name), kwargs)
+    for scenario, role, name, kwargs in scenario_zoo_agents(env_id):
+        if name in seen or not _loads_without_extras(name):
+            continue
+        seen.add(name)
+        card = read_card(shipped_agents_dir() / name)
+        opponent = f"opponent {kwargs['opponent']}, " if isinstance(kwargs.get("opponent"), str) else ""
+        yield ({"kind": "scenario_agent", "name": name, "scenario": scenario, "role": role,
+                "label": f"shipped agent {name} ({card.algorithm}; {opponent}as in scenario {scenario})"},
+               functools.partial(load, name), kwargs)
     for b in baselines_for(env_id):
-        if b.extra is None or available(b.extra):
-            yield f"baseline {b.name}", functools.partial(make_baseline, b.name, env_id), {}
-    yield "random actions", functools.partial(make_baseline, "random", env_id, seed=0), {}
+        if is_random_policy(b.name) or not (b.extra is None or available(b.extra)):
+            continue
+        yield {"kind": "baseline", "name": b.name, "label": f"baseline {b.name}"}, functools.partial(make_baseline, b.name, env_id), {}
 
 
 def _to_image(frame: Any, width: int):
@@ -699,83 +760,123 @@ def _play_env(env_id: str, make_agent: Any, kwargs: dict[str, Any], frames: int,
     return images, episodes, fps
 
 
+def _gif_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def record_env(env_id: str, path: Path, *, frames: int = 36, width: int = 320, seed: int = 0) -> dict[str, Any]:
     """Play ``env_id`` with the first of :func:`animation_agents` whose picture moves, and save the frames as a GIF."""
     tried: list[str] = []
     best = None
-    for label, make_agent, kwargs in animation_agents(env_id):
+    for policy, make_agent, kwargs in animation_agents(env_id):
+        label = policy["label"]
         try:
             images, episodes, fps = _play_env(env_id, make_agent, kwargs, frames, width, seed)
         except Exception as exc:  # noqa: BLE001 - an agent that does not load or fit the env: the next one
             tried.append(f"{label}: {type(exc).__name__}: {exc}")
             continue
         share = _moving_share(images)
-        if best is None or share > best[4]:
-            best = (label, images, episodes, fps, share)
+        if best is None or share > best[5]:
+            best = (policy, kwargs, images, episodes, fps, share)
         if share >= MIN_MOVING_SHARE:
             break
         tried.append(f"{label}: the picture changes in only {share:.0%} of the steps")
     if best is None:
-        raise RuntimeError(f"{env_id}: no agent could play it: {'; '.join(tried)}")
-    label, images, episodes, fps, share = best
+        raise RuntimeError(f"{env_id}: no shipped agent, scenario agent or baseline could play it: {'; '.join(tried) or 'none is registered'}")
+    policy, kwargs, images, episodes, fps, share = best
     _save_gif(images, path, min(fps, 6.0))
-    return {"id": env_id, "agent": label, "frames": len(images), "episodes_finished": episodes, "seed": seed,
-            "moving_share": round(share, 3), "passed_over": tried}
+    return {"id": env_id, "agent": policy["label"], "policy": policy, "env_kwargs": kwargs, "frames": len(images),
+            "episodes_finished": episodes, "seed": seed, "moving_share": round(share, 3), "passed_over": tried}
 
 
-def game_agent(game_id: str, game: Any) -> tuple[str, dict[str, Any]]:
-    """The policies a game's animation shows: the highest-weight member of each role's meta-strategy in the
-    shipped PSRO population of the game, else the game's scripted policies, else random actions."""
+def game_policies(game_id: str):
+    """The policies a game's animation may show, best first: ``(policy, build, game_kwargs)``.
+
+    ``build(core)`` returns ``{role: batch policy}``. First the highest-weight member of each
+    role's meta-strategy in each shipped PSRO population of the game (the game made with the
+    population's arguments), then the game's scripted policies (the first one of each role
+    that is not random). A candidate that would put random actions in any role is left out.
+    """
     from deploy_envs.agent_zoo import shipped_agents_dir
+
+    def from_population(folder: Path, core: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        import numpy as np
+
+        from deploy_envs.training.psro import meta_strategy_policies
+        from deploy_envs.training.roles import as_batch_policy
+
+        meta = meta_strategy_policies(folder, core=core)
+        names = {r: m.names[int(np.argmax(m.weights))] for r, m in meta.items()}
+        random_roles = [r for r, n in names.items() if is_random_policy(n)]
+        if random_roles:
+            raise ValueError(f"the population's chosen member of {random_roles} is random")
+        return {r: as_batch_policy(m.policies[int(np.argmax(m.weights))], deterministic=True) for r, m in meta.items()}, names
+
+    def scripted(core: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        from deploy_envs.training.game_baselines import role_baselines
+
+        chosen, names = {}, {}
+        for role, pols in role_baselines(game_id, core).items():
+            keep = [n for n in pols if not is_random_policy(n)]
+            if not keep:
+                raise ValueError(f"role {role!r} has no scripted policy but random")
+            chosen[role], names[role] = pols[keep[0]], keep[0]
+        return chosen, names
 
     for card in cards_for(game_id):
         folder = shipped_agents_dir() / card.name
-        if not (folder / "psro.json").exists():
-            continue
-        try:
-            from deploy_envs.training.psro import meta_strategy_policies
-            from deploy_envs.training.roles import as_batch_policy
+        if (folder / "psro.json").exists():
+            kwargs = dict(card.env_kwargs)
+            yield ({"kind": "psro_population", "name": card.name, "label": f"shipped PSRO population {card.name}"},
+                   functools.partial(from_population, folder), kwargs)
+    yield {"kind": "scripted", "name": "scripted policies", "label": "scripted policies"}, scripted, {}
 
-            meta = meta_strategy_policies(folder, core=game.core)
-            import numpy as np
 
-            chosen = {r: as_batch_policy(m.policies[int(np.argmax(m.weights))], deterministic=True) for r, m in meta.items()}
-            names = {r: m.names[int(np.argmax(m.weights))] for r, m in meta.items()}
-            return f"shipped PSRO population {card.name} ({', '.join(f'{r}: {n}' for r, n in names.items())})", chosen
-        except Exception:  # noqa: BLE001 - a population that does not load: fall back
-            continue
-    return "random actions", {}
+def _play_game(game_id: str, policies: dict[str, Any], game: Any, frames: int, width: int, seed: int) -> tuple[list[Any], int, float]:
+    obs, _ = game.reset(seed=seed)
+    images = [_to_image(game.render(), width)]
+    episodes = 0
+    while len(images) < frames:
+        if not game.agents:  # the next episode, from its first picture (an episode may be a single round)
+            episodes += 1
+            obs, _ = game.reset(seed=seed + episodes)
+        else:
+            obs, *_ = game.step({a: policies[a](obs[a][None])[0] for a in game.agents})
+        images.append(_to_image(game.render(), width))
+    return images, episodes, float(game.metadata.get("render_fps") or 4)
 
 
 def record_game(game_id: str, path: Path, *, frames: int = 36, width: int = 320, seed: int = 0) -> dict[str, Any]:
+    """Play ``game_id`` with the first of :func:`game_policies` whose picture moves, and save the frames as a GIF."""
     from deploy_envs.core.registration import make_game
 
-    game = make_game(game_id, render_mode="rgb_array")
-    try:
-        label, policies = game_agent(game_id, game)
-        obs, _ = game.reset(seed=seed)
-        for i, a in enumerate(game.possible_agents):
-            game.action_space(a).seed(seed + i)
-        images = [_to_image(game.render(), width)]
-        episodes = 0
-        while len(images) < frames:
-            if not game.agents:
-                obs, _ = game.reset(seed=seed + episodes)
-                episodes += 1
-            actions = {}
-            for a in game.agents:
-                if a in policies:
-                    actions[a] = policies[a](obs[a][None])[0]
-                else:
-                    actions[a] = game.action_space(a).sample()
-            obs, *_ = game.step(actions)
-            images.append(_to_image(game.render(), width))
-        fps = float(game.metadata.get("render_fps") or 4)
-    finally:
-        game.close()
+    tried: list[str] = []
+    best = None
+    for policy, build_policies, kwargs in game_policies(game_id):
+        game = make_game(game_id, render_mode="rgb_array", **kwargs)
+        try:
+            policies, names = build_policies(game.core)
+            policy = {**policy, "roles": names, "label": f"{policy['label']} ({', '.join(f'{r}: {n}' for r, n in names.items())})"}
+            images, episodes, fps = _play_game(game_id, policies, game, frames, width, seed)
+        except Exception as exc:  # noqa: BLE001 - a population that does not load or fit: the next candidate
+            tried.append(f"{policy['label']}: {type(exc).__name__}: {exc}")
+            continue
+        finally:
+            game.close()
+        share = _moving_share(images)
+        if best is None or share > best[5]:
+            best = (policy, kwargs, images, episodes, fps, share)
+        if share >= MIN_MOVING_SHARE:
+            break
+        tried.append(f"{policy['label']}: the picture changes in only {share:.0%} of the steps")
+    if best is None:
+        raise RuntimeError(f"{game_id}: no shipped population or scripted policies could play it: {'; '.join(tried)}")
+    policy, kwargs, images, episodes, fps, share = best
     _save_gif(images, path, min(fps, 6.0))
-    return {"id": game_id, "agent": label, "frames": len(images), "episodes_finished": episodes, "seed": seed,
-            "moving_share": round(_moving_share(images), 3)}
+    return {"id": game_id, "agent": policy["label"], "policy": policy, "env_kwargs": kwargs, "frames": len(images),
+            "episodes_finished": episodes, "seed": seed, "moving_share": round(share, 3), "passed_over": tried}
 
 
 def renders_rgb(env_id: str) -> bool:
@@ -803,6 +904,7 @@ def make_animations(ids: list[str] | None = None, root: Path | None = None, *, f
         record = record_env if env_id in ENV_CATALOG else record_game
         meta = record(env_id, path, frames=frames)
         meta["bytes"] = path.stat().st_size
+        meta["gif_sha256"] = _gif_sha256(path)
         path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
         tqdm.write(f"{env_id}: {meta['frames']} frames, {meta['bytes'] / 1024:.0f} KiB, {meta['agent']}")
         done.append(meta)

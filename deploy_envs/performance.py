@@ -1,11 +1,11 @@
-"""The performance summary: every benchmark's ratios as rows, and the README table built from them.
+"""The performance summary: every benchmark's ratios as rows, and the docs' table built from them.
 
 ``benchmarks/run_all.py`` runs the benchmarks, then :func:`write_summary` collects the
 ratios of their results files (``benchmarks/results/<name>.json``) into
 ``benchmarks/results/summary.json``: one row per ratio with the env, the number of
 copies, the ratio's name, its median value and range, the number of repetitions it is
-the median of, the machine (described by its hardware) and the date. The README's
-Performance table is :func:`render_performance` of that file plus the GPU results file
+the median of, the machine (described by its hardware) and the date. The Performance
+table of ``docs/performance.md`` is :func:`render_performance` of that file plus the GPU results file
 ``benchmarks/results/gpu_cuda.json`` (a generated section, see
 :mod:`deploy_envs.generated_sections`; a test fails when the two disagree).
 
@@ -60,8 +60,8 @@ _CONTAINER_NAMES = {
 _NAMED = ("rllib_vs_direct", "step_vs_bare", "loop_vs_batched", "view_over_core", "scaling_2_vs_1", "wall_time_dummy_vs_adapter")
 #: keys that qualify a row (which setting of an env it measures)
 _QUALIFIERS = ("setting", "threat_model", "victim", "config", "level", "penalty", "queries_per_call", "probe_size", "runs")
-#: ratios left out of the README table (informational, one per registered env): in summary.json only
-README_EXCLUDED = ("view_over_core",)
+#: ratios left out of the Performance table (informational, one per registered env): in summary.json only
+TABLE_EXCLUDED = ("view_over_core",)
 
 
 def hardware_description(machine: Any = None) -> str:
@@ -232,11 +232,11 @@ def _gpu_rows(root: Path) -> list[dict[str, Any]]:
 
 
 def render_performance(root: Path) -> str:
-    """The README's Performance table: summary.json's rows and the GPU results, one line per ratio."""
+    """The Performance table of ``docs/performance.md``: summary.json's rows and the GPU results, one line per ratio."""
     root = Path(root)
     path = root / SUMMARY
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
-    rows = [r for r in rows if r["ratio"] not in README_EXCLUDED] + _gpu_rows(root)
+    rows = [r for r in rows if r["ratio"] not in TABLE_EXCLUDED] + _gpu_rows(root)
     lines = [
         "| env | copies | ratio | value (range) | runs | machine | date |",
         "|---|---|---|---|---|---|---|",

@@ -85,6 +85,54 @@ def test_every_rendering_env_and_game_has_a_committed_animation(env_id):
     assert gif.stat().st_size < 600_000, f"{gif.name} is {gif.stat().st_size} bytes; keep animations small"
     meta = json.loads(gif.with_suffix(".json").read_text())
     assert meta["id"] == env_id and meta["agent"]
+    # the spec names the policy that played, and it is a shipped agent, a scenario's agent, a baseline, a population or
+    # scripted policies: never random actions
+    policy = meta["policy"]
+    assert policy["kind"] in docs_site.POLICY_KINDS, f"{gif.name}: played by {policy}"
+    played = [policy["name"], *policy.get("roles", {}).values()]
+    assert not any(docs_site.is_random_policy(n) for n in played), f"{gif.name}: a random policy played it: {policy}"
+    assert "random" not in meta["agent"].split(), f"{gif.name}: {meta['agent']}"
+    if policy["kind"] == "baseline":
+        from deploy_envs.core.agents import BASELINES
+
+        assert env_id in BASELINES[policy["name"]].envs, f"{gif.name}: {policy['name']} is not a baseline of {env_id}"
+    elif policy["kind"] in ("shipped_agent", "scenario_agent", "psro_population"):
+        from deploy_envs.agent_zoo import shipped_agents_dir
+
+        assert (shipped_agents_dir() / policy["name"] / "card.json").exists(), f"{gif.name}: {policy['name']} is not a shipped agent"
+    if env_id in GAME_CATALOG:
+        from deploy_envs.core.registration import make_game
+
+        game = make_game(env_id, **meta["env_kwargs"])
+        assert set(policy["roles"]) == set(game.possible_agents), f"{gif.name}: roles {policy['roles']}"  # every role played by a named policy
+        game.close()
+    # the spec describes this very GIF (regenerated together by the animations script)
+    import hashlib
+
+    assert meta["gif_sha256"] == hashlib.sha256(gif.read_bytes()).hexdigest(), f"{gif.name} differs from the GIF its .json describes"
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_CATALOG))
+def test_animation_candidates_of_every_env_are_agents_or_baselines_never_random(env_id):
+    candidates = [policy for policy, _, _ in docs_site.animation_agents(env_id)]
+    assert candidates, f"{env_id}: no shipped agent, scenario agent or baseline to animate it"
+    for policy in candidates:
+        assert policy["kind"] in docs_site.POLICY_KINDS and not docs_site.is_random_policy(policy["name"]), (env_id, policy)
+
+
+def test_random_policy_names_are_recognised():
+    assert docs_site.is_random_policy("random") and docs_site.is_random_policy("random_queries")
+    assert not docs_site.is_random_policy("knockoff") and not docs_site.is_random_policy("randomized_smoothing")
+
+
+def test_a_hand_written_page_comes_first_and_the_generated_part_follows_without_its_title():
+    merged = docs_site.merge_page("# Zoo\n\n## Victim classifiers\n\ntext\n", "# Zoo\n\n## Trained agents\n\n| a |\n")
+    assert merged == "# Zoo\n\n## Victim classifiers\n\ntext\n\n## Trained agents\n\n| a |\n"
+    for path in docs_site.MERGED_PAGES:  # each merged page has its hand-written first part in docs/
+        head = (ROOT / "docs" / path).read_text(encoding="utf-8")
+        assert head.startswith("# "), path
+    for _, path in docs_site.HAND_WRITTEN_PAGES:
+        assert (ROOT / "docs" / path).read_text(encoding="utf-8").startswith("# "), path
 
 
 def test_cli_page_has_every_command():
@@ -217,18 +265,38 @@ def test_every_env_and_game_page_loads_with_working_links_and_images(served_site
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("query", ["TrojanDetection-v0"])
+@pytest.mark.parametrize("query", ["TrojanDetection-v0", "deploy_envs/TrojanDetection-v0"])
 def test_search_finds_an_env_by_its_id(served_site, browser, query):
     page = browser.new_page()
     page.goto(served_site, wait_until="load")
     box = page.locator("input.md-search__input")
     box.click()  # opens the search dialog (the theme loads its index in a web worker)
-    box.fill(query)
+    # type once the index is loaded (the dialog says "Initializing search" until then; slow on a loaded 2-core machine),
+    # key by key as a user does: the theme searches on key events
+    page.wait_for_function("() => { const m = document.querySelector('.md-search-result__meta');"
+                           " return m !== null && !/initializing/i.test(m.textContent); }", timeout=90_000)
+    box.press_sequentially(query)
     results = page.locator(".md-search-result__item a")
-    results.first.wait_for(timeout=90_000)  # the index loads in a web worker: slow on a loaded 2-core machine
+    results.first.wait_for(timeout=90_000)
     hrefs = results.evaluate_all("els => els.map(e => e.href)")
     page.close()
     assert any("/envs/TrojanDetection-v0/" in h for h in hrefs[:3]), f"search for {query!r} gave {hrefs[:10]}"
+
+
+def test_search_index_splits_a_full_id_into_words_every_env_page_holds(built_site):
+    """The search plugin's separator cuts ``deploy_envs/Name-v0`` at the slash and the hyphen, as it cuts the pages' text."""
+    import re
+
+    index = json.loads((built_site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    separator = index["config"]["separator"]
+    for env_id in ALL_IDS:
+        name = docs_site.page_name(env_id)
+        words = [w.lower() for w in re.split(separator, env_id) if w]
+        assert words == ["deploy_envs", name.rsplit("-", 1)[0].lower(), name.rsplit("-", 1)[1].lower()], (env_id, separator, words)
+        folder = "envs" if env_id in ENV_CATALOG else "games"
+        page = next(d for d in index["docs"] if d["location"] == f"{folder}/{name}/")
+        text = {w.lower() for w in re.split(separator, re.sub(r"<[^>]+>", " ", page["title"] + " " + page["text"])) if w}
+        assert set(words) <= text, f"{env_id}: the search index of its page lacks {set(words) - text}"
 
 
 @pytest.mark.browser

@@ -70,3 +70,21 @@ def test_bad_arguments_and_actions_are_refused():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="trainer"):
         env.step({"trainer": np.array([2.0, 0.5], np.float32), "auditor": np.zeros(66, np.float32)})
+
+
+def test_scripted_policies_set_the_named_recipes_and_audit_with_the_reference_canaries():
+    """The game's scripted policies (PSRO seeds, animation): DP-SGD recipes by noise multiplier, PrivacyAudit-v0's canaries."""
+    from deploy_envs.training.game_baselines import role_baselines
+
+    env = parallel_env(**SMALL)
+    pols = role_baselines(GAME_ID, env.core)
+    assert list(pols["trainer"]) == ["sigma_1_clip_1", "sigma_2_clip_1", "sigma_4_clip_1"]
+    assert list(pols["auditor"]) == ["crafted_canary", "mislabeled_canary", "natural_canary"]
+    obs, _ = env.reset(seed=0)
+    for name, sigma in (("sigma_1_clip_1", 1.0), ("sigma_4_clip_1", 4.0)):
+        actions = {"trainer": pols["trainer"][name](obs["trainer"][None])[0], "auditor": pols["auditor"]["crafted_canary"](obs["auditor"][None])[0]}
+        assert env.action_space("trainer").contains(actions["trainer"]) and env.action_space("auditor").contains(actions["auditor"])
+        obs, _, _, _, info = env.step(actions)
+        assert info["trainer"]["noise_multiplier"] == pytest.approx(sigma, rel=1e-5)
+        assert info["trainer"]["max_grad_norm"] == pytest.approx(1.0, rel=1e-5)
+    assert "gradient_canary" in role_baselines(GAME_ID, parallel_env(**SMALL, canary_space="gradient").core)["auditor"]

@@ -33,14 +33,49 @@ def _demo_body(root):
     return "fresh body"
 
 
-def test_readme_performance_table_matches_the_benchmark_summary():
-    """README's Performance section is exactly what benchmarks/results/summary.json (and gpu_cuda.json) give."""
+def test_docs_performance_table_matches_the_benchmark_summary():
+    """The Performance page's section is exactly what benchmarks/results/summary.json (and gpu_cuda.json) give."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    text = (root / "README.md").read_text(encoding="utf-8")
+    text = (root / "docs" / "performance.md").read_text(encoding="utf-8")
     assert "performance" in gs.section_names(text)
     assert gs.renderer("performance")(root).strip() == gs.read_section(text, "performance").strip()
+
+
+def test_every_section_lives_in_one_listed_docs_page_and_the_check_passes(capsys):
+    """Each generated section is in exactly one file of gs.FILES (the README has none), and `--check` finds nothing stale."""
+    root = gs.REPO_ROOT
+    assert gs.misplaced_sections() == []
+    where = {name: [f for f in gs.FILES if name in gs.section_names((root / f).read_text(encoding="utf-8"))] for name in gs.SECTIONS}
+    assert where == {"performance": ["docs/performance.md"], "scenarios": ["docs/scenarios.md"]}
+    assert gs.section_names((root / "README.md").read_text(encoding="utf-8")) == []
+    assert gs.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_a_lost_marker_or_a_missing_file_fails_the_check(tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("<!-- generated:performance -->\nx\n<!-- /generated:performance -->\n")
+    monkeypatch.setattr(gs, "FILES", ("docs/a.md", "docs/b.md"))
+    problems = gs.misplaced_sections(tmp_path)
+    assert "docs/b.md is missing" in problems
+    assert any("'scenarios' is in 0 files" in p for p in problems), problems
+    (tmp_path / "docs" / "b.md").write_text("<!-- generated:scenarios -->\n<!-- /generated:scenarios -->\n<!-- generated:performance -->\n<!-- /generated:performance -->\n")
+    problems = gs.misplaced_sections(tmp_path)
+    assert problems == ["section 'performance' is in 2 files (docs/a.md, docs/b.md) instead of one of docs/a.md, docs/b.md"], problems
+
+
+def test_regenerate_finds_the_repository_root_of_a_docs_page(tmp_path, monkeypatch):
+    """A page under docs/ is rendered from the checkout's root (the folder with pyproject.toml), not from docs/."""
+    seen = []
+    monkeypatch.setitem(gs.SECTIONS, "demo", "tests.test_generated_sections:_demo_body")
+    monkeypatch.setattr(gs, "renderer", lambda name: (lambda root: seen.append(root) or "fresh body"))
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "page.md"
+    page.write_text("<!-- generated:demo -->\nstale\n<!-- /generated:demo -->\n")
+    assert gs.regenerate(page) == ["demo"]
+    assert seen == [tmp_path.resolve()]
 
 
 def test_performance_rows_come_from_the_results_files(tmp_path):

@@ -1,4 +1,4 @@
-"""Results files of scenario runs: written with intervals, n and hashes; README and cards agree with them; staleness is caught.
+"""Results files of scenario runs: written with intervals, n and hashes; the docs' scenario table and the cards agree with them; staleness is caught.
 
 The committed results files (``deploy_envs/scenarios/results/*.json``) come from full runs
 outside the tests (``python -m deploy_envs.scenarios.results record NAME``); these tests only
@@ -42,10 +42,10 @@ def test_results_file_is_current_and_complete(stem):
     assert [c["expression"] for c in record["checks"]] == [e for e, _ in scn.expectations(record["episodes"])]
 
 
-def test_readme_scenario_table_is_generated_from_the_results():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    body = gs.read_section(readme, "scenarios")
-    assert body.strip() == R.render_scenarios(ROOT).strip(), "README scenario table differs from the results files: run python -m deploy_envs.generated_sections"
+def test_docs_scenario_table_is_generated_from_the_results():
+    page = (ROOT / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    body = gs.read_section(page, "scenarios")
+    assert body.strip() == R.render_scenarios(ROOT).strip(), "docs/scenarios.md's scenario table differs from the results files: run python -m deploy_envs.generated_sections"
     for stem in RECORDS:
         assert f"`{stem}.yaml`" in body
 

@@ -193,8 +193,8 @@ def test_shipped_rllib_attack_defense_pair_reproduces():
     assert result.lookup("rllib", {}, "return_defender") >= 9.0
 
 
-def test_readme_rllib_commands_run_as_written(ray_local, tmp_path, monkeypatch):
-    """Every command of the README's RLlib block, copied exactly, runs.
+def test_rllib_page_commands_run_as_written(ray_local, tmp_path, monkeypatch):
+    """Every command of the RLlib page's command block (docs/rllib.md), copied exactly, runs.
 
     Evaluation commands run in full (the shipped checkpoint path included, from the checkout
     root). Training commands run as written except for their budget: the scenario's
@@ -207,12 +207,12 @@ def test_readme_rllib_commands_run_as_written(ray_local, tmp_path, monkeypatch):
 
     import deploy_envs.scenarios as S
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("## Scale-out on Ray RLlib", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "rllib.md").read_text()
+    block = page.split("# Scale-out on Ray RLlib", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip().startswith("deploy-envs ")]
     assert len(commands) == 6
     monkeypatch.setenv("DEPLOY_ENVS_AGENTS", str(tmp_path / "agents"))
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the README's checkpoint path is relative to the checkout
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the page's checkpoint path is relative to the checkout
     real_load = S.load_scenario
 
     def small_budget(path):

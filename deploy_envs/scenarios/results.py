@@ -6,13 +6,13 @@ scenario file and of every file of the zoo agents it used (their cards excepted:
 refreshed from the results). A results file is *stale* when one of those hashes no longer
 matches, which a clean clone can check without file times.
 
-From the results files come the README's scenario table (the generated section
+From the results files come the scenario table of ``docs/scenarios.md`` (the generated section
 ``scenarios``, see :mod:`deploy_envs.generated_sections`) and the scenario evaluations on
 the agents' cards (:func:`refresh_cards`)::
 
     python -m deploy_envs.scenarios.results record safety_lagrangian   # run and write the results file
     python -m deploy_envs.scenarios.results cards                      # refresh the agents' cards
-    python -m deploy_envs.generated_sections                           # rewrite the README section
+    python -m deploy_envs.generated_sections                           # rewrite the docs' generated sections
     python -m deploy_envs.scenarios.results check                      # stale or missing results, cards out of date
 """
 from __future__ import annotations
@@ -246,7 +246,7 @@ def render_row(stem: str, record: dict[str, Any], seed_check: dict[str, Any] | N
 
 
 def render_scenarios(root: Path) -> str:
-    """The README's generated scenario table: one row per results file (its checks, n and the figures they name)."""
+    """The generated scenario table of ``docs/scenarios.md``: one row per results file (its checks, n and the figures they name)."""
     folder = Path(root) / "deploy_envs" / "scenarios" / "results"
     records = load_results(folder)
     seed_path = folder / "_seed_check.json"

@@ -286,7 +286,33 @@ def _robust_navigation(core: Any) -> dict[str, dict[str, Policy]]:
     return {"protagonist": pro, "adversary": adv}
 
 
+class _CanaryAuditorSeat:
+    """Auditor of ``PrivacyGame-v0``: a ``PrivacyAudit-v0`` reference auditor (its canary, the threshold from last round's quantiles)."""
+
+    def __init__(self, core: Any, auditor: Any) -> None:
+        self.agent = auditor
+        self.agent.bind(core)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, np.float32)
+        return self.agent.act(obs, np.zeros(len(obs), bool))  # the first round is read from its all-zero quantiles
+
+
+def _privacy_game(core: Any) -> dict[str, dict[str, Policy]]:
+    from deploy_envs.topics.privacy_audit.baselines import CraftedCanary, GradientCanary, MislabeledCanary, NaturalCanary
+
+    def recipe(sigma: float, clip: float) -> np.ndarray:  # the trainer's action for a noise multiplier and clipping norm (log scales)
+        a = [np.log(sigma / core.sigma_min) / np.log(core.sigma_max / core.sigma_min), np.log(clip / core.clip_min) / np.log(core.clip_max / core.clip_min)]
+        return np.clip(np.asarray(a, np.float32), 0.0, 1.0)
+
+    trainer: dict[str, Policy] = {f"sigma_{s:g}_clip_1": Constant(recipe(s, 1.0)) for s in (1.0, 2.0, 4.0)}
+    kinds = (("crafted_canary", CraftedCanary), ("mislabeled_canary", MislabeledCanary), ("natural_canary", NaturalCanary)) \
+        if core.canary_space == "input" else (("gradient_canary", GradientCanary),)
+    return {"trainer": trainer, "auditor": {name: _CanaryAuditorSeat(core, cls()) for name, cls in kinds}}
+
+
 GAME_BASELINES: dict[str, Callable[[Any], dict[str, dict[str, Policy]]]] = {
+    "deploy_envs/PrivacyGame-v0": _privacy_game,
     "deploy_envs/AttackDefense-v0": _attack_defense,
     "deploy_envs/PoisoningSanitizer-v0": _poisoning_sanitizer,
     "deploy_envs/ExtractionGuard-v0": _extraction_guard,

@@ -52,6 +52,10 @@ class CanaryAuditor(Agent):
         core = getattr(env.unwrapped, "core", None)
         if core is None or not hasattr(core, "decode") or not hasattr(core, "data"):
             raise ValueError(f"env={env!r} is not a {ENV_ID} env")
+        self.bind(core)
+
+    def bind(self, core: Any) -> None:
+        """Design the canary for ``core`` (``PrivacyAudit-v0``'s, or ``PrivacyGame-v0``'s auditor seat, which observes the same)."""
         if core.canary_space != self.canary_space:
             raise ValueError(f"{type(self).__name__} needs canary_space={self.canary_space!r}; the env has {core.canary_space!r}")
         self.core = core
