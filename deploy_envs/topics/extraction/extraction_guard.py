@@ -22,9 +22,8 @@ from gymnasium import spaces
 from deploy_envs.api.model_api import ModelAPI, PradaDetector
 from deploy_envs.core.games import GameCore
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive
-from deploy_envs.data import load_dataset
-from deploy_envs.topics.extraction.surrogate import KINDS, BatchedSurrogate
+from deploy_envs.core.validation import check_number, check_positive
+from deploy_envs.topics.extraction.model_extraction import SURROGATE_ARGUMENTS, SurrogateThief
 
 AGENTS = ("extractor", "guard")
 #: output granularities the guard may be offered (Tramer et al. 2016 study these)
@@ -40,7 +39,7 @@ def _check_levels(name: str, values: Any, low: float, high: float | None = None)
     return out
 
 
-class ExtractionGuardCore(GameCore):
+class ExtractionGuardCore(SurrogateThief, GameCore):
     """## Description
 
     A repeated simultaneous-move game around a prediction API in front of a victim
@@ -160,7 +159,7 @@ class ExtractionGuardCore(GameCore):
     * v0: initial release.
     """
 
-    arguments = {"lr": Arg(low=0.0, high=10.0, low_inclusive=False, why="larger rates make the surrogate diverge to NaN, outside the observation space")}
+    arguments = SURROGATE_ARGUMENTS
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
@@ -191,11 +190,7 @@ class ExtractionGuardCore(GameCore):
         device: str = "cpu",
     ) -> None:
         super().__init__(num_envs, render_mode)
-        self.surrogate_kind = check_choice("surrogate", surrogate, KINDS)
-        self.hidden = check_positive("hidden", hidden, integer=True)
-        self.fit_steps = check_number("fit_steps", fit_steps, low=0, integer=True)
-        self.lr = check_positive("lr", lr)
-        self.batch_size = check_positive("batch_size", batch_size, integer=True)
+        self._check_surrogate(surrogate, hidden, fit_steps, lr, batch_size)
         self.rounds = check_positive("rounds", rounds, integer=True)
         self.max_queries = self.batch_size * self.rounds
         self.benign_queries = check_positive("benign_queries", benign_queries, integer=True)
@@ -218,17 +213,9 @@ class ExtractionGuardCore(GameCore):
         # the API holds the victim; the guard's per-round settings are applied here, per copy
         self.api = ModelAPI(victim, dataset=dataset, device=device)
         self.top_k = check_number("top_k", top_k, low=1, high=self.api.num_classes, integer=True)
-        d, K = self.d, self.K = self.api.d, self.api.num_classes
-        ds = load_dataset(dataset)
+        ds = self._init_held_out(self.api, dataset, holdout)
+        d, K = self.d, self.K
         self.benign_pool = np.ascontiguousarray(ds.x_train.reshape(len(ds.y_train), d), dtype=np.float32)
-        x_hold, y_hold = ds.x_test.reshape(len(ds.y_test), d), ds.y_test
-        if holdout is not None:
-            holdout = check_number("holdout", holdout, low=1, high=len(y_hold), integer=True)
-            x_hold, y_hold = x_hold[:holdout], y_hold[:holdout]
-        # the referee's view: never in observations or info
-        self._x_hold = torch.from_numpy(np.ascontiguousarray(x_hold, dtype=np.float32))
-        self._victim_hold = torch.from_numpy(self.api.victim_probabilities(x_hold).argmax(1))
-        self._true_hold = torch.from_numpy(np.asarray(y_hold, dtype=np.int64))
 
         m = self.batch_size
         G, N, T = self.G, self.N, self.T = len(self.granularities), len(self.noise_levels), len(self.thresholds)
@@ -252,16 +239,9 @@ class ExtractionGuardCore(GameCore):
         self._thr_arr = np.asarray(self.thresholds)
 
         # ---- per-copy state
+        self._init_thief()
         n = self.num_envs
-        self.surrogate = BatchedSurrogate(self.surrogate_kind, d, K, n, hidden=self.hidden, lr=self.lr)
-        Q = self.max_queries
-        self.xq = torch.zeros(n, Q, d)
-        self.yq = torch.zeros(n, Q, K)
-        self.wq = torch.zeros(n, Q)
-        self.queries = np.zeros(n, np.int64)
         self.round = np.zeros(n, np.int64)
-        self.fidelity = np.zeros(n, np.float64)
-        self.test_accuracy = np.zeros(n, np.float64)
         self.prev_action = np.full((n, 3), -1, np.int64)
         self.ext_flagged = np.zeros(n, bool)
         self.ben_flagged = np.zeros(n, bool)
@@ -283,12 +263,6 @@ class ExtractionGuardCore(GameCore):
     # --------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):
         idx = np.asarray(idx, dtype=np.int64)
-        self.surrogate.init(idx, self.rngs)
-        t = torch.as_tensor(idx, dtype=torch.long)
-        self.xq[t] = 0.0
-        self.yq[t] = 0.0
-        self.wq[t] = 0.0
-        self.queries[idx] = 0
         self.round[idx] = 0
         self.prev_action[idx] = -1
         self.ext_flagged[idx] = False
@@ -302,7 +276,7 @@ class ExtractionGuardCore(GameCore):
         self.last_rewards[idx] = 0.0
         for i in idx:
             self.detectors[i] = [self._detector(), self._detector()]
-        self._evaluate(idx)
+        self._reset_thief(idx)
         info = {"fidelity": self.fidelity[idx].copy(), "test_accuracy": self.test_accuracy[idx].copy(),
                 "queries": self.queries[idx].copy(), "round": self.round[idx].copy()}
         return self._observe(idx), {a: {k: v.copy() for k, v in info.items()} for a in AGENTS}
@@ -345,18 +319,9 @@ class ExtractionGuardCore(GameCore):
         utility = (ok[:, m:] * (1.0 - tv)).mean(1)
 
         # the extractor's surrogate learns from every answer so far
-        t = torch.as_tensor(idx, dtype=torch.long)
-        pos = torch.as_tensor(self.queries[idx][:, None] + np.arange(m)[None], dtype=torch.long)
-        rows = t[:, None].expand(b, m)
-        self.xq[rows, pos] = xq
-        self.yq[rows, pos] = torch.from_numpy(normed[:, :m].astype(np.float32))
-        self.wq[rows, pos] = torch.from_numpy((ok[:, :m] & (total[:, :m, 0] > 0)).astype(np.float32))
-        self.queries[idx] += m
-        n = int(self.queries[idx].max())
-        self.surrogate.fit(idx, self.xq[t, :n], self.yq[t, :n], self.wq[t, :n], self.fit_steps)
-        before = self.fidelity[idx].copy()
-        self._evaluate(idx)
-        r_ext = self.reward_scale * (self.fidelity[idx] - before)
+        gain = self._learn(idx, xq, torch.from_numpy(normed[:, :m].astype(np.float32)),
+                           torch.from_numpy((ok[:, :m] & (total[:, :m, 0] > 0)).astype(np.float32)))
+        r_ext = self.reward_scale * gain
         r_guard = self.utility_weight * utility - r_ext
 
         ext_answered = ok[:, :m].sum(1)
@@ -411,11 +376,6 @@ class ExtractionGuardCore(GameCore):
                 kth = -np.partition(-o, self.top_k - 1, axis=2)[..., self.top_k - 1 : self.top_k]
                 out[sel] = np.where(o >= kth, o, 0.0)
         return out
-
-    def _evaluate(self, idx: np.ndarray) -> None:
-        pred = self.surrogate.predict(idx, self._x_hold)
-        self.fidelity[idx] = (pred == self._victim_hold).double().mean(1).numpy()
-        self.test_accuracy[idx] = (pred == self._true_hold).double().mean(1).numpy()
 
     def _observe(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         k = len(idx)
