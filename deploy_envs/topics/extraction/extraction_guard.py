@@ -21,8 +21,7 @@ from gymnasium import spaces
 
 from deploy_envs.api.model_api import ModelAPI, PradaDetector
 from deploy_envs.core.games import GameCore
-from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import check_number, check_positive
+from deploy_envs.core.validation import check_names, check_number, check_positive
 from deploy_envs.topics.extraction.model_extraction import SURROGATE_ARGUMENTS, SurrogateThief
 
 AGENTS = ("extractor", "guard")
@@ -194,14 +193,7 @@ class ExtractionGuardCore(SurrogateThief, GameCore):
         self.rounds = check_positive("rounds", rounds, integer=True)
         self.max_queries = self.batch_size * self.rounds
         self.benign_queries = check_positive("benign_queries", benign_queries, integer=True)
-        if isinstance(granularities, str) or not isinstance(granularities, Sequence) or len(granularities) == 0:
-            raise ValueError(f"granularities={granularities!r} must be a non-empty sequence of names from {GRANULARITIES}")
-        for g in granularities:
-            if g not in GRANULARITIES:
-                raise ValueError(f"granularities contains {g!r}; allowed: {', '.join(map(repr, GRANULARITIES))}")
-        if len(set(granularities)) != len(granularities):
-            raise ValueError(f"granularities={tuple(granularities)!r} repeats a name; each may appear once")
-        self.granularities: tuple[str, ...] = tuple(granularities)
+        self.granularities = check_names("granularities", granularities, GRANULARITIES)
         self.decimals = check_number("decimals", decimals, low=0, high=8, integer=True)
         self.noise_levels = _check_levels("noise_levels", noise_levels, 0.0)
         self.thresholds = _check_levels("thresholds", thresholds, 0.0, 1.0)
@@ -225,16 +217,10 @@ class ExtractionGuardCore(SurrogateThief, GameCore):
             ("extractor_w", 1, 0.0, 1.0), ("benign_w", 1, 0.0, 1.0), ("extractor_flagged", 1, 0.0, 1.0),
             ("benign_flagged", 1, 0.0, 1.0), ("benign_utility", 1, 0.0, 1.0), ("round", 1, 0.0, 1.0),
         ]
-        self.obs_slices: dict[str, dict[str, slice]] = {}
-        self.observation_spaces: dict[str, spaces.Box] = {}
-        for agent, parts in zip(AGENTS, (ext_parts, guard_parts)):
-            self.observation_spaces[agent], self.obs_slices[agent] = flat_box(parts)
-        self.action_spaces: dict[str, spaces.Space] = {
-            "extractor": spaces.Box(0.0, 1.0, (m * d,), dtype=np.float32),
-            "guard": spaces.MultiDiscrete([G, N, T]),
-        }
-        self.single_observation_space = spaces.Dict(self.observation_spaces)
-        self.single_action_space = spaces.Dict(self.action_spaces)
+        self.set_role_spaces(
+            {"extractor": ext_parts, "guard": guard_parts},
+            {"extractor": spaces.Box(0.0, 1.0, (m * d,), dtype=np.float32), "guard": spaces.MultiDiscrete([G, N, T])},
+        )
         self._noise_arr = np.asarray(self.noise_levels)
         self._thr_arr = np.asarray(self.thresholds)
 
@@ -401,11 +387,6 @@ class ExtractionGuardCore(SurrogateThief, GameCore):
         np.clip(ext, 0.0, 1.0, out=ext)
         np.clip(grd, 0.0, 1.0, out=grd)
         return {"extractor": ext, "guard": grd}
-
-    def state_of(self, idx: np.ndarray) -> np.ndarray:
-        """Global state of copies ``idx``: both observations, concatenated (extractor first)."""
-        obs = self._observe(np.asarray(idx, dtype=np.int64))
-        return np.concatenate([obs["extractor"], obs["guard"]], 1)
 
     def render_ansi(self, i: int) -> str:
         head = f"round {self.round[i]}/{self.rounds}  fidelity {self.fidelity[i]:.3f}"

@@ -144,10 +144,6 @@ class PrivacyGameCore(CanaryAudit, GameCore):
         info["round"] = self.round[idx].copy()
         return {a: {k: v.copy() for k, v in info.items()} for a in AGENTS}
 
-    def state_of(self, idx):
-        obs = self._observe(np.asarray(idx, np.int64))
-        return np.concatenate([obs["trainer"], obs["auditor"]], 1)
-
     # -------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):  # no reset options (any given are ignored, as PettingZoo's tests pass some)
         idx = np.asarray(idx, np.int64)

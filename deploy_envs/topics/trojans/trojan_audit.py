@@ -395,10 +395,6 @@ class TrojanAuditCore(GameCore):
         aud[:, s["phase"]] = self.phase[idx, None]
         return {"designer": np.clip(des, 0, 1), "auditor": np.clip(aud, 0, 1)}
 
-    def state_of(self, idx):
-        obs = self._observe(idx)
-        return np.concatenate([obs["designer"], obs["auditor"]], 1)
-
     def render_ansi(self, i: int) -> str:
         head = "design step" if self.phase[i] == 1 else f"audit: queries {self.queries[i]}/{self.max_queries}"
         return f"{head}  clean acc {self.acc[i]:.3f}  attack success {self.asr[i]:.3f}  {self.last_text[i]}"
