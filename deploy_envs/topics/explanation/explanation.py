@@ -9,6 +9,7 @@ import torch
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import Option, check_choice, check_number, check_positive
 from deploy_envs.topics.evasion.victim import Victim
 from deploy_envs.topics.explanation.features import (
@@ -178,13 +179,8 @@ class ExplanationCore(BatchedCore):
 
         parts = [("input", d), ("current", d), ("taken", F), ("prediction", K), ("confidence", 1),
                  ("original_confidence", 1), ("progress", 1)]
-        self.obs_slices: dict[str, slice] = {}
-        start = 0
-        for name, size in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(0.0, 1.0, (start,), dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box([(name, size, 0.0, 1.0) for name, size in parts])
+        self.obs_dim = self.single_observation_space.shape[0]
         self.single_action_space = spaces.Box(-1.0, 1.0, (F,), dtype=np.float32)
 
         n = self.num_envs

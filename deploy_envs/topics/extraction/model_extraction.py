@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 from deploy_envs.api.model_api import DEFENSES, OUTPUTS, PRADA_RESPONSES, ModelAPI
 from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive, check_probability
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.extraction.surrogate import FITS, KINDS, BatchedSurrogate
@@ -239,13 +240,8 @@ class ExtractionCore(SurrogateThief, BatchedCore):
 
         m = self.batch_size
         parts = [("answer", m * K), ("answered", m), ("uncertainty", m), ("budget", 1)]
-        self.obs_slices: dict[str, slice] = {}
-        start = 0
-        for name, size in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(0.0, 1.0, (start,), dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box([(name, size, 0.0, 1.0) for name, size in parts])
+        self.obs_dim = self.single_observation_space.shape[0]
         self.single_action_space = spaces.Box(0.0, 1.0, (m * d,), dtype=np.float32)
 
         self._init_thief()

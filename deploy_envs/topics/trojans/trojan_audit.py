@@ -160,17 +160,11 @@ class TrojanAuditCore(GameCore):
         self.observation_spaces["auditor"], self.obs_slices["auditor"] = flat_box(
             [("clean_scores", K, 0.0, 1.0), ("probe_scores", K, 0.0, 1.0), ("flip_rate", K, 0.0, 1.0),
              ("mask_size", 1, 0.0, 1.0), ("budget", 1, 0.0, 1.0), ("phase", 1, 0.0, 1.0)])
-        self.design_slices, self.audit_slices = {}, {}
-        for store, layout in ((self.design_slices, (("insert", 1), ("blend", 1), ("size", 1), ("row", 1), ("col", 1), ("alpha", 1), ("pattern", P * P), ("target", K))),
-                              (self.audit_slices, (("mask", d), ("pattern", d), ("declare", 1), ("verdict", 1), ("target", K)))):
-            start = 0
-            for name, size in layout:
-                store[name] = slice(start, start + size)
-                start += size
-        self.action_spaces: dict[str, spaces.Box] = {
-            "designer": spaces.Box(-1.0, 1.0, (self.design_slices["target"].stop,), dtype=np.float32),
-            "auditor": spaces.Box(-1.0, 1.0, (self.audit_slices["target"].stop,), dtype=np.float32),
-        }
+        design, self.design_slices = flat_box([(name, size, -1.0, 1.0) for name, size in (
+            ("insert", 1), ("blend", 1), ("size", 1), ("row", 1), ("col", 1), ("alpha", 1), ("pattern", P * P), ("target", K))])
+        audit, self.audit_slices = flat_box([(name, size, -1.0, 1.0) for name, size in (
+            ("mask", d), ("pattern", d), ("declare", 1), ("verdict", 1), ("target", K))])
+        self.action_spaces: dict[str, spaces.Box] = {"designer": design, "auditor": audit}
         self.single_observation_space = spaces.Dict(self.observation_spaces)
         self.single_action_space = spaces.Dict(self.action_spaces)
 

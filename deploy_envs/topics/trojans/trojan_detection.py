@@ -211,12 +211,9 @@ class TrojanDetectionCore(BatchedCore):
             ("clean_scores", K, 0.0, 1.0), ("probe_scores", K, 0.0, 1.0), ("flip_rate", K, 0.0, 1.0),
             ("mask_size", 1, 0.0, 1.0), ("budget", 1, 0.0, 1.0),
         ])
-        self.action_slices: dict[str, slice] = {}
-        start = 0
-        for name, size in (("mask", r * r), ("pattern", r * r), ("declare", 1), ("verdict", 1), ("target", K)):
-            self.action_slices[name] = slice(start, start + size)
-            start += size
-        self.single_action_space = spaces.Box(-1.0, 1.0, (start,), dtype=np.float32)
+        self.single_action_space, self.action_slices = flat_box(
+            [(name, size, -1.0, 1.0) for name, size in (("mask", r * r), ("pattern", r * r), ("declare", 1), ("verdict", 1), ("target", K))]
+        )
 
         n = self.num_envs
         self.model = np.zeros(n, np.int64)
