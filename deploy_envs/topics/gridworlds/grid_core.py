@@ -77,6 +77,17 @@ def distance_map(passable: np.ndarray, sources: np.ndarray) -> np.ndarray:
     return dist
 
 
+class PositionModel:
+    """The planning model of a world whose model state is the agent's position ``(row, col)`` alone (a mixin before :class:`GridCore`)."""
+
+    def plan_initial_states(self):
+        return [(int(self.start[0]), int(self.start[1]))]
+
+    def plan_state(self, i, live=None):
+        live = live or self
+        return (int(live.pos[i, 0]), int(live.pos[i, 1]))
+
+
 class GridCore(BatchedCore):
     """Base of the batched gridworld cores; a world sets the class attributes and fills the hooks.
 
