@@ -125,8 +125,6 @@ class BackdoorCore(BatchedCore):
         "hidden_sizes": Arg(low=1, high=4096, max_len=8, why="wider or deeper victims would exhaust memory"),
     }
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,

@@ -167,8 +167,6 @@ class DistributionShiftCore(BatchedCore):
       0.5 fine-tuning lowered the accuracy it was meant to restore).
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,

@@ -143,7 +143,6 @@ class AttackDefenseCore(VictimQueries, GameCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
     render_records_actions = True  # the picture shows the attacker's last perturbation
 
     def __init__(

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,8 +131,6 @@ class ExplanationCore(BatchedCore):
         "index": Option(int, "the input of the new episode", per_copy=True,
                         allowed=lambda core: range(len(core.pool))),
     }
-
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
     def __init__(
         self,

@@ -160,8 +160,6 @@ class ExtractionGuardCore(SurrogateThief, GameCore):
 
     arguments = SURROGATE_ARGUMENTS
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
-
     def __init__(
         self,
         num_envs: int = 1,

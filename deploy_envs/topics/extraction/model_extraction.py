@@ -183,8 +183,6 @@ class ExtractionCore(SurrogateThief, BatchedCore):
 
     arguments = SURROGATE_ARGUMENTS
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,

@@ -99,8 +99,6 @@ class GridCore(BatchedCore):
     non-static planes), :meth:`_overlay` (characters for rendering), :meth:`_extra_info`.
     """
 
-    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
-
     ART: tuple[str, ...] = ()
     CHANNELS: tuple[str, ...] = ("agent", "wall")
     STATIC: dict[str, str] = {"wall": "#"}

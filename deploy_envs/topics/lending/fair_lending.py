@@ -105,8 +105,6 @@ class FairLendingCore(BatchedCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,

@@ -150,8 +150,6 @@ class LendingMarketCore(GameCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
-
     def __init__(
         self,
         num_envs: int = 1,

@@ -212,8 +212,6 @@ class PrivacyAuditCore(CanaryAudit, BatchedCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,

@@ -140,8 +140,6 @@ class TrojanDetectionCore(BatchedCore):
                         allowed_text="indices in env.core.candidates"),
     }
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,
