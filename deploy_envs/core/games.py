@@ -3,8 +3,10 @@
 A game is written once, as a :class:`GameCore` subclass holding only its rules; registration
 (:func:`deploy_envs.core.registration.register_game`) generates its PettingZoo ``ParallelEnv``
 view (:class:`deploy_envs.core.views.ParallelGameView`). A subclass sets, in ``__init__``,
-``observation_spaces`` and ``action_spaces`` (dicts keyed by role, in role order) and implements
-``reset_indices`` / ``step_indices`` with per-role dicts, and ``state_of`` (the global state).
+``observation_spaces`` and ``action_spaces`` (dicts keyed by role, in role order; ``set_role_spaces``
+builds flat ones from named parts) and implements ``reset_indices`` / ``step_indices`` with per-role
+dicts, and ``_observe(idx)`` (each role's observation; the global state ``state_of`` is, unless
+overridden, those observations side by side).
 Games that extend an env compose that env's core (e.g. ``PoisoningSanitizerCore`` holds a
 ``PoisoningCore``) rather than re-declaring it.
 """
