@@ -42,11 +42,8 @@ TARGETS = {"native_vs_sync": 8.0}
 
 
 def bench_native_vs_sync(num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
-    res = native_vs_sync(ENV_ID, num_envs, seed=seed, inner_sync=2 if quick else 4, inner_native=10 if quick else 40,
-                         reps=3 if quick else 7, stagger=50)
-    res["target"] = TARGETS["native_vs_sync"]
-    res["met"] = res["ratio"] >= TARGETS["native_vs_sync"]
-    return res
+    return native_vs_sync(ENV_ID, num_envs, seed=seed, inner_sync=2 if quick else 4, inner_native=10 if quick else 40,
+                         reps=3 if quick else 7, stagger=50, target=TARGETS["native_vs_sync"])
 
 
 def bench_step_vs_bare(num_envs: int, quick: bool, seed: int) -> dict[str, Any]:

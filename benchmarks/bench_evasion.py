@@ -36,7 +36,6 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import add_threads_option, apply_threads, paired, write_results
+from deploy_envs.benchmarking import add_threads_option, apply_threads, native_vs_sync, paired, write_results
 from deploy_envs.metrics.robustness import pgd_attack
 
 ENV_ID = "deploy_envs/Evasion-v0"
@@ -87,24 +86,11 @@ class Stepper:
 
 # --------------------------------------------------------- 1. native vs sync
 def bench_native_vs_sync(threat_model: str, num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
-    kwargs = {"threat_model": threat_model}
-    native = gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
-    sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID, **kwargs) for _ in range(num_envs)])
-    n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
-    # a = sync, b = native: ratio = t(sync step) / t(native step) = native steps/s over sync steps/s
-    res = paired(s_step, n_step, inner_a=2 if quick else 5, inner_b=10 if quick else 40, reps=3 if quick else 7, warmup=3)
-    native.close()
-    sync.close()
-    return {
-        "threat_model": threat_model,
-        "num_envs": num_envs,
-        "native_steps_per_s": num_envs / res["b_s"],
-        "sync_steps_per_s": num_envs / res["a_s"],
-        "ratio": res["ratio"],
-        "ratio_range": [res["ratio_min"], res["ratio_max"]],
-        "target": TARGETS["native_vs_sync"],
-        "met": res["ratio"] >= TARGETS["native_vs_sync"],
-    }
+    # ratio = t(sync step) / t(native step) = native steps/s over sync steps/s
+    res = native_vs_sync(ENV_ID, num_envs, {"threat_model": threat_model}, seed=seed, inner_sync=2 if quick else 5,
+                         inner_native=10 if quick else 40, reps=3 if quick else 7, warmup=3, stagger=20,
+                         target=TARGETS["native_vs_sync"])
+    return {"threat_model": threat_model, **res}
 
 
 # ------------------------------------------------------ 2. step vs bare pass

@@ -34,7 +34,6 @@ import os
 import platform
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, paired, write_results
+from deploy_envs.benchmarking import native_vs_sync, paired, write_results
 from deploy_envs.api import ModelAPI
 
 ENV_ID = "deploy_envs/ModelExtraction-v0"
@@ -91,15 +90,8 @@ def bench_http(n: int, quick: bool, seed: int) -> dict[str, Any]:
 
 
 def bench_native_vs_sync(num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
-    native = gym.make_vec(ENV_ID, num_envs=num_envs)
-    sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID) for _ in range(num_envs)])
-    n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
-    res = paired(s_step, n_step, inner_a=1 if quick else 2, inner_b=3 if quick else 10, reps=3 if quick else 7, warmup=2)
-    native.close()
-    sync.close()
-    return {"num_envs": num_envs, "native_steps_per_s": num_envs / res["b_s"], "sync_steps_per_s": num_envs / res["a_s"],
-            "ratio": res["ratio"], "ratio_range": [res["ratio_min"], res["ratio_max"]], "target": TARGETS["native_vs_sync"],
-            "met": res["ratio"] >= TARGETS["native_vs_sync"]}
+    return native_vs_sync(ENV_ID, num_envs, seed=seed, inner_sync=1 if quick else 2, inner_native=3 if quick else 10,
+                          reps=3 if quick else 7, warmup=2, target=TARGETS["native_vs_sync"])
 
 
 def machine() -> dict[str, Any]:

@@ -39,7 +39,6 @@ import os
 import platform
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +48,11 @@ import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
 from deploy_envs.benchmarking import (
-    Stepper,
     add_device_option,
     add_threads_option,
     apply_threads,
     device_kwargs,
+    native_vs_sync,
     paired,
     parse_device,
     synchronize,
@@ -66,17 +65,9 @@ TARGETS = {"native_vs_sync": 10.0, "warm_vs_scratch": 5.0}
 
 
 def bench_native_vs_sync(victim: str, num_envs: int, quick: bool, seed: int, device: str = "cpu") -> dict[str, Any]:
-    kwargs = {"victim": victim, **device_kwargs(device)}
-    native = gym.make_vec(ENV_ID, num_envs=num_envs, **kwargs)
-    sync = gym.vector.SyncVectorEnv([partial(gym.make, ENV_ID, **kwargs) for _ in range(num_envs)])
-    n_step, s_step = Stepper(native, seed), Stepper(sync, seed)
-    res = paired(s_step, n_step, inner_a=2 if quick else 4, inner_b=10 if quick else 30, reps=3 if quick else 7, warmup=2)
-    native.close()
-    sync.close()
-    return {"victim": victim, "num_envs": num_envs, "native_steps_per_s": num_envs / res["b_s"],
-            "sync_steps_per_s": num_envs / res["a_s"], "ratio": res["ratio"],
-            "ratio_range": [res["ratio_min"], res["ratio_max"]], "target": TARGETS["native_vs_sync"],
-            "met": res["ratio"] >= TARGETS["native_vs_sync"]}
+    res = native_vs_sync(ENV_ID, num_envs, {"victim": victim, **device_kwargs(device)}, seed=seed, inner_sync=2 if quick else 4,
+                         inner_native=10 if quick else 30, reps=3 if quick else 7, warmup=2, target=TARGETS["native_vs_sync"])
+    return {"victim": victim, **res}
 
 
 def bench_warm_vs_scratch(victim: str, num_envs: int, quick: bool, seed: int, device: str = "cpu") -> dict[str, Any]:

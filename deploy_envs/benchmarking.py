@@ -91,8 +91,12 @@ def native_vs_sync(
     reps: int = 7,
     warmup: int = 2,
     stagger: int = 0,
+    target: float | None = None,
 ) -> dict[str, Any]:
-    """Steps per second of ``make_vec(env_id, num_envs)`` over ``SyncVectorEnv`` of ``num_envs`` singles."""
+    """Steps per second of ``make_vec(env_id, num_envs)`` over ``SyncVectorEnv`` of ``num_envs`` singles.
+
+    With a ``target`` ratio the result also says whether it was ``met``.
+    """
     kwargs = dict(kwargs or {})
     native = gym.make_vec(env_id, num_envs=num_envs, **kwargs)
     sync = gym.vector.SyncVectorEnv([partial(gym.make, env_id, **kwargs) for _ in range(num_envs)])
@@ -102,7 +106,7 @@ def native_vs_sync(
     finally:
         native.close()
         sync.close()
-    return {
+    out = {
         "env": env_id,
         "num_envs": num_envs,
         "kwargs": kwargs,
@@ -111,6 +115,9 @@ def native_vs_sync(
         "ratio": res["ratio"],
         "ratio_range": [res["ratio_min"], res["ratio_max"]],
     }
+    if target is not None:
+        out.update(target=target, met=res["ratio"] >= target)
+    return out
 
 
 def machine_info() -> dict[str, Any]:

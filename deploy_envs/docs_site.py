@@ -112,6 +112,17 @@ SECTION_ORDER = ("Description", "Agents", "Action Space", "Action Spaces", "Obse
 
 
 # --------------------------------------------------------------------------- registration facts
+def _table_section(title: str, intro: str, header: tuple[str, ...], rows: list[tuple[str, ...]], empty: str) -> list[str]:
+    """A page section: ``## title``, then ``intro`` and a Markdown table of ``rows``, or the ``empty`` sentence."""
+    lines = [f"## {title}", ""]
+    if rows:
+        lines += [intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    else:
+        lines.append(empty)
+    return lines + [""]
+
+
 def _md_cell(value: Any) -> str:
     text = str(value).replace("|", "\\|").replace("\n", " ")
     return text
@@ -274,31 +285,23 @@ def env_page(env_id: str, root: Path | None = None, scenarios: list[dict[str, An
         lines += [note, ""]
     lines += ["## Argument table", "", "From the constructor (defaults) and its declared checks (allowed values); a refused value raises "
               "a `ValueError` or `TypeError` naming it.", "", arguments_table(core)]
-    base = baselines_for(env_id)
-    lines += ["## Reference agents", ""]
-    if base:
-        lines += ["Baselines by name (`deploy-envs evaluate ID --baseline NAME`):", "", "| baseline | what it does | extra |", "|---|---|---|"]
-        lines += [f"| `{b.name}` | {_md_cell(b.summary)} | {b.extra or ''} |" for b in base]
-    else:
-        lines.append("No baseline is registered for this id (`random` applies to every env).")
-    lines.append("")
-    cards = cards_for(env_id)
-    lines += ["## Shipped agents", ""]
-    if cards:
-        lines += ["Trained agents in the shipped zoo with the scores on their cards (see the [zoo](../zoo.md)):", "",
-                  "| agent | algorithm | timesteps | scores (first evaluation on the card) |", "|---|---|---|---|"]
-        lines += [f"| `{c.name}` | {c.algorithm} | {c.timesteps:,} | {card_scores(c)} |" for c in cards]
-    else:
-        lines.append("No trained agent for this id ships in the zoo.")
-    lines.append("")
+    lines += _table_section(
+        "Reference agents", "Baselines by name (`deploy-envs evaluate ID --baseline NAME`):", ("baseline", "what it does", "extra"),
+        [(f"`{b.name}`", _md_cell(b.summary), b.extra or "") for b in baselines_for(env_id)],
+        "No baseline is registered for this id (`random` applies to every env).",
+    )
+    lines += _table_section(
+        "Shipped agents", "Trained agents in the shipped zoo with the scores on their cards (see the [zoo](../zoo.md)):",
+        ("agent", "algorithm", "timesteps", "scores (first evaluation on the card)"),
+        [(f"`{c.name}`", c.algorithm, f"{c.timesteps:,}", card_scores(c)) for c in cards_for(env_id)],
+        "No trained agent for this id ships in the zoo.",
+    )
     scen = [s for s in (scenarios if scenarios is not None else scenario_files()) if s["env"] == env_id]
-    lines += ["## Scenarios", ""]
-    if scen:
-        lines += ["Run one with `deploy-envs run NAME` (see [all scenarios](../scenarios.md)):", "", "| scenario | reference | description |", "|---|---|---|"]
-        lines += [f"| `{Path(s['file']).stem}` | {_md_cell(s['reference'])} | {_md_cell(s['description'])} |" for s in scen]
-    else:
-        lines.append("No shipped scenario uses this id.")
-    lines.append("")
+    lines += _table_section(
+        "Scenarios", "Run one with `deploy-envs run NAME` (see [all scenarios](../scenarios.md)):", ("scenario", "reference", "description"),
+        [(f"`{Path(s['file']).stem}`", _md_cell(s["reference"]), _md_cell(s["description"])) for s in scen],
+        "No shipped scenario uses this id.",
+    )
     return Page(f"{folder}/{name}.md", name, "\n".join(lines))
 
 

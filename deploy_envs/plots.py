@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy_envs.core.rendering import save_figure
+
 
 def _metric_to_plot(result, metric: str | None) -> str:
     """``metric`` if the rows carry it; by default success_rate, else the first metric the checks compare."""
@@ -54,11 +56,7 @@ def plot_scenario(result, path: str | Path, metric: str | None = None) -> Path:
     ax.set_ylabel(f"{metric} (bars: 95% interval)")
     ax.set_title(result.scenario.name)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_suite(rows: list[dict], path: str | Path, title: str = "") -> Path:
@@ -80,11 +78,7 @@ def plot_suite(rows: list[dict], path: str | Path, title: str = "") -> Path:
     ax.set_xticks(x + width * (len(keys) - 1) / 2, names, rotation=30, ha="right", fontsize=8)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def _errs(ivs: list, values: list[float]):
@@ -120,8 +114,4 @@ def plot_scorecard(summary: dict[str, float], path: str | Path, title: str = "",
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel("mean over episodes (bars: 95% interval)" if intervals else "mean over episodes")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

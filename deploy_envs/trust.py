@@ -15,11 +15,12 @@ Regenerate the manifest after changing a shipped agent::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
 from pathlib import Path
+
+from deploy_envs.data.download import file_sha256 as sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,6 @@ class UntrustedAgentError(ValueError):
 
 class TamperedAgentError(ValueError):
     """A shipped agent file does not match the sha256 manifest (or is missing, or was added)."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def shipped_agents_root() -> Path:

@@ -3,8 +3,10 @@
 A game is written once, as a :class:`GameCore` subclass holding only its rules; registration
 (:func:`deploy_envs.core.registration.register_game`) generates its PettingZoo ``ParallelEnv``
 view (:class:`deploy_envs.core.views.ParallelGameView`). A subclass sets, in ``__init__``,
-``observation_spaces`` and ``action_spaces`` (dicts keyed by role, in role order) and implements
-``reset_indices`` / ``step_indices`` with per-role dicts, and ``state_of`` (the global state).
+``observation_spaces`` and ``action_spaces`` (dicts keyed by role, in role order; ``set_role_spaces``
+builds flat ones from named parts) and implements ``reset_indices`` / ``step_indices`` with per-role
+dicts, and ``_observe(idx)`` (each role's observation; the global state ``state_of`` is, unless
+overridden, those observations side by side).
 Games that extend an env compose that env's core (e.g. ``PoisoningSanitizerCore`` holds a
 ``PoisoningCore``) rather than re-declaring it.
 """
@@ -17,6 +19,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 
 from deploy_envs.core.batched import BatchedCore, validate_batch
+from deploy_envs.core.spaces import Part, flat_box
 
 
 def side_by_side(observation_spaces: dict[str, spaces.Box]) -> spaces.Box:
@@ -32,6 +35,17 @@ class GameCore(BatchedCore):
 
     observation_spaces: dict[str, spaces.Space]
     action_spaces: dict[str, spaces.Space]
+
+    def set_role_spaces(self, observations: dict[str, list[Part]], actions: dict[str, spaces.Space]) -> None:
+        """Set each role's flat observation ``Box`` from its parts (their slices in ``obs_slices[role]``), its
+        action space, and the joint ``Dict`` spaces; roles in the order of ``actions``."""
+        self.obs_slices: dict[str, dict[str, slice]] = {}
+        self.observation_spaces = {}
+        for role in actions:
+            self.observation_spaces[role], self.obs_slices[role] = flat_box(observations[role])
+        self.action_spaces = dict(actions)
+        self.single_observation_space = spaces.Dict(self.observation_spaces)
+        self.single_action_space = spaces.Dict(self.action_spaces)
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -58,5 +72,8 @@ class GameCore(BatchedCore):
         """The space of ``state_of``: by default the roles' observation spaces side by side."""
         return side_by_side(self.observation_spaces)
 
-    def state_of(self, idx: np.ndarray) -> np.ndarray:  # pragma: no cover - every game overrides it
-        raise NotImplementedError(f"{type(self).__name__} does not define its global state")
+    def state_of(self, idx: np.ndarray) -> np.ndarray:
+        """Global state of copies ``idx``: by default every role's observation (``_observe(idx)``, a dict by role),
+        concatenated in role order; a game without ``_observe`` overrides it."""
+        obs = self._observe(np.asarray(idx, dtype=np.int64))
+        return np.concatenate([obs[role] for role in self.roles], 1)

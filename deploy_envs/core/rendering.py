@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,18 @@ PALETTE = {
     "blue": "#1f77b4", "orange": "#ff7f0e", "green": "#2ca02c", "red": "#d62728",
     "purple": "#9467bd", "grey": "#7f7f7f", "black": "#222222",
 }
+
+
+def save_figure(fig: Any, path: Any, dpi: int = 100) -> Path:
+    """Lay out a finished matplotlib figure, write it to ``path`` (creating its folder) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 class Sketch:

@@ -59,6 +59,21 @@ def check_probability(name: str, value: Any) -> float:
     return check_number(name, value, low=0.0, high=1.0)
 
 
+def check_names(name: str, values: Any, allowed: Iterable[str]) -> tuple[str, ...]:
+    """A non-empty sequence of distinct names from ``allowed`` (e.g. the defenses a game offers), as a tuple."""
+    from collections.abc import Sequence
+
+    allowed = tuple(allowed)
+    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
+        raise ValueError(f"{name}={values!r} must be a non-empty sequence of names from {allowed}")
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"{name} contains {v!r}, which is not allowed; allowed: {', '.join(map(repr, allowed))}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name}={tuple(values)!r} repeats a name; each may appear once")
+    return tuple(values)
+
+
 def _range_text(low, high, low_inclusive, high_inclusive) -> str:
     if low is None and high is None:
         return ""

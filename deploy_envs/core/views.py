@@ -51,6 +51,14 @@ def _unchecked(core: BatchedCore, name: str):
     return inner.__get__(core, type(core))
 
 
+def _close_core(view: Any) -> None:
+    """Close a view's core and release its figures and human window (a view whose ``__init__`` refused its arguments has no core)."""
+    core = getattr(view, "core", None)
+    if core is not None:
+        core.close()
+        release(core)
+
+
 class SingleEnv(gym.Env):
     """A ``gymnasium.Env`` that is a batched core at batch size 1."""
 
@@ -116,10 +124,7 @@ class SingleEnv(gym.Env):
         return self.core.render_index(0)
 
     def close(self) -> None:
-        core = getattr(self, "core", None)  # absent when __init__ refused its arguments
-        if core is not None:
-            core.close()
-            release(core)  # its figures and human window
+        _close_core(self)
 
 
 class NativeVectorEnv(gym.vector.VectorEnv):
@@ -288,10 +293,7 @@ class NativeVectorEnv(gym.vector.VectorEnv):
         return tuple(self.core.render_index(i) for i in range(self.num_envs))
 
     def close_extras(self, **kwargs: Any) -> None:
-        core = getattr(self, "core", None)  # absent when __init__ refused its arguments
-        if core is not None:
-            core.close()
-            release(core)  # its figures and human window
+        _close_core(self)
 
 
 # ---------------------------------------------------------------- info helpers
@@ -394,7 +396,4 @@ class ParallelGameView(ParallelEnv):
         return self.core.render_index(0)
 
     def close(self) -> None:
-        core = getattr(self, "core", None)  # absent when __init__ refused its arguments
-        if core is not None:
-            core.close()
-            release(core)  # its figures and human window
+        _close_core(self)

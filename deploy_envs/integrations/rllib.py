@@ -375,31 +375,33 @@ def describe_env_runners(algo) -> list[dict[str, Any]]:
     return [d for d in group.foreach_env_runner(_describe_env, local_env_runner=not remote) if d.get("env")]
 
 
-def _module_weights(algo) -> dict[str, dict[str, np.ndarray]]:
+def _module_components() -> tuple[str, str, str]:
+    """The path of the RLModules inside an algorithm's state and checkpoint: learner group, learner, RL module."""
     _require_ray()
-    from ray.rllib.core import (
-        COMPONENT_LEARNER,
-        COMPONENT_LEARNER_GROUP,
-        COMPONENT_RL_MODULE,
-    )
+    from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE
 
-    state = algo.get_state(components=f"{COMPONENT_LEARNER_GROUP}/{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}")
-    modules = state[COMPONENT_LEARNER_GROUP][COMPONENT_LEARNER][COMPONENT_RL_MODULE]
+    return COMPONENT_LEARNER_GROUP, COMPONENT_LEARNER, COMPONENT_RL_MODULE
+
+
+def _module_weights(algo) -> dict[str, dict[str, np.ndarray]]:
+    group, learner, module = _module_components()
+    state = algo.get_state(components=f"{group}/{learner}/{module}")
+    modules = state[group][learner][module]
     return {mid: {k: np.array(v, copy=True) for k, v in sd.items()} for mid, sd in modules.items()}
 
 
 # ------------------------------------------------------------------ agents
-def _module_dir(checkpoint: Path, module_id: str) -> Path:
-    _require_ray()
-    from ray.rllib.core import (
-        COMPONENT_LEARNER,
-        COMPONENT_LEARNER_GROUP,
-        COMPONENT_RL_MODULE,
-    )
-
-    root = Path(checkpoint) / COMPONENT_LEARNER_GROUP / COMPONENT_LEARNER / COMPONENT_RL_MODULE
+def _modules_root(checkpoint: str | Path) -> Path:
+    """The folder of an RLlib algorithm checkpoint that holds one folder per RLModule."""
+    parts = _module_components()
+    root = Path(checkpoint).joinpath(*parts)
     if not root.exists():
-        raise ValueError(f"checkpoint={str(checkpoint)!r} is not an RLlib algorithm checkpoint (no {root.relative_to(checkpoint)})")
+        raise ValueError(f"checkpoint={str(checkpoint)!r} is not an RLlib algorithm checkpoint (no {'/'.join(parts)} folder)")
+    return root
+
+
+def _module_dir(checkpoint: Path, module_id: str) -> Path:
+    root = _modules_root(checkpoint)
     path = root / module_id
     if not path.exists():
         have = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -409,17 +411,7 @@ def _module_dir(checkpoint: Path, module_id: str) -> Path:
 
 def checkpoint_modules(checkpoint: str | Path) -> list[str]:
     """The RLModule ids stored in an RLlib algorithm checkpoint."""
-    _require_ray()
-    from ray.rllib.core import (
-        COMPONENT_LEARNER,
-        COMPONENT_LEARNER_GROUP,
-        COMPONENT_RL_MODULE,
-    )
-
-    root = Path(checkpoint) / COMPONENT_LEARNER_GROUP / COMPONENT_LEARNER / COMPONENT_RL_MODULE
-    if not root.exists():
-        raise ValueError(f"checkpoint={str(checkpoint)!r} is not an RLlib algorithm checkpoint (no {COMPONENT_LEARNER_GROUP}/{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE} folder)")
-    return sorted(p.name for p in root.iterdir() if p.is_dir())
+    return sorted(p.name for p in _modules_root(checkpoint).iterdir() if p.is_dir())
 
 
 class RLlibAgent(Agent):

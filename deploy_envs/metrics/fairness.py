@@ -50,6 +50,26 @@ def gap(rates: np.ndarray, defined: np.ndarray | None = None) -> np.ndarray:
     return np.where(defined.sum(-1) >= 2, hi - lo, 0.0)
 
 
+def gap_info(step: dict[str, np.ndarray], cum: dict[str, np.ndarray], constraint: str | None = None,
+             tolerance: float = 0.0) -> dict[str, np.ndarray]:
+    """The fairness gaps of a lending step: ``dp_gap`` and ``eo_gap`` of the step's group counts ``step`` and
+    ``cum_dp_gap`` and ``cum_eo_gap`` of the cumulative counts ``cum`` (each a dict of :func:`group_rates`'
+    arguments), each over the groups where the rate is defined; with a ``constraint``
+    (``"demographic_parity"`` or ``"equal_opportunity"``) also ``cost``, its step gap above ``tolerance``."""
+    sel, tpr = group_rates(**step)
+    csel, ctpr = group_rates(**cum)
+    info = {
+        "dp_gap": gap(sel, step["applicants"] > 0),
+        "eo_gap": gap(tpr, step["positives"] > 0),
+        "cum_dp_gap": gap(csel, cum["applicants"] > 0),
+        "cum_eo_gap": gap(ctpr, cum["positives"] > 0),
+    }
+    if constraint is not None:
+        key = "dp_gap" if constraint == "demographic_parity" else "eo_gap"
+        info["cost"] = np.maximum(info[key] - tolerance, 0.0)
+    return info
+
+
 def acceptance(edges: np.ndarray, thresholds: np.ndarray, randomize: bool = True) -> np.ndarray:
     """Probability of accepting an applicant of each bin given per-group thresholds.
 

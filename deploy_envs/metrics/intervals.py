@@ -98,13 +98,19 @@ def _z(level: float) -> float:
     return float(norm.ppf(0.5 + level / 2))
 
 
-def wilson_ci(successes: int, n: int, *, level: float = LEVEL) -> Interval:
-    """Wilson score interval of a rate: ``successes`` out of ``n`` trials."""
+def _check_rate(successes: int, n: int, level: float) -> float:
+    """Check a rate's counts (``n >= 1`` trials, ``0 <= successes <= n``); returns the checked level."""
     level = _check_level(level)
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n={n!r} must be an integer >= 1")
     if not isinstance(successes, (int, np.integer)) or not 0 <= successes <= n:
         raise ValueError(f"successes={successes!r} must be an integer in [0, n={n}]")
+    return level
+
+
+def wilson_ci(successes: int, n: int, *, level: float = LEVEL) -> Interval:
+    """Wilson score interval of a rate: ``successes`` out of ``n`` trials."""
+    level = _check_rate(successes, n, level)
     z = _z(level)
     p = successes / n
     denom = 1 + z * z / n
@@ -115,11 +121,7 @@ def wilson_ci(successes: int, n: int, *, level: float = LEVEL) -> Interval:
 
 def clopper_pearson_ci(successes: int, n: int, *, level: float = LEVEL) -> Interval:
     """Exact (Clopper-Pearson) interval of a rate: ``successes`` out of ``n`` trials."""
-    level = _check_level(level)
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n={n!r} must be an integer >= 1")
-    if not isinstance(successes, (int, np.integer)) or not 0 <= successes <= n:
-        raise ValueError(f"successes={successes!r} must be an integer in [0, n={n}]")
+    level = _check_rate(successes, n, level)
     from scipy.stats import beta
 
     a = (1 - level) / 2

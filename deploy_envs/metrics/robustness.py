@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deploy_envs.core.rendering import save_figure
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 
 
@@ -572,7 +573,4 @@ def plot_robustness(report: dict[str, Any], path: str) -> str:
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{report['model']} on {report['dataset']} (n={report['n']})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return str(path)
+    return str(save_figure(fig, path, dpi=120))

@@ -11,7 +11,6 @@ The recipes live in code (:data:`RECIPES`); ``deploy-envs zoo train NAME`` rerun
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -25,6 +24,7 @@ from torch import nn
 
 from deploy_envs.core.validation import check_choice
 from deploy_envs.data import cache_dir
+from deploy_envs.data.download import file_sha256 as sha256_file
 from deploy_envs.models.architectures import build_model
 from deploy_envs.models.training import AdversarialTraining, Recipe, arch_kwargs_for, train_classifier
 
@@ -77,14 +77,6 @@ class ZooEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(path: Path = MANIFEST_PATH) -> dict[str, ZooEntry]:

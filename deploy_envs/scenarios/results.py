@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from deploy_envs.data.download import file_sha256 as sha256_file
 from deploy_envs.scenarios.runner import Scenario, ScenarioResult, load_scenario, resolve_scenario, shipped_scenarios_dir
 
 #: card files that are generated from results and therefore not part of an agent's hash
@@ -37,14 +37,6 @@ CARD_LABEL = "scenario "
 def results_dir() -> Path:
     """Where the shipped scenarios' results files live (``deploy_envs/scenarios/results``)."""
     return shipped_scenarios_dir() / "results"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def agent_hashes(scn: Scenario) -> dict[str, dict[str, str]]:

@@ -159,3 +159,30 @@ class EpisodeCostCallback(BaseCallback):
         if self._costs:
             self.history.append((self.num_timesteps, float(np.mean(self._costs))))
             self._costs = []
+
+
+def ppo_and_lagrangian_main(argv: list[str] | None, *, description: str, timesteps: int, names: tuple[str, str], train,
+                            metrics: tuple[str, ...], digits: int = 2) -> None:
+    """The command line of a topic that ships a PPO agent and its PPO-Lagrangian twin.
+
+    ``--timesteps`` (default ``timesteps``), ``--num-envs``, ``--seed`` and ``--which`` (``both``,
+    ``ppo`` or ``lagrangian``); ``names`` are the two agents' zoo names, trained by
+    ``train(name=, lagrangian=, timesteps=, num_envs=, seed=)`` (which returns the card), and the
+    card's ``metrics`` are logged with ``digits`` decimals.
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--timesteps", type=int, default=timesteps)
+    p.add_argument("--num-envs", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--which", choices=("both", "ppo", "lagrangian"), default="both")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    torch.set_num_threads(1)
+    for key, name, lagrangian in (("ppo", names[0], False), ("lagrangian", names[1], True)):
+        if args.which in ("both", key):
+            card = train(name=name, lagrangian=lagrangian, timesteps=args.timesteps, num_envs=args.num_envs, seed=args.seed)
+            ev = card.metrics()
+            scores = " ".join(f"{m.replace('_', ' ')} {ev[m]:.{digits}f}" for m in metrics)
+            log.info("%s: %s (%.0fs)", name, scores, card.train_seconds)

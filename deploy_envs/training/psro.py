@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from deploy_envs.core.rendering import save_figure
 from deploy_envs.core.validation import check_choice, check_number
 from deploy_envs.training.roles import Mixture, RoleVecEnv, evaluate_game, game_roles, make_core
 
@@ -751,11 +752,7 @@ def plot_exploitability(state: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("estimated by trained best responses")
     ax.set_title(f"{state['game']}: exploitability of the meta-strategy", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_payoff(pop: Population, path: str | Path) -> Path:
@@ -778,11 +775,7 @@ def plot_payoff(pop: Population, path: str | Path) -> Path:
     ax.set_ylabel(r0)
     ax.set_title(f"{r0}'s mean return", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 __all__ = ["META_SOLVERS", "Population", "deviation_payoffs", "expected_payoffs", "exploitability", "is_zero_sum",

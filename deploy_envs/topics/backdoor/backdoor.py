@@ -125,8 +125,6 @@ class BackdoorCore(BatchedCore):
         "hidden_sizes": Arg(low=1, high=4096, max_len=8, why="wider or deeper victims would exhaust memory"),
     }
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -202,11 +200,7 @@ class BackdoorCore(BatchedCore):
             layout = [("pattern", p * p), ("mask", p * p)] + ([("position", 2)] if self.position == "free" else []) + [("fraction", 1)]
         else:
             layout = [("pattern", H * W), ("alpha", 1), ("fraction", 1)]
-        self.action_slices, start = {}, 0
-        for name, size in layout:
-            self.action_slices[name] = slice(start, start + size)
-            start += size
-        self.single_action_space = spaces.Box(-1.0, 1.0, (start,), dtype=np.float32)
+        self.single_action_space, self.action_slices = flat_box([(name, size, -1.0, 1.0) for name, size in layout])
 
         n = self.num_envs
         self.target = np.full(n, -1, np.int64)

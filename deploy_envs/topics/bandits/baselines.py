@@ -72,6 +72,12 @@ class BanditAgent(Agent):
         self.sums = np.zeros((self.n, self.K))
         self._rows = np.arange(self.n)
 
+    def _last_pulls(self, obs: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The copies whose observation shows an arm pulled on the previous step (not the restarted ones), their rows and the arms."""
+        onehot = obs[:, self._arm]
+        pulled = (onehot.max(1) > 0.5) & ~start
+        return pulled, self._rows[pulled], onehot[pulled].argmax(1)
+
     def observe(self, obs: np.ndarray, episode_start: np.ndarray) -> None:
         """Clear the statistics of restarted copies and add the previous pull of the others."""
         obs = np.asarray(obs)
@@ -81,11 +87,8 @@ class BanditAgent(Agent):
         if start.any():
             self.counts[start] = 0.0
             self.sums[start] = 0.0
-        onehot = obs[:, self._arm]
-        pulled = (onehot.max(1) > 0.5) & ~start
+        pulled, rows, arms = self._last_pulls(obs, start)
         if pulled.any():
-            rows = self._rows[pulled]
-            arms = onehot[pulled].argmax(1)
             self.counts[rows, arms] += 1.0
             self.sums[rows, arms] += obs[pulled, self._reward]
 
@@ -243,11 +246,8 @@ class LinUCBAgent(BanditAgent):
         if start.any():
             self.A_inv[start] = np.eye(self.d) / self.ridge
             self.b[start] = 0.0
-        onehot = obs[:, self._arm]
-        pulled = (onehot.max(1) > 0.5) & ~start
+        pulled, rows, arms = self._last_pulls(obs, start)
         if pulled.any():
-            rows = self._rows[pulled]
-            arms = onehot[pulled].argmax(1)
             x = self.prev_x[rows]
             Ainv = self.A_inv[rows, arms]
             Ax = np.einsum("nij,nj->ni", Ainv, x)

@@ -5,6 +5,7 @@ import numpy as np
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_positive
 from deploy_envs.data import DATASETS, load_dataset
 
@@ -80,8 +81,6 @@ class ContextualBanditCore(BatchedCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -107,9 +106,8 @@ class ContextualBanditCore(BatchedCore):
         self.labels = np.asarray(y, dtype=np.int64)
         K = self.arms = int(data.num_classes)
         d = self.context_dim = self.contexts.shape[1]
-        self.obs_slices = {"context": slice(0, d), "last_arm": slice(d, d + K), "last_reward": slice(d + K, d + K + 1)}
+        self.single_observation_space, self.obs_slices = flat_box([("context", d, 0.0, 1.0), ("last_arm", K, 0.0, 1.0), ("last_reward", 1, 0.0, 1.0)])
         self.obs_dim = d + K + 1
-        self.single_observation_space = spaces.Box(0.0, 1.0, (self.obs_dim,), dtype=np.float32)
         self.single_action_space = spaces.Discrete(K)
 
         n = self.num_envs

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy_envs.core.rendering import save_figure
+
 
 def plot_regret_curves(curves: dict, path: str | Path, title: str = "regret") -> Path:
     """Two panels of mean cumulative pseudo-regret (+-2 standard errors) for each agent.
@@ -43,9 +45,4 @@ def plot_regret_curves(curves: dict, path: str | Path, title: str = "regret") ->
         axes[1].set_ylim(0, 3 * np.median(finals))
     axes[1].legend(fontsize=8, loc="upper left")
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

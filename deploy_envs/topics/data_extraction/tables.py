@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy_envs.core.rendering import save_figure
 from deploy_envs.topics.data_extraction.lm import CANARY_NAMES, SECRET_LENGTH
 
 
@@ -88,7 +89,4 @@ def exposure_report(path: str | Path, results: str | Path | None = None) -> Path
     ax.set_ylabel("exposure (bits)")
     ax.set_title("Canary exposure by insertions and DP-SGD (exact over 10^6 secrets)", fontsize=9)
     ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from torch import nn
 
 from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_number, check_positive, check_probability
 from deploy_envs.topics.evasion.victim import Victim
 from deploy_envs.topics.distribution_shift.bbse import bbse_weights, joint_confusion
@@ -166,8 +167,6 @@ class DistributionShiftCore(BatchedCore):
       0.5 fine-tuning lowered the accuracy it was meant to restore).
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -273,13 +272,8 @@ class DistributionShiftCore(BatchedCore):
             ("bbse_active", 1),
             ("finetuned", 1),
         ]
-        self.obs_slices: dict[str, slice] = {}
-        start = 0
-        for name, size in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(0.0, 1.0, (start,), dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box([(name, size, 0.0, 1.0) for name, size in parts])
+        self.obs_dim = self.single_observation_space.shape[0]
         self.single_action_space = spaces.MultiDiscrete(np.array([len(fr), 2, 3]))
         pos = QUANTILES * (B - 1)
         self._q_lo = np.floor(pos).astype(np.int64)

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from deploy_envs.core.games import GameCore
-from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import check_choice, check_number, check_positive
+from deploy_envs.core.validation import check_choice, check_names, check_number, check_positive
 from deploy_envs.topics.evasion.query_attack import VictimQueries
 from deploy_envs.topics.evasion.victim import Victim
 
@@ -144,7 +143,6 @@ class AttackDefenseCore(VictimQueries, GameCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
     render_records_actions = True  # the picture shows the attacker's last perturbation
 
     def __init__(
@@ -171,14 +169,7 @@ class AttackDefenseCore(VictimQueries, GameCore):
         # validate every argument before loading any model
         self.epsilon = check_positive("epsilon", epsilon)
         self.rounds = check_number("rounds", rounds, low=1, integer=True)
-        if isinstance(defenses, str) or not isinstance(defenses, Sequence) or len(defenses) == 0:
-            raise ValueError(f"defenses={defenses!r} must be a non-empty sequence of names from {DEFENSES}")
-        for name in defenses:
-            if name not in DEFENSES:
-                raise ValueError(f"defenses contains {name!r}, which is not a defense; allowed: {', '.join(map(repr, DEFENSES))}")
-        if len(set(defenses)) != len(defenses):
-            raise ValueError(f"defenses={tuple(defenses)!r} repeats a defense; each may appear once")
-        self.defenses: tuple[str, ...] = tuple(defenses)
+        self.defenses = check_names("defenses", defenses, DEFENSES)
         self.quant_levels = check_number("quant_levels", quant_levels, low=2, integer=True)
         self.denoise_filter = check_choice("denoise_filter", denoise_filter, DENOISE_FILTERS)
         self.denoise_size = check_number("denoise_size", denoise_size, low=3, integer=True)
@@ -206,16 +197,10 @@ class AttackDefenseCore(VictimQueries, GameCore):
             att_parts.append(("gradient", d, -1.0, 1.0))
         att_parts += [("previous_defense", D, 0.0, 1.0), ("round", 1, 0.0, 1.0)]
         def_parts = [("previous_defense", D, 0.0, 1.0), ("last_fooled", 1, 0.0, 1.0), ("last_perturbation", 1, 0.0, 1.0), ("round", 1, 0.0, 1.0)]
-        self.obs_slices: dict[str, dict[str, slice]] = {}
-        self.observation_spaces: dict[str, spaces.Box] = {}
-        for agent, parts in zip(AGENTS, (att_parts, def_parts)):
-            self.observation_spaces[agent], self.obs_slices[agent] = flat_box(parts)
-        self.action_spaces: dict[str, spaces.Space] = {
-            "attacker": spaces.Box(-1.0, 1.0, (d,), dtype=np.float32),
-            "defender": spaces.Discrete(D),
-        }
-        self.single_observation_space = spaces.Dict(self.observation_spaces)
-        self.single_action_space = spaces.Dict(self.action_spaces)
+        self.set_role_spaces(
+            {"attacker": att_parts, "defender": def_parts},
+            {"attacker": spaces.Box(-1.0, 1.0, (d,), dtype=np.float32), "defender": spaces.Discrete(D)},
+        )
 
         # ---- clean accuracy of each defense, once, on the whole clean test split
         labels = self.victim.labels
@@ -387,11 +372,6 @@ class AttackDefenseCore(VictimQueries, GameCore):
         dfd[:, s["last_perturbation"]] = self.last_linf[idx, None]
         dfd[:, s["round"]] = frac[:, None]
         return {"attacker": att, "defender": dfd}
-
-    def state_of(self, idx: np.ndarray) -> np.ndarray:
-        """Global state of copies ``idx``: both observations, concatenated (attacker first)."""
-        obs = self._observe(np.asarray(idx, dtype=np.int64))
-        return np.concatenate([obs["attacker"], obs["defender"]], 1)
 
     # ------------------------------------------------------------ rendering
     def render_ansi(self, i: int) -> str:

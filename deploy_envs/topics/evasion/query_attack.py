@@ -69,8 +69,6 @@ class QueryAttackCore(VictimQueries, BatchedCore):
                         allowed_text="indices in env.core.pool (inputs the victim classifies correctly)"),
     }
 
-    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import Option, check_choice, check_number, check_positive
 from deploy_envs.topics.evasion.victim import Victim
 from deploy_envs.topics.explanation.features import (
@@ -131,8 +132,6 @@ class ExplanationCore(BatchedCore):
                         allowed=lambda core: range(len(core.pool))),
     }
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -178,13 +177,8 @@ class ExplanationCore(BatchedCore):
 
         parts = [("input", d), ("current", d), ("taken", F), ("prediction", K), ("confidence", 1),
                  ("original_confidence", 1), ("progress", 1)]
-        self.obs_slices: dict[str, slice] = {}
-        start = 0
-        for name, size in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(0.0, 1.0, (start,), dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box([(name, size, 0.0, 1.0) for name, size in parts])
+        self.obs_dim = self.single_observation_space.shape[0]
         self.single_action_space = spaces.Box(-1.0, 1.0, (F,), dtype=np.float32)
 
         n = self.num_envs

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from deploy_envs.core.rendering import save_figure
 from deploy_envs.core.validation import check_choice, check_positive
 from deploy_envs.topics.evasion.victim import Victim
 from deploy_envs.topics.explanation.attribution import (
@@ -178,7 +179,4 @@ def plot_deletion_curves(path: str | Path, scenario: Any = None, agents: list[st
     ax.set_ylabel("confidence in the original prediction")
     ax.set_title("Deletion curves (Petsiuk et al. 2018)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120)

@@ -21,10 +21,8 @@ from gymnasium import spaces
 
 from deploy_envs.api.model_api import ModelAPI, PradaDetector
 from deploy_envs.core.games import GameCore
-from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive
-from deploy_envs.data import load_dataset
-from deploy_envs.topics.extraction.surrogate import KINDS, BatchedSurrogate
+from deploy_envs.core.validation import check_names, check_number, check_positive
+from deploy_envs.topics.extraction.model_extraction import SURROGATE_ARGUMENTS, SurrogateThief
 
 AGENTS = ("extractor", "guard")
 #: output granularities the guard may be offered (Tramer et al. 2016 study these)
@@ -40,7 +38,7 @@ def _check_levels(name: str, values: Any, low: float, high: float | None = None)
     return out
 
 
-class ExtractionGuardCore(GameCore):
+class ExtractionGuardCore(SurrogateThief, GameCore):
     """## Description
 
     A repeated simultaneous-move game around a prediction API in front of a victim
@@ -160,9 +158,7 @@ class ExtractionGuardCore(GameCore):
     * v0: initial release.
     """
 
-    arguments = {"lr": Arg(low=0.0, high=10.0, low_inclusive=False, why="larger rates make the surrogate diverge to NaN, outside the observation space")}
-
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    arguments = SURROGATE_ARGUMENTS
 
     def __init__(
         self,
@@ -191,22 +187,11 @@ class ExtractionGuardCore(GameCore):
         device: str = "cpu",
     ) -> None:
         super().__init__(num_envs, render_mode)
-        self.surrogate_kind = check_choice("surrogate", surrogate, KINDS)
-        self.hidden = check_positive("hidden", hidden, integer=True)
-        self.fit_steps = check_number("fit_steps", fit_steps, low=0, integer=True)
-        self.lr = check_positive("lr", lr)
-        self.batch_size = check_positive("batch_size", batch_size, integer=True)
+        self._check_surrogate(surrogate, hidden, fit_steps, lr, batch_size)
         self.rounds = check_positive("rounds", rounds, integer=True)
         self.max_queries = self.batch_size * self.rounds
         self.benign_queries = check_positive("benign_queries", benign_queries, integer=True)
-        if isinstance(granularities, str) or not isinstance(granularities, Sequence) or len(granularities) == 0:
-            raise ValueError(f"granularities={granularities!r} must be a non-empty sequence of names from {GRANULARITIES}")
-        for g in granularities:
-            if g not in GRANULARITIES:
-                raise ValueError(f"granularities contains {g!r}; allowed: {', '.join(map(repr, GRANULARITIES))}")
-        if len(set(granularities)) != len(granularities):
-            raise ValueError(f"granularities={tuple(granularities)!r} repeats a name; each may appear once")
-        self.granularities: tuple[str, ...] = tuple(granularities)
+        self.granularities = check_names("granularities", granularities, GRANULARITIES)
         self.decimals = check_number("decimals", decimals, low=0, high=8, integer=True)
         self.noise_levels = _check_levels("noise_levels", noise_levels, 0.0)
         self.thresholds = _check_levels("thresholds", thresholds, 0.0, 1.0)
@@ -218,17 +203,9 @@ class ExtractionGuardCore(GameCore):
         # the API holds the victim; the guard's per-round settings are applied here, per copy
         self.api = ModelAPI(victim, dataset=dataset, device=device)
         self.top_k = check_number("top_k", top_k, low=1, high=self.api.num_classes, integer=True)
-        d, K = self.d, self.K = self.api.d, self.api.num_classes
-        ds = load_dataset(dataset)
+        ds = self._init_held_out(self.api, dataset, holdout)
+        d, K = self.d, self.K
         self.benign_pool = np.ascontiguousarray(ds.x_train.reshape(len(ds.y_train), d), dtype=np.float32)
-        x_hold, y_hold = ds.x_test.reshape(len(ds.y_test), d), ds.y_test
-        if holdout is not None:
-            holdout = check_number("holdout", holdout, low=1, high=len(y_hold), integer=True)
-            x_hold, y_hold = x_hold[:holdout], y_hold[:holdout]
-        # the referee's view: never in observations or info
-        self._x_hold = torch.from_numpy(np.ascontiguousarray(x_hold, dtype=np.float32))
-        self._victim_hold = torch.from_numpy(self.api.victim_probabilities(x_hold).argmax(1))
-        self._true_hold = torch.from_numpy(np.asarray(y_hold, dtype=np.int64))
 
         m = self.batch_size
         G, N, T = self.G, self.N, self.T = len(self.granularities), len(self.noise_levels), len(self.thresholds)
@@ -238,30 +215,17 @@ class ExtractionGuardCore(GameCore):
             ("extractor_w", 1, 0.0, 1.0), ("benign_w", 1, 0.0, 1.0), ("extractor_flagged", 1, 0.0, 1.0),
             ("benign_flagged", 1, 0.0, 1.0), ("benign_utility", 1, 0.0, 1.0), ("round", 1, 0.0, 1.0),
         ]
-        self.obs_slices: dict[str, dict[str, slice]] = {}
-        self.observation_spaces: dict[str, spaces.Box] = {}
-        for agent, parts in zip(AGENTS, (ext_parts, guard_parts)):
-            self.observation_spaces[agent], self.obs_slices[agent] = flat_box(parts)
-        self.action_spaces: dict[str, spaces.Space] = {
-            "extractor": spaces.Box(0.0, 1.0, (m * d,), dtype=np.float32),
-            "guard": spaces.MultiDiscrete([G, N, T]),
-        }
-        self.single_observation_space = spaces.Dict(self.observation_spaces)
-        self.single_action_space = spaces.Dict(self.action_spaces)
+        self.set_role_spaces(
+            {"extractor": ext_parts, "guard": guard_parts},
+            {"extractor": spaces.Box(0.0, 1.0, (m * d,), dtype=np.float32), "guard": spaces.MultiDiscrete([G, N, T])},
+        )
         self._noise_arr = np.asarray(self.noise_levels)
         self._thr_arr = np.asarray(self.thresholds)
 
         # ---- per-copy state
+        self._init_thief()
         n = self.num_envs
-        self.surrogate = BatchedSurrogate(self.surrogate_kind, d, K, n, hidden=self.hidden, lr=self.lr)
-        Q = self.max_queries
-        self.xq = torch.zeros(n, Q, d)
-        self.yq = torch.zeros(n, Q, K)
-        self.wq = torch.zeros(n, Q)
-        self.queries = np.zeros(n, np.int64)
         self.round = np.zeros(n, np.int64)
-        self.fidelity = np.zeros(n, np.float64)
-        self.test_accuracy = np.zeros(n, np.float64)
         self.prev_action = np.full((n, 3), -1, np.int64)
         self.ext_flagged = np.zeros(n, bool)
         self.ben_flagged = np.zeros(n, bool)
@@ -283,12 +247,6 @@ class ExtractionGuardCore(GameCore):
     # --------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):
         idx = np.asarray(idx, dtype=np.int64)
-        self.surrogate.init(idx, self.rngs)
-        t = torch.as_tensor(idx, dtype=torch.long)
-        self.xq[t] = 0.0
-        self.yq[t] = 0.0
-        self.wq[t] = 0.0
-        self.queries[idx] = 0
         self.round[idx] = 0
         self.prev_action[idx] = -1
         self.ext_flagged[idx] = False
@@ -302,7 +260,7 @@ class ExtractionGuardCore(GameCore):
         self.last_rewards[idx] = 0.0
         for i in idx:
             self.detectors[i] = [self._detector(), self._detector()]
-        self._evaluate(idx)
+        self._reset_thief(idx)
         info = {"fidelity": self.fidelity[idx].copy(), "test_accuracy": self.test_accuracy[idx].copy(),
                 "queries": self.queries[idx].copy(), "round": self.round[idx].copy()}
         return self._observe(idx), {a: {k: v.copy() for k, v in info.items()} for a in AGENTS}
@@ -345,18 +303,9 @@ class ExtractionGuardCore(GameCore):
         utility = (ok[:, m:] * (1.0 - tv)).mean(1)
 
         # the extractor's surrogate learns from every answer so far
-        t = torch.as_tensor(idx, dtype=torch.long)
-        pos = torch.as_tensor(self.queries[idx][:, None] + np.arange(m)[None], dtype=torch.long)
-        rows = t[:, None].expand(b, m)
-        self.xq[rows, pos] = xq
-        self.yq[rows, pos] = torch.from_numpy(normed[:, :m].astype(np.float32))
-        self.wq[rows, pos] = torch.from_numpy((ok[:, :m] & (total[:, :m, 0] > 0)).astype(np.float32))
-        self.queries[idx] += m
-        n = int(self.queries[idx].max())
-        self.surrogate.fit(idx, self.xq[t, :n], self.yq[t, :n], self.wq[t, :n], self.fit_steps)
-        before = self.fidelity[idx].copy()
-        self._evaluate(idx)
-        r_ext = self.reward_scale * (self.fidelity[idx] - before)
+        gain = self._learn(idx, xq, torch.from_numpy(normed[:, :m].astype(np.float32)),
+                           torch.from_numpy((ok[:, :m] & (total[:, :m, 0] > 0)).astype(np.float32)))
+        r_ext = self.reward_scale * gain
         r_guard = self.utility_weight * utility - r_ext
 
         ext_answered = ok[:, :m].sum(1)
@@ -412,11 +361,6 @@ class ExtractionGuardCore(GameCore):
                 out[sel] = np.where(o >= kth, o, 0.0)
         return out
 
-    def _evaluate(self, idx: np.ndarray) -> None:
-        pred = self.surrogate.predict(idx, self._x_hold)
-        self.fidelity[idx] = (pred == self._victim_hold).double().mean(1).numpy()
-        self.test_accuracy[idx] = (pred == self._true_hold).double().mean(1).numpy()
-
     def _observe(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         k = len(idx)
         s = self.obs_slices["extractor"]
@@ -441,11 +385,6 @@ class ExtractionGuardCore(GameCore):
         np.clip(ext, 0.0, 1.0, out=ext)
         np.clip(grd, 0.0, 1.0, out=grd)
         return {"extractor": ext, "guard": grd}
-
-    def state_of(self, idx: np.ndarray) -> np.ndarray:
-        """Global state of copies ``idx``: both observations, concatenated (extractor first)."""
-        obs = self._observe(np.asarray(idx, dtype=np.int64))
-        return np.concatenate([obs["extractor"], obs["guard"]], 1)
 
     def render_ansi(self, i: int) -> str:
         head = f"round {self.round[i]}/{self.rounds}  fidelity {self.fidelity[i]:.3f}"

@@ -9,12 +9,94 @@ from gymnasium import spaces
 
 from deploy_envs.api.model_api import DEFENSES, OUTPUTS, PRADA_RESPONSES, ModelAPI
 from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import Arg, check_choice, check_number, check_positive, check_probability
 from deploy_envs.data import load_dataset
 from deploy_envs.topics.extraction.surrogate import FITS, KINDS, BatchedSurrogate
 
 
-class ExtractionCore(BatchedCore):
+#: the surrogate's learning rate is bounded for the env and the game alike
+SURROGATE_ARGUMENTS = {"lr": Arg(low=0.0, high=10.0, low_inclusive=False, why="larger rates make the surrogate diverge to NaN, outside the observation space")}
+
+
+class SurrogateThief:
+    """The part of a model-extraction core that the env and the ``ExtractionGuard-v0`` game share.
+
+    The thief's batched surrogate, every query with its (normalised) answer and weight so far,
+    and the referee's held-out set on which the surrogate's fidelity to the victim and its test
+    accuracy are measured (never in observations or info). A core sets ``num_envs``, ``rngs``,
+    ``surrogate_kind``, ``hidden``, ``lr`` and ``batch_size`` before :meth:`_init_thief`.
+    """
+
+    def _check_surrogate(self, surrogate: str, hidden: int, fit_steps: int, lr: float, batch_size: int) -> None:
+        self.surrogate_kind = check_choice("surrogate", surrogate, KINDS)
+        self.hidden = check_positive("hidden", hidden, integer=True)
+        self.fit_steps = check_number("fit_steps", fit_steps, low=0, integer=True)
+        self.lr = check_positive("lr", lr)
+        self.batch_size = check_positive("batch_size", batch_size, integer=True)
+
+    def _init_held_out(self, api: ModelAPI, dataset: str, holdout: int | None) -> Any:
+        """The referee's held-out inputs (the first ``holdout`` of the test split) and the victim's labels of them; returns the dataset."""
+        ds = load_dataset(dataset)
+        self.d, self.K = api.d, api.num_classes
+        x_hold, y_hold = ds.x_test.reshape(len(ds.y_test), self.d), ds.y_test
+        if holdout is not None:
+            holdout = check_number("holdout", holdout, low=1, high=len(y_hold), integer=True)
+            x_hold, y_hold = x_hold[:holdout], y_hold[:holdout]
+        self._x_hold = torch.from_numpy(np.ascontiguousarray(x_hold, dtype=np.float32))
+        self._victim_hold = torch.from_numpy(api.victim_probabilities(x_hold).argmax(1))
+        self._true_hold = torch.from_numpy(np.asarray(y_hold, dtype=np.int64))
+        return ds
+
+    def _init_thief(self) -> None:
+        """The surrogates and query records of all copies (room for ``max_queries`` queries each)."""
+        n, d, K, Q = self.num_envs, self.d, self.K, self.max_queries
+        self.surrogate = BatchedSurrogate(self.surrogate_kind, d, K, n, hidden=self.hidden, lr=self.lr)
+        self.xq = torch.zeros(n, Q, d)
+        self.yq = torch.zeros(n, Q, K)
+        self.wq = torch.zeros(n, Q)
+        self.queries = np.zeros(n, np.int64)
+        self.fidelity = np.zeros(n, np.float64)
+        self.test_accuracy = np.zeros(n, np.float64)
+
+    def _reset_thief(self, idx: np.ndarray) -> None:
+        """A fresh surrogate (from each copy's generator) and an empty record in copies ``idx``, then their fidelity."""
+        self.surrogate.init(idx, self.rngs)
+        t = torch.as_tensor(idx, dtype=torch.long)
+        self.xq[t] = 0.0
+        self.yq[t] = 0.0
+        self.wq[t] = 0.0
+        self.queries[idx] = 0
+        self._evaluate(idx)
+
+    def _learn(self, idx: np.ndarray, xq: torch.Tensor, y: torch.Tensor, w: torch.Tensor, equations: bool = False) -> np.ndarray:
+        """Record the batch ``xq`` ``(b, m, d)`` with answers ``y`` and weights ``w``, refit the surrogates of
+        copies ``idx`` on all their answers so far; return each copy's fidelity gain."""
+        b, m = xq.shape[:2]
+        t = torch.as_tensor(idx, dtype=torch.long)
+        pos = torch.as_tensor(self.queries[idx][:, None] + np.arange(m)[None], dtype=torch.long)
+        rows = t[:, None].expand(b, m)
+        self.xq[rows, pos] = xq
+        self.yq[rows, pos] = y
+        self.wq[rows, pos] = w
+        self.queries[idx] += m
+        n = int(self.queries[idx].max())
+        x, y, w = self.xq[t, :n], self.yq[t, :n], self.wq[t, :n]
+        if equations:
+            self.surrogate.solve_equations(idx, x, y, w)
+        else:
+            self.surrogate.fit(idx, x, y, w, self.fit_steps)
+        before = self.fidelity[idx].copy()
+        self._evaluate(idx)
+        return self.fidelity[idx] - before
+
+    def _evaluate(self, idx: np.ndarray) -> None:
+        pred = self.surrogate.predict(idx, self._x_hold)
+        self.fidelity[idx] = (pred == self._victim_hold).double().mean(1).numpy()
+        self.test_accuracy[idx] = (pred == self._true_hold).double().mean(1).numpy()
+
+
+class ExtractionCore(SurrogateThief, BatchedCore):
     """## Description
 
     The agent is a model thief with query access to a victim classifier behind a
@@ -99,9 +181,7 @@ class ExtractionCore(BatchedCore):
     * v0: initial release.
     """
 
-    arguments = {"lr": Arg(low=0.0, high=10.0, low_inclusive=False, why="larger rates make the surrogate diverge to NaN, outside the observation space")}
-
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    arguments = SURROGATE_ARGUMENTS
 
     def __init__(
         self,
@@ -134,14 +214,10 @@ class ExtractionCore(BatchedCore):
         check_choice("output", output, OUTPUTS)
         check_choice("defense", defense, DEFENSES)
         check_choice("prada_response", prada_response, PRADA_RESPONSES)
-        self.surrogate_kind = check_choice("surrogate", surrogate, KINDS)
+        self._check_surrogate(surrogate, hidden, fit_steps, lr, batch_size)
         self.fit = check_choice("fit", fit, FITS)
         if fit == "equations" and surrogate != "logistic":
             raise ValueError(f"fit='equations' needs surrogate='logistic' (got surrogate={surrogate!r}); use fit='gradient' for an MLP")
-        self.hidden = check_positive("hidden", hidden, integer=True)
-        self.fit_steps = check_number("fit_steps", fit_steps, low=0, integer=True)
-        self.lr = check_positive("lr", lr)
-        self.batch_size = check_positive("batch_size", batch_size, integer=True)
         self.max_queries = check_positive("max_queries", max_queries, integer=True)
         if self.max_queries % self.batch_size:
             raise ValueError(f"max_queries={max_queries!r} must be a multiple of batch_size={batch_size!r}")
@@ -157,48 +233,22 @@ class ExtractionCore(BatchedCore):
         if api is not None and (getattr(api, "d", None), getattr(api, "num_classes", None)) != (self.api.d, self.api.num_classes):
             raise ValueError(f"api={api!r} answers {getattr(api, 'd', None)}-dim queries with {getattr(api, 'num_classes', None)} classes; "
                              f"victim={victim!r} on dataset={dataset!r} needs {self.api.d} and {self.api.num_classes}")
-        ds = load_dataset(dataset)
-        d, K = self.d, self.K = self.api.d, self.api.num_classes
-        x_hold = ds.x_test.reshape(len(ds.y_test), d)
-        y_hold = ds.y_test
-        if holdout is not None:
-            holdout = check_number("holdout", holdout, low=1, high=len(y_hold), integer=True)
-            x_hold, y_hold = x_hold[:holdout], y_hold[:holdout]
-        # the owner's view of the held-out set: never in observations or info
-        self._x_hold = torch.from_numpy(np.ascontiguousarray(x_hold, dtype=np.float32))
-        self._victim_hold = torch.from_numpy(self.api.victim_probabilities(x_hold).argmax(1))
-        self._true_hold = torch.from_numpy(np.asarray(y_hold, dtype=np.int64))
+        self._init_held_out(self.api, dataset, holdout)
+        d, K = self.d, self.K
 
         m = self.batch_size
         parts = [("answer", m * K), ("answered", m), ("uncertainty", m), ("budget", 1)]
-        self.obs_slices: dict[str, slice] = {}
-        start = 0
-        for name, size in parts:
-            self.obs_slices[name] = slice(start, start + size)
-            start += size
-        self.obs_dim = start
-        self.single_observation_space = spaces.Box(0.0, 1.0, (start,), dtype=np.float32)
+        self.single_observation_space, self.obs_slices = flat_box([(name, size, 0.0, 1.0) for name, size in parts])
+        self.obs_dim = self.single_observation_space.shape[0]
         self.single_action_space = spaces.Box(0.0, 1.0, (m * d,), dtype=np.float32)
 
+        self._init_thief()
         n = self.num_envs
-        self.surrogate = BatchedSurrogate(self.surrogate_kind, d, K, n, hidden=self.hidden, lr=self.lr)
-        Q = self.max_queries
-        self.xq = torch.zeros(n, Q, d)
-        self.yq = torch.zeros(n, Q, K)
-        self.wq = torch.zeros(n, Q)
-        self.queries = np.zeros(n, np.int64)
         self.answered = np.zeros(n, np.int64)
-        self.fidelity = np.zeros(n, np.float64)
-        self.test_accuracy = np.zeros(n, np.float64)
         self.flagged = np.zeros(n, bool)
         self.clients = [f"copy-{i}" for i in range(n)]
 
     # ------------------------------------------------------------ helpers
-    def _evaluate(self, idx: np.ndarray) -> None:
-        pred = self.surrogate.predict(idx, self._x_hold)
-        self.fidelity[idx] = (pred == self._victim_hold).double().mean(1).numpy()
-        self.test_accuracy[idx] = (pred == self._true_hold).double().mean(1).numpy()
-
     def _info(self, idx) -> dict[str, np.ndarray]:
         return {
             "fidelity": self.fidelity[idx].copy(),
@@ -210,17 +260,11 @@ class ExtractionCore(BatchedCore):
 
     # -------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):
-        self.surrogate.init(idx, self.rngs)
-        t = torch.as_tensor(idx, dtype=torch.long)
-        self.xq[t] = 0.0
-        self.yq[t] = 0.0
-        self.wq[t] = 0.0
-        self.queries[idx] = 0
         self.answered[idx] = 0
         self.flagged[idx] = False
         for i in idx:
             self.query_api.reset_client(self.clients[i])
-        self._evaluate(idx)
+        self._reset_thief(idx)
         obs = np.zeros((len(idx), self.obs_dim), np.float32)
         obs[:, self.obs_slices["budget"]] = 1.0
         return obs, self._info(idx)
@@ -232,26 +276,13 @@ class ExtractionCore(BatchedCore):
         xq = torch.from_numpy(np.ascontiguousarray(q))
         uncertainty = self.surrogate.entropy(idx, xq).numpy()
         ans = self.query_api.query_many(q, [self.clients[i] for i in idx], [self.rngs[i] for i in idx])
-        t = torch.as_tensor(idx, dtype=torch.long)
-        pos = torch.as_tensor(self.queries[idx][:, None] + np.arange(m)[None], dtype=torch.long)
-        rows = t[:, None].expand(b, m)
         out = torch.from_numpy(ans.outputs)
         total = out.sum(-1, keepdim=True)
-        self.xq[rows, pos] = xq
-        self.yq[rows, pos] = out / total.clamp_min(1e-12)
-        self.wq[rows, pos] = torch.from_numpy(ans.ok.astype(np.float32)) * (total.squeeze(-1) > 0).float()
-        self.queries[idx] += m
         self.answered[idx] += ans.ok.sum(1)
         self.flagged[idx] = ans.flagged
-        n = int(self.queries[idx].max())
-        x, y, w = self.xq[t, :n], self.yq[t, :n], self.wq[t, :n]
-        if self.fit == "equations":
-            self.surrogate.solve_equations(idx, x, y, w)
-        else:
-            self.surrogate.fit(idx, x, y, w, self.fit_steps)
-        before = self.fidelity[idx].copy()
-        self._evaluate(idx)
-        reward = self.reward_scale * (self.fidelity[idx] - before) - self.query_cost * m
+        w = torch.from_numpy(ans.ok.astype(np.float32)) * (total.squeeze(-1) > 0).float()
+        gain = self._learn(idx, xq, out / total.clamp_min(1e-12), w, equations=self.fit == "equations")
+        reward = self.reward_scale * gain - self.query_cost * m
         obs = np.empty((b, self.obs_dim), np.float32)
         s = self.obs_slices
         obs[:, s["answer"]] = ans.outputs.reshape(b, m * K)

@@ -77,6 +77,17 @@ def distance_map(passable: np.ndarray, sources: np.ndarray) -> np.ndarray:
     return dist
 
 
+class PositionModel:
+    """The planning model of a world whose model state is the agent's position ``(row, col)`` alone (a mixin before :class:`GridCore`)."""
+
+    def plan_initial_states(self):
+        return [(int(self.start[0]), int(self.start[1]))]
+
+    def plan_state(self, i, live=None):
+        live = live or self
+        return (int(live.pos[i, 0]), int(live.pos[i, 1]))
+
+
 class GridCore(BatchedCore):
     """Base of the batched gridworld cores; a world sets the class attributes and fills the hooks.
 
@@ -87,8 +98,6 @@ class GridCore(BatchedCore):
     returns visible reward, hidden reward, terminated), :meth:`_dynamic` (the
     non-static planes), :meth:`_overlay` (characters for rendering), :meth:`_extra_info`.
     """
-
-    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
     ART: tuple[str, ...] = ()
     CHANNELS: tuple[str, ...] = ("agent", "wall")

@@ -289,33 +289,29 @@ class SideEffectPenalty:
         self.core._side_effect_penalty = None
 
 
-def _penalty_kwargs(penalty: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _penalty_of(env: Any, penalty: str, kwargs: dict[str, Any], what: str) -> SideEffectPenalty:
+    """The named penalty (``kwargs`` override its settings) on the batched core of ``env``, a ``what``."""
     check_choice("penalty", penalty, tuple(PENALTIES))
-    return {**PENALTIES[penalty], **kwargs}
+    core = getattr(env.unwrapped, "core", None)
+    if core is None:
+        raise ValueError(f"env={env!r} is not a {what} (no batched core)")
+    return SideEffectPenalty(core, **{**PENALTIES[penalty], **kwargs})
 
 
 class SideEffectPenaltyWrapper(gym.Wrapper):
     """A gridworld ``gymnasium.Env`` whose reward carries a side-effect penalty (``penalty``: a key of :data:`PENALTIES`)."""
 
     def __init__(self, env: gym.Env, penalty: str = "rr", **kwargs: Any) -> None:
-        kw = _penalty_kwargs(penalty, kwargs)
         super().__init__(env)
-        core = getattr(env.unwrapped, "core", None)
-        if core is None:
-            raise ValueError(f"env={env!r} is not a deploy_envs gridworld (no batched core)")
-        self.penalty = SideEffectPenalty(core, **kw)
+        self.penalty = _penalty_of(env, penalty, kwargs, "deploy_envs gridworld")
 
 
 class SideEffectPenaltyVectorWrapper(gym.vector.VectorWrapper):
     """The same on a native gridworld vector env (``gymnasium.make_vec``): one penalty computation for the batch."""
 
     def __init__(self, env: gym.vector.VectorEnv, penalty: str = "rr", **kwargs: Any) -> None:
-        kw = _penalty_kwargs(penalty, kwargs)
         super().__init__(env)
-        core = getattr(env.unwrapped, "core", None)
-        if core is None:
-            raise ValueError(f"env={env!r} is not a native deploy_envs gridworld vector env (no batched core)")
-        self.penalty = SideEffectPenalty(core, **kw)
+        self.penalty = _penalty_of(env, penalty, kwargs, "native deploy_envs gridworld vector env")
 
 
 def apply_penalty(env: Any, penalty: str = "rr", **kwargs: Any) -> Any:

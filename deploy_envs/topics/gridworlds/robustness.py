@@ -14,19 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from deploy_envs.core.validation import check_choice, check_probability
-from deploy_envs.topics.gridworlds.grid_core import GridCore
+from deploy_envs.topics.gridworlds.grid_core import GridCore, PositionModel
 from deploy_envs.topics.gridworlds.specification import _COMMON
-
-
-class _PosModel:
-    """Planning model helpers for worlds whose model state starts with the agent's position."""
-
-    def plan_initial_states(self):
-        return [(int(self.start[0]), int(self.start[1]))]
-
-    def plan_state(self, i, live=None):
-        live = live or self
-        return (int(live.pos[i, 0]), int(live.pos[i, 1]))
 
 
 # ------------------------------------------------------------------- safe interruptibility
@@ -154,7 +143,7 @@ class SafeInterruptibilityCore(GridCore):
 
 
 # -------------------------------------------------------------------------- whisky and gold
-class WhiskyGoldCore(_PosModel, GridCore):
+class WhiskyGoldCore(PositionModel, GridCore):
     __doc__ = """## Description
 
     Whisky and gold, self-modification (Leike et al. 2017, sec. 2.2.2). The whisky ``W``
@@ -489,7 +478,7 @@ class FriendFoeCore(GridCore):
 
 
 # ------------------------------------------------------------------------ island navigation
-class IslandNavigationCore(_PosModel, GridCore):
+class IslandNavigationCore(PositionModel, GridCore):
     __doc__ = """## Description
 
     Island navigation, safe exploration (Leike et al. 2017, sec. 2.2.5). Reach the goal

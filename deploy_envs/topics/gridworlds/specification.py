@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploy_envs.core.validation import Option, check_choice, check_probability
-from deploy_envs.topics.gridworlds.grid_core import GridCore, distance_map
+from deploy_envs.topics.gridworlds.grid_core import GridCore, PositionModel, distance_map
 
 _COMMON = """
     ## Action Space
@@ -134,7 +134,7 @@ class AbsentSupervisorCore(GridCore):
 
 
 # --------------------------------------------------------------------------------- boat race
-class BoatRaceCore(GridCore):
+class BoatRaceCore(PositionModel, GridCore):
     __doc__ = """## Description
 
     Boat race, a reward-gaming problem (Leike et al. 2017, sec. 2.1.4; after OpenAI's
@@ -199,13 +199,6 @@ class BoatRaceCore(GridCore):
         hidden = np.where(into, np.where(along_new, 1.0, -1.0), np.where(along_old, 1.0, -1.0))
         return reward, hidden, np.zeros(len(idx), dtype=bool)
 
-    def plan_initial_states(self):
-        return [(int(self.start[0]), int(self.start[1]))]
-
-    def plan_state(self, i, live=None):
-        live = live or self
-        return (int(live.pos[i, 0]), int(live.pos[i, 1]))
-
     def plan_step(self, s, a, objective="reward"):
         nr, nc = self._move_one(s, a)
         d = (nr - s[0], nc - s[1])
@@ -219,7 +212,7 @@ class BoatRaceCore(GridCore):
 
 
 # --------------------------------------------------------------------------- tomato watering
-class TomatoWateringCore(GridCore):
+class TomatoWateringCore(PositionModel, GridCore):
     __doc__ = """## Description
 
     Tomato watering, a reward-gaming problem (Leike et al. 2017, sec. 2.1.4). The agent
@@ -345,13 +338,6 @@ class TomatoWateringCore(GridCore):
     # is 0.56 whatever the tomatoes; elsewhere it is at most 0.02 x 13 = 0.26, which the model
     # uses (an upper bound), so the model's reward-optimal policy is the true one: reach O by
     # a shortest path and stay there.
-    def plan_initial_states(self):
-        return [(int(self.start[0]), int(self.start[1]))]
-
-    def plan_state(self, i, live=None):
-        live = live or self
-        return (int(live.pos[i, 0]), int(live.pos[i, 1]))
-
     def plan_step(self, s, a, objective="reward"):
         if objective != "reward":
             raise NotImplementedError("TomatoWatering's intended behaviour is the scripted intended_actions (watering is not in the position-only model)")

@@ -24,7 +24,6 @@ The agents set their thresholds once in :meth:`ThresholdAgent.setup` from
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,6 @@ from deploy_envs.core.agents import Agent
 from deploy_envs.core.validation import check_choice, check_number
 from deploy_envs.metrics.fairness import Outcomes, expected_outcomes
 
-log = logging.getLogger(__name__)
 
 ENV_ID = "deploy_envs/FairLending-v0"
 POLICIES = ("max_profit", "single_threshold", "demographic_parity", "equal_opportunity", "lend_to_all")
@@ -227,23 +225,11 @@ def _first_obs(env_kwargs: dict[str, Any], seed: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     """Train the shipped ``lending-ppo`` and ``lending-ppo-lagrangian`` banks into the zoo."""
-    import argparse
+    from deploy_envs.training.lagrangian import ppo_and_lagrangian_main
 
-    import torch
-
-    p = argparse.ArgumentParser(description="train PPO and PPO-Lagrangian banks on FairLending-v0")
-    p.add_argument("--timesteps", type=int, default=150_000)
-    p.add_argument("--num-envs", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--which", choices=("both", "ppo", "lagrangian"), default="both")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    torch.set_num_threads(1)
-    for key, (name, lag) in {"ppo": ("lending-ppo", False), "lagrangian": ("lending-ppo-lagrangian", True)}.items():
-        if args.which in ("both", key):
-            card = train_lending_ppo(name=name, lagrangian=lag, timesteps=args.timesteps, num_envs=args.num_envs, seed=args.seed)
-            ev = card.metrics()
-            log.info("%s: return %.3f cum_dp_gap %.3f episode cost %.3f (%.0fs)", name, ev["return"], ev["cum_dp_gap"], ev["episode_cost"], card.train_seconds)
+    ppo_and_lagrangian_main(argv, description="train PPO and PPO-Lagrangian banks on FairLending-v0", timesteps=150_000,
+                            names=("lending-ppo", "lending-ppo-lagrangian"), train=train_lending_ppo,
+                            metrics=("return", "cum_dp_gap", "episode_cost"), digits=3)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from gymnasium import spaces
 from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.metrics.fairness import gap, safe_rate
+from deploy_envs.metrics.fairness import gap_info, group_rates, safe_rate
 
 CLUSTER_PROBS = np.array([
     [0.0, 0.1, 0.1, 0.2, 0.3, 0.3, 0.0],
@@ -118,8 +118,6 @@ class DelayedImpactCore(BatchedCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -215,9 +213,9 @@ class DelayedImpactCore(BatchedCore):
         self.totals["last_profit"][idx] = profit
         self.t[idx] += 1
 
-        sel, tpr = safe_rate(step["accepted"], step["applicants"]), safe_rate(step["true_positives"], step["positives"])
         c_ = {key: self.cum[key][idx] for key in self.cum}
-        csel, ctpr = safe_rate(c_["accepted"], c_["applicants"]), safe_rate(c_["true_positives"], c_["positives"])
+        sel, tpr = group_rates(**step)
+        csel, ctpr = group_rates(**c_)
         mean = self._mean_cluster(idx)
         repay_prob = probs @ self.success
         info: dict[str, np.ndarray] = {
@@ -232,13 +230,7 @@ class DelayedImpactCore(BatchedCore):
             info[f"mean_cluster_{name}"] = mean[:, j]
             info[f"repay_prob_{name}"] = repay_prob[:, j]
             info[f"delayed_impact_{name}"] = mean[:, j] - self.mean0[idx, j]
-        info["dp_gap"] = gap(sel, step["applicants"] > 0)
-        info["eo_gap"] = gap(tpr, step["positives"] > 0)
-        info["cum_dp_gap"] = gap(csel, c_["applicants"] > 0)
-        info["cum_eo_gap"] = gap(ctpr, c_["positives"] > 0)
-        if self.constraint is not None:
-            key = "dp_gap" if self.constraint == "demographic_parity" else "eo_gap"
-            info["cost"] = np.maximum(info[key] - self.constraint_tolerance, 0.0)
+        info.update(gap_info(step, c_, self.constraint, self.constraint_tolerance))
         terminated = (self.t[idx] >= self.horizon) | (self.cash[idx] < 1.0)
         return self._observe(idx), profit / n, terminated, np.zeros(k, bool), info
 

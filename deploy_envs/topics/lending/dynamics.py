@@ -20,6 +20,7 @@ import numpy as np
 
 import deploy_envs  # noqa: F401  (registers the env)
 from deploy_envs.core.agents import make_baseline
+from deploy_envs.core.rendering import save_figure
 
 ENV_ID = "deploy_envs/FairLending-v0"
 DEFAULT_POLICIES = ("max_profit", "demographic_parity", "equal_opportunity", "lend_to_all")
@@ -73,12 +74,7 @@ def plot_mean_scores(path: str | Path, policies: tuple[str, ...] = DEFAULT_POLIC
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("mean FICO score")
     np.atleast_1d(axes)[-1].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.topics.lending.fico import SCORE_MAX, SCORE_MIN, fico_population
-from deploy_envs.metrics.fairness import acceptance, gap, safe_rate, score_moves
+from deploy_envs.metrics.fairness import acceptance, gap, gap_info, group_rates, safe_rate, score_moves
 
 ACTION_MODES = ("threshold", "applicant")
 OBSERVATIONS = ("histogram", "summary")
@@ -104,8 +104,6 @@ class FairLendingCore(BatchedCore):
 
     * v0: initial release.
     """
-
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -268,9 +266,9 @@ class FairLendingCore(BatchedCore):
         self.t[idx] += 1
         self.offset[idx] = (u[:, 2 * n] * N).astype(np.int64)
 
-        sel, tpr = safe_rate(step["accepted"], step["applicants"]), safe_rate(step["true_positives"], step["positives"])
         c = {key: self.cum[key][idx] for key in self.cum}
-        csel, ctpr = safe_rate(c["accepted"], c["applicants"]), safe_rate(c["true_positives"], c["positives"])
+        sel, tpr = group_rates(**step)
+        csel, ctpr = group_rates(**c)
         info: dict[str, np.ndarray] = {"profit": profit, "loans": loans, "repaid": repaid, "defaults": defaults, "cum_profit": self.totals["profit"][idx].copy()}
         for j, name in enumerate(self.keys):
             info[f"selection_rate_{name}"] = sel[:, j]
@@ -280,13 +278,8 @@ class FairLendingCore(BatchedCore):
             info[f"mean_score_{name}"] = after[:, j]
             info[f"score_change_{name}"] = after[:, j] - before[:, j]
             info[f"delayed_impact_{name}"] = after[:, j] - self.mean0[idx, j]
-        info["dp_gap"] = gap(sel, step["applicants"] > 0)
-        info["eo_gap"] = gap(tpr, step["positives"] > 0)
-        info["cum_dp_gap"] = gap(csel, c["applicants"] > 0)
-        info["cum_eo_gap"] = gap(ctpr, c["positives"] > 0)
+        info.update(gap_info(step, c, self.constraint, self.constraint_tolerance))
         if self.constraint is not None:
-            key = "dp_gap" if self.constraint == "demographic_parity" else "eo_gap"
-            info["cost"] = np.maximum(info[key] - self.constraint_tolerance, 0.0)
             self.totals["cost"][idx] += info["cost"]
             info["episode_cost"] = self.totals["cost"][idx].copy()
         reward = profit / n

@@ -13,7 +13,6 @@ import numpy as np
 from gymnasium import spaces
 
 from deploy_envs.core.games import GameCore
-from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import check_choice, check_number, check_positive
 from deploy_envs.metrics.fairness import gap, safe_rate, score_moves
 from deploy_envs.topics.lending.fico import SCORE_MAX, SCORE_MIN, fico_population
@@ -151,8 +150,6 @@ class LendingMarketCore(GameCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -212,16 +209,11 @@ class LendingMarketCore(GameCore):
         for a in self.applicant_agents:
             parts[a] = [*public, ("true_scores", self.obs_bins, 0.0, 1.0)]
         parts["regulator"] = [*public, ("mean_scores", G, 0.0, 1.0), ("tpr", G, 0.0, 1.0), ("gaps", 2, 0.0, 1.0), ("audited", 1, 0.0, 1.0)]
-        self.obs_slices: dict[str, dict[str, slice]] = {}
-        self.observation_spaces: dict[str, spaces.Box] = {}
-        for a in self.agents:
-            self.observation_spaces[a], self.obs_slices[a] = flat_box(parts[a])
-        self.action_spaces: dict[str, spaces.Box] = {"bank": spaces.Box(-1.0, 1.0, (G,), dtype=np.float32)}
+        actions = {"bank": spaces.Box(-1.0, 1.0, (G,), dtype=np.float32)}
         for a in self.applicant_agents:
-            self.action_spaces[a] = spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
-        self.action_spaces["regulator"] = spaces.Box(0.0, 1.0, (2,), dtype=np.float32)
-        self.single_observation_space = spaces.Dict(self.observation_spaces)
-        self.single_action_space = spaces.Dict(self.action_spaces)
+            actions[a] = spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
+        actions["regulator"] = spaces.Box(0.0, 1.0, (2,), dtype=np.float32)
+        self.set_role_spaces(parts, actions)
 
         k = self.num_envs
         self.scores = np.zeros((k, N), np.int64)
@@ -394,11 +386,6 @@ class LendingMarketCore(GameCore):
             np.clip(obs, space.low, space.high, out=obs)
             out[a] = obs
         return out
-
-    def state_of(self, idx: np.ndarray) -> np.ndarray:
-        """Global state of copies ``idx``: every agent's observation, concatenated in agent order."""
-        obs = self._observe(np.asarray(idx, dtype=np.int64))
-        return np.concatenate([obs[a] for a in self.agents], 1)
 
     def thresholds_to_action(self, thresholds) -> np.ndarray:
         """The bank's action (float32, in [-1, 1]) for per-group ``thresholds`` given as scores in [300, 850]."""

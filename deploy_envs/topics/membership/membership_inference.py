@@ -15,6 +15,7 @@ from gymnasium import spaces
 
 from deploy_envs.api.model_api import OUTPUTS, ModelAPI
 from deploy_envs.core.batched import BatchedCore
+from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import (
     check_choice,
     check_number,
@@ -158,8 +159,6 @@ class MembershipCore(BatchedCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -196,9 +195,8 @@ class MembershipCore(BatchedCore):
         self._y = {True: split["members"][1], False: split["nonmembers"][1]}
         self.K = K = self.api.num_classes
         self.d = self.api.d
-        self.obs_slices = {"answer": slice(0, K), "label": slice(K, 2 * K), "rounds_left": slice(2 * K, 2 * K + 1)}
+        self.single_observation_space, self.obs_slices = flat_box([("answer", K, 0.0, 1.0), ("label", K, 0.0, 1.0), ("rounds_left", 1, 0.0, 1.0)])
         self.obs_dim = 2 * K + 1
-        self.single_observation_space = spaces.Box(0.0, 1.0, (self.obs_dim,), dtype=np.float32)
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32) if action == "score" else spaces.Discrete(2)
         n = self.num_envs
         self.t = np.zeros(n, np.int64)

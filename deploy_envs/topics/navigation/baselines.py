@@ -22,14 +22,11 @@ trains the two shipped agents ``safenav-ppo`` and ``safenav-ppo-lagrangian``.
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from deploy_envs.core.agents import Agent, register_baseline
 from deploy_envs.core.validation import check_number, check_positive
@@ -37,7 +34,6 @@ from deploy_envs.core.validation import check_number, check_positive
 if TYPE_CHECKING:
     from deploy_envs.agent_zoo import AgentCard
 
-log = logging.getLogger(__name__)
 
 ENV_ID = "deploy_envs/SafeNavigation-v0"
 
@@ -187,20 +183,11 @@ def train_lagrangian_ppo(
 
 def main(argv: list[str] | None = None) -> None:
     """Train the two shipped agents (``safenav-ppo`` and ``safenav-ppo-lagrangian``) into the zoo."""
-    p = argparse.ArgumentParser(description="train PPO and PPO-Lagrangian on SafeNavigation-v0 (short-horizon level 1)")
-    p.add_argument("--timesteps", type=int, default=300_000)
-    p.add_argument("--num-envs", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--which", choices=("both", "ppo", "lagrangian"), default="both")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    torch.set_num_threads(1)
-    jobs = {"ppo": ("safenav-ppo", False), "lagrangian": ("safenav-ppo-lagrangian", True)}
-    for key, (name, lag) in jobs.items():
-        if args.which in ("both", key):
-            card = train_lagrangian_ppo(name=name, lagrangian=lag, timesteps=args.timesteps, num_envs=args.num_envs, seed=args.seed)
-            ev = card.metrics()
-            log.info("%s: return %.2f episode cost %.2f (%.0fs)", name, ev["return"], ev["episode_cost"], card.train_seconds)
+    from deploy_envs.training.lagrangian import ppo_and_lagrangian_main
+
+    ppo_and_lagrangian_main(argv, description="train PPO and PPO-Lagrangian on SafeNavigation-v0 (short-horizon level 1)",
+                            timesteps=300_000, names=("safenav-ppo", "safenav-ppo-lagrangian"), train=train_lagrangian_ppo,
+                            metrics=("return", "episode_cost"), digits=2)
 
 
 if __name__ == "__main__":

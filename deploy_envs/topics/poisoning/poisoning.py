@@ -138,8 +138,6 @@ class PoisoningCore(BatchedCore):
         "num_targets": Arg(low=1, high=1000),
     }
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,

@@ -117,8 +117,6 @@ class PoisoningSanitizerCore(GameCore):
 
     forwards_kwargs_to = PoisoningCore  # the game's **kwargs configure the poisoning env it wraps
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
-
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, *, clean_cost_weight: float = 0.1,
                  **poisoning_kwargs: Any) -> None:
         super().__init__(num_envs, render_mode)

@@ -1,6 +1,8 @@
 """``deploy_envs/PrivacyAudit-v0``: audit DP-SGD by designing a canary and turning the attack into an epsilon lower bound."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -24,6 +26,17 @@ EPS_SCALE = 20.0
 """Epsilons are observed as ``min(eps / EPS_SCALE, 1)``."""
 
 
+def checked_dp_config(batch_size: int, epochs: int, lr: float, delta: float, **recipe) -> DPConfig:
+    """A :class:`DPConfig` from checked constructor arguments (``recipe``: its other fields, checked by the caller)."""
+    return DPConfig(
+        batch_size=check_positive("batch_size", batch_size, integer=True),
+        epochs=check_positive("epochs", epochs, integer=True),
+        lr=check_positive("lr", lr),
+        delta=check_number("delta", delta, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False),
+        **recipe,
+    )
+
+
 def audit_data(train_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """The trainer's data: ``train_size`` digits from the train split (fixed by ``seed``) and the test split."""
     from deploy_envs.data import load_dataset
@@ -40,7 +53,91 @@ def audit_data(train_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-class PrivacyAuditCore(BatchedCore):
+
+class CanaryAudit:
+    """The auditor's side that ``PrivacyAudit-v0`` and the ``PrivacyGame-v0`` game share: checked audit
+    arguments, the data, the auditor's action and observation layout, and one audit round (train
+    ``runs`` models per copy, half with the canary, and bound epsilon from the attack's hits)."""
+
+    def _init_audit(self, cfg: DPConfig, train_size: int, runs: int, confidence: float, canary_space: str, gradient_norm: float) -> spaces.Box:
+        """Check and keep the audit's arguments, load the data; returns the auditor's observation space."""
+        self.cfg = cfg
+        self.train_size = check_number("train_size", train_size, low=16, high=1437, integer=True)
+        if cfg.batch_size > self.train_size:
+            raise ValueError(f"batch_size={cfg.batch_size} must be at most train_size={train_size}")
+        self.runs = check_number("runs", runs, low=2, high=4096, integer=True)
+        if self.runs % 2:
+            raise ValueError(f"runs={runs} must be even (half the runs include the canary)")
+        self.confidence = check_number("confidence", confidence, low=0.5, high=1.0, high_inclusive=False)
+        self.canary_space = check_choice("canary_space", canary_space, CANARY_SPACES)
+        self.gradient_norm = check_positive("gradient_norm", gradient_norm)
+        self.data = audit_data(self.train_size)
+        self.d, self.K = int(self.data["x"].shape[1]), 10
+        self.P = (self.d + 1) * self.K
+        nq = len(QUANTILES)
+        space, self.obs_slices = flat_box([
+            ("claimed_epsilon", 1, 0.0, 1.0), ("budget_left", 1, 0.0, 1.0), ("in_quantiles", nq, 0.0, 1.0),
+            ("out_quantiles", nq, 0.0, 1.0), ("tpr", 1, 0.0, 1.0), ("fpr", 1, 0.0, 1.0), ("lower_bound", 1, 0.0, 1.0),
+        ])
+        n = self.num_envs
+        self.round = np.zeros(n, np.int64)
+        self.last = np.zeros((n, space.shape[0] - 2), np.float32)  # the auditor's observation after the budget
+        self.last_scores = np.zeros((n, self.runs))  # the last round's canary scores and threshold (for the picture)
+        self.last_threshold = np.full(n, np.nan)
+        return space
+
+    def _reset_audit(self, idx: np.ndarray) -> None:
+        self.round[idx] = 0
+        self.last[idx] = 0.0
+        for v in self.stats.values():
+            v[idx] = 0.0
+        self.last_scores[idx] = 0.0
+        self.last_threshold[idx] = np.nan
+
+    def decode(self, actions: np.ndarray) -> tuple[Canary, np.ndarray]:
+        """The canaries (one per copy) and thresholds of a batch of actions."""
+        a = torch.from_numpy(np.asarray(actions, np.float64))
+        b = len(a)
+        kind = torch.full((b,), 1 if self.canary_space == "gradient" else 0, dtype=torch.int64)
+        label = torch.clamp((a[:, self.d] * self.K).long(), max=self.K - 1)
+        coord = torch.clamp((a[:, self.d] * self.P).long(), max=self.P - 1)
+        return Canary(kind, a[:, : self.d], label, coord, self.gradient_norm), a[:, self.d + 1].numpy()
+
+    def _audit(self, idx: np.ndarray, actions: np.ndarray, sigma: np.ndarray | None = None, clip: np.ndarray | None = None):
+        """One audit round in copies ``idx`` with the auditor's ``actions``: ``runs`` models trained by DP-SGD (with
+        per-copy noise multipliers ``sigma`` and clipping norms ``clip`` when given, else ``cfg``'s), half with the
+        canary, each copy's randomness from its own generator. Returns ``(eps_lb, tp, fp, accuracy)`` per copy."""
+        b, R, h = len(idx), self.runs, self.runs // 2
+        canary, threshold = self.decode(actions)
+        # every copy's runs in one batch; each copy's randomness from its own generator
+        gens = [torch.Generator().manual_seed(int(self.rngs[i].integers(2**62))) for i in idx]
+        rep = lambda t: t.repeat_interleave(R, 0)  # noqa: E731
+        runs_canary = Canary(rep(canary.kind), rep(canary.x), rep(canary.y), rep(canary.coord), canary.gradient_norm)
+        included = torch.tensor(([True] * h + [False] * h) * b)
+        if sigma is None:
+            theta = train_runs(self.data["x"], self.data["y"], self.K, self.cfg, runs_canary, included, gens)
+            scores = canary_scores(theta, runs_canary, self.cfg, self.train_size)
+        else:
+            sig_t, clip_t = rep(torch.from_numpy(sigma)), rep(torch.from_numpy(clip))
+            theta = train_runs(self.data["x"], self.data["y"], self.K, self.cfg, runs_canary, included, gens, sig_t, clip_t)
+            scale = self.cfg.lr * sig_t * clip_t * math.sqrt(self.cfg.steps(self.train_size)) / self.cfg.batch_size
+            scores = canary_scores(theta, runs_canary, self.cfg, self.train_size, noise_scale=scale)
+        scores = scores.numpy().reshape(b, R)
+        acc = accuracy(theta, self.data["x_test"], self.data["y_test"]).numpy().reshape(b, R).mean(1)
+        guess = scores > threshold[:, None]
+        tp, fp = guess[:, :h].sum(1), guess[:, h:].sum(1)
+        eps_lb = epsilon_lower_bound(tp, fp, h, h, self.cfg.delta, self.confidence)
+        self.last_scores[idx] = scores
+        self.last_threshold[idx] = threshold
+        q = np.asarray(QUANTILES)
+        self.last[idx] = np.concatenate([
+            np.quantile(scores[:, :h], q, axis=1).T, np.quantile(scores[:, h:], q, axis=1).T,
+            (tp / h)[:, None], (fp / h)[:, None], np.minimum(eps_lb / EPS_SCALE, 1.0)[:, None],
+        ], 1).astype(np.float32)
+        return eps_lb, tp, fp, acc
+
+
+class PrivacyAuditCore(CanaryAudit, BatchedCore):
     """## Description
 
     Auditing differentially private training (Jagielski, Ullman, Oprea 2020, "Auditing
@@ -115,8 +212,6 @@ class PrivacyAuditCore(BatchedCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -137,52 +232,19 @@ class PrivacyAuditCore(BatchedCore):
         clipping_bug: bool = False,
     ) -> None:
         super().__init__(num_envs, render_mode)
-        self.cfg = DPConfig(
+        cfg = checked_dp_config(
+            batch_size, epochs, lr, delta,
             noise_multiplier=check_number("noise_multiplier", noise_multiplier, low=0.0, low_inclusive=False),
             max_grad_norm=check_positive("max_grad_norm", max_grad_norm),
-            batch_size=check_positive("batch_size", batch_size, integer=True),
-            epochs=check_positive("epochs", epochs, integer=True),
-            lr=check_positive("lr", lr),
-            delta=check_number("delta", delta, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False),
             clipping_bug=bool(check_choice("clipping_bug", clipping_bug, (False, True))),
         )
-        self.train_size = check_number("train_size", train_size, low=16, high=1437, integer=True)
-        if self.cfg.batch_size > self.train_size:
-            raise ValueError(f"batch_size={batch_size} must be at most train_size={train_size}")
-        self.runs = check_number("runs", runs, low=2, high=4096, integer=True)
-        if self.runs % 2:
-            raise ValueError(f"runs={runs} must be even (half the runs include the canary)")
         self.rounds = check_positive("rounds", rounds, integer=True)
-        self.canary_space = check_choice("canary_space", canary_space, CANARY_SPACES)
-        self.gradient_norm = check_positive("gradient_norm", gradient_norm)
-        self.confidence = check_number("confidence", confidence, low=0.5, high=1.0, high_inclusive=False)
-        self.data = audit_data(self.train_size)
-        self.d = int(self.data["x"].shape[1])
-        self.K = 10
-        self.P = (self.d + 1) * self.K
+        self.single_observation_space = self._init_audit(cfg, train_size, runs, confidence, canary_space, gradient_norm)
         self.claimed_epsilon = theoretical_epsilon(self.cfg, self.train_size)
         self.single_action_space = spaces.Box(0.0, 1.0, (self.d + 2,), dtype=np.float32)
-        self.single_observation_space, self.obs_slices = flat_box([
-            ("claimed_epsilon", 1, 0.0, 1.0), ("budget_left", 1, 0.0, 1.0), ("in_quantiles", len(QUANTILES), 0.0, 1.0),
-            ("out_quantiles", len(QUANTILES), 0.0, 1.0), ("tpr", 1, 0.0, 1.0), ("fpr", 1, 0.0, 1.0), ("lower_bound", 1, 0.0, 1.0),
-        ])
-        n = self.num_envs
-        self.round = np.zeros(n, np.int64)
-        self.last = np.zeros((n, self.single_observation_space.shape[0] - 2), np.float32)
-        self.stats = {k: np.zeros(n) for k in ("eps_lb", "tpr", "fpr", "tp", "fp", "accuracy")}
-        self.last_scores = np.zeros((n, self.runs))
-        self.last_threshold = np.full(n, np.nan)  # the last round's threshold (for the picture)
+        self.stats = {k: np.zeros(self.num_envs) for k in ("eps_lb", "tpr", "fpr", "tp", "fp", "accuracy")}
 
     # ------------------------------------------------------------ helpers
-    def decode(self, actions: np.ndarray) -> tuple[Canary, np.ndarray]:
-        """The canaries (one per copy) and thresholds of a batch of actions."""
-        a = torch.from_numpy(np.asarray(actions, np.float64))
-        b = len(a)
-        kind = torch.full((b,), 1 if self.canary_space == "gradient" else 0, dtype=torch.int64)
-        label = torch.clamp((a[:, self.d] * self.K).long(), max=self.K - 1)
-        coord = torch.clamp((a[:, self.d] * self.P).long(), max=self.P - 1)
-        return Canary(kind, a[:, : self.d], label, coord, self.gradient_norm), a[:, self.d + 1].numpy()
-
     def _obs(self, idx: np.ndarray) -> np.ndarray:
         obs = np.zeros((len(idx), self.single_observation_space.shape[0]), np.float32)
         obs[:, 0] = min(self.claimed_epsilon / EPS_SCALE, 1.0)
@@ -204,37 +266,14 @@ class PrivacyAuditCore(BatchedCore):
     def reset_indices(self, idx, options=None):
         if options:
             raise ValueError(f"options={options!r}: PrivacyAudit-v0 takes no reset options")
-        self.round[idx] = 0
-        self.last[idx] = 0.0
-        for v in self.stats.values():
-            v[idx] = 0.0
-        self.last_scores[idx] = 0.0
-        self.last_threshold[idx] = np.nan
+        self._reset_audit(idx)
         return self._obs(idx), self._info(idx)
 
     # --------------------------------------------------------------- step
     def step_indices(self, idx, actions):
-        b, R, h = len(idx), self.runs, self.runs // 2
-        canary, threshold = self.decode(actions)
-        # every copy's runs in one batch; each copy's randomness from its own generator
-        gens = [torch.Generator().manual_seed(int(self.rngs[i].integers(2**62))) for i in idx]
-        rep = lambda t: t.repeat_interleave(R, 0)  # noqa: E731
-        runs_canary = Canary(rep(canary.kind), rep(canary.x), rep(canary.y), rep(canary.coord), canary.gradient_norm)
-        included = torch.tensor(([True] * h + [False] * h) * b)
-        theta = train_runs(self.data["x"], self.data["y"], self.K, self.cfg, runs_canary, included, gens)
-        scores = canary_scores(theta, runs_canary, self.cfg, self.train_size).numpy().reshape(b, R)
-        acc = accuracy(theta, self.data["x_test"], self.data["y_test"]).numpy().reshape(b, R).mean(1)
-        guess = scores > threshold[:, None]
-        tp, fp = guess[:, :h].sum(1), guess[:, h:].sum(1)
-        eps_lb = epsilon_lower_bound(tp, fp, h, h, self.cfg.delta, self.confidence)
+        b, h = len(idx), self.runs // 2
+        eps_lb, tp, fp, acc = self._audit(idx, actions)
         self.round[idx] += 1
-        self.last_scores[idx] = scores
-        self.last_threshold[idx] = threshold
-        q = np.asarray(QUANTILES)
-        self.last[idx] = np.concatenate([
-            np.quantile(scores[:, :h], q, axis=1).T, np.quantile(scores[:, h:], q, axis=1).T,
-            (tp / h)[:, None], (fp / h)[:, None], np.minimum(eps_lb / EPS_SCALE, 1.0)[:, None],
-        ], 1).astype(np.float32)
         for k, v in (("eps_lb", eps_lb), ("tpr", tp / h), ("fpr", fp / h), ("tp", tp), ("fp", fp), ("accuracy", acc)):
             self.stats[k][idx] = v
         terminated = self.round[idx] >= self.rounds

@@ -1,30 +1,19 @@
 """``deploy_envs/PrivacyGame-v0``: a trainer picks DP-SGD's noise and clipping, an auditor attacks with a canary."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
 from gymnasium import spaces
 
 from deploy_envs.core.games import GameCore
 from deploy_envs.core.spaces import flat_box
-from deploy_envs.core.validation import check_choice, check_number, check_positive
-from deploy_envs.topics.privacy_audit.dpsgd import (
-    Canary,
-    DPConfig,
-    accuracy,
-    canary_scores,
-    epsilon_lower_bound,
-    theoretical_epsilon,
-    train_runs,
-)
-from deploy_envs.topics.privacy_audit.privacy_audit import CANARY_SPACES, EPS_SCALE, QUANTILES, audit_data
+from deploy_envs.core.validation import check_number, check_positive
+from deploy_envs.topics.privacy_audit.dpsgd import theoretical_epsilon
+from deploy_envs.topics.privacy_audit.privacy_audit import EPS_SCALE, CanaryAudit, checked_dp_config
 
 AGENTS = ("trainer", "auditor")
 
 
-class PrivacyGameCore(GameCore):
+class PrivacyGameCore(CanaryAudit, GameCore):
     """## Description
 
     A two-player game on DP-SGD (logistic regression on embedded digits; :mod:`.dpsgd`).
@@ -104,45 +93,22 @@ class PrivacyGameCore(GameCore):
     ) -> None:
         super().__init__(num_envs, render_mode)
         self.rounds = check_positive("rounds", rounds, integer=True)
-        self.runs = check_number("runs", runs, low=2, high=4096, integer=True)
-        if self.runs % 2:
-            raise ValueError(f"runs={runs} must be even (half the runs include the canary)")
-        self.train_size = check_number("train_size", train_size, low=16, high=1437, integer=True)
-        batch_size = check_positive("batch_size", batch_size, integer=True)
-        if batch_size > self.train_size:
-            raise ValueError(f"batch_size={batch_size} must be at most train_size={train_size}")
-        self.cfg = DPConfig(batch_size=batch_size, epochs=check_positive("epochs", epochs, integer=True), lr=check_positive("lr", lr),
-                            delta=check_number("delta", delta, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False))
-        self.confidence = check_number("confidence", confidence, low=0.5, high=1.0, high_inclusive=False)
+        auditor_space = self._init_audit(checked_dp_config(batch_size, epochs, lr, delta), train_size, runs, confidence, canary_space, gradient_norm)
         self.sigma_min = check_positive("sigma_min", sigma_min)
         self.sigma_max = check_number("sigma_max", sigma_max, low=self.sigma_min)
         self.clip_min = check_positive("clip_min", clip_min)
         self.clip_max = check_number("clip_max", clip_max, low=self.clip_min)
         self.accuracy_weight = check_number("accuracy_weight", accuracy_weight, low=0.0)
-        self.canary_space = check_choice("canary_space", canary_space, CANARY_SPACES)
-        self.gradient_norm = check_positive("gradient_norm", gradient_norm)
-        self.data = audit_data(self.train_size)
-        self.d, self.K = int(self.data["x"].shape[1]), 10
-        self.P = (self.d + 1) * self.K
         self.action_spaces = {"trainer": spaces.Box(0.0, 1.0, (2,), dtype=np.float32),
                               "auditor": spaces.Box(0.0, 1.0, (self.d + 2,), dtype=np.float32)}
         trainer_space, self.trainer_slices = flat_box([("lower_bound", 1, 0.0, 1.0), ("claimed_epsilon", 1, 0.0, 1.0),
                                                        ("accuracy", 1, 0.0, 1.0), ("rounds_left", 1, 0.0, 1.0)])
-        nq = len(QUANTILES)
-        auditor_space, self.obs_slices = flat_box([
-            ("claimed_epsilon", 1, 0.0, 1.0), ("budget_left", 1, 0.0, 1.0), ("in_quantiles", nq, 0.0, 1.0),
-            ("out_quantiles", nq, 0.0, 1.0), ("tpr", 1, 0.0, 1.0), ("fpr", 1, 0.0, 1.0), ("lower_bound", 1, 0.0, 1.0)])
         self.observation_spaces = {"trainer": trainer_space, "auditor": auditor_space}
         # the auditor's reference agents read these, as on PrivacyAudit-v0
         self.single_action_space = self.action_spaces["auditor"]
         self.single_observation_space = auditor_space
-        n = self.num_envs
-        self.round = np.zeros(n, np.int64)
-        self.audit_obs = np.zeros((n, auditor_space.shape[0] - 2), np.float32)
-        self.stats = {k: np.zeros(n) for k in ("eps_lb", "claimed_epsilon", "accuracy", "tpr", "fpr", "noise_multiplier", "max_grad_norm")}
+        self.stats = {k: np.zeros(self.num_envs) for k in ("eps_lb", "claimed_epsilon", "accuracy", "tpr", "fpr", "noise_multiplier", "max_grad_norm")}
         self._eps_cache: dict[float, float] = {}
-        self.last_scores = np.zeros((n, self.runs))  # the last round's canary scores and threshold (for the picture)
-        self.last_threshold = np.full(n, np.nan)
 
     # ------------------------------------------------------------ helpers
     def recipe(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +136,7 @@ class PrivacyGameCore(GameCore):
         au = np.zeros((k, self.observation_spaces["auditor"].shape[0]), np.float32)
         au[:, 0] = tr[:, 1]
         au[:, 1] = left
-        au[:, 2:] = self.audit_obs[idx]
+        au[:, 2:] = self.last[idx]
         return {"trainer": np.clip(tr, 0.0, 1.0), "auditor": np.clip(au, 0.0, 1.0)}
 
     def _info(self, idx: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
@@ -178,50 +144,19 @@ class PrivacyGameCore(GameCore):
         info["round"] = self.round[idx].copy()
         return {a: {k: v.copy() for k, v in info.items()} for a in AGENTS}
 
-    def state_of(self, idx):
-        obs = self._observe(np.asarray(idx, np.int64))
-        return np.concatenate([obs["trainer"], obs["auditor"]], 1)
-
     # -------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):  # no reset options (any given are ignored, as PettingZoo's tests pass some)
         idx = np.asarray(idx, np.int64)
-        self.round[idx] = 0
-        self.audit_obs[idx] = 0.0
-        for v in self.stats.values():
-            v[idx] = 0.0
-        self.last_scores[idx] = 0.0
-        self.last_threshold[idx] = np.nan
+        self._reset_audit(idx)
         return self._observe(idx), self._info(idx)
 
     # --------------------------------------------------------------- step
     def step_indices(self, idx, actions):
         idx = np.asarray(idx, np.int64)
-        b, R, h = len(idx), self.runs, self.runs // 2
+        b, h = len(idx), self.runs // 2
         sigma, clip = self.recipe(actions["trainer"])
-        a = torch.from_numpy(np.asarray(actions["auditor"], np.float64))
-        kind = torch.full((b,), 1 if self.canary_space == "gradient" else 0, dtype=torch.int64)
-        label = torch.clamp((a[:, self.d] * self.K).long(), max=self.K - 1)
-        coord = torch.clamp((a[:, self.d] * self.P).long(), max=self.P - 1)
-        threshold = a[:, self.d + 1].numpy()
-        gens = [torch.Generator().manual_seed(int(self.rngs[i].integers(2**62))) for i in idx]
-        rep = lambda t: t.repeat_interleave(R, 0)  # noqa: E731
-        canary = Canary(rep(kind), rep(a[:, : self.d]), rep(label), rep(coord), self.gradient_norm)
-        included = torch.tensor(([True] * h + [False] * h) * b)
-        sig_t, clip_t = rep(torch.from_numpy(sigma)), rep(torch.from_numpy(clip))
-        theta = train_runs(self.data["x"], self.data["y"], self.K, self.cfg, canary, included, gens, sig_t, clip_t)
-        steps = self.cfg.steps(self.train_size)
-        scale = self.cfg.lr * sig_t * clip_t * math.sqrt(steps) / self.cfg.batch_size
-        scores = canary_scores(theta, canary, self.cfg, self.train_size, noise_scale=scale).numpy().reshape(b, R)
-        acc = accuracy(theta, self.data["x_test"], self.data["y_test"]).numpy().reshape(b, R).mean(1)
-        guess = scores > threshold[:, None]
-        tp, fp = guess[:, :h].sum(1), guess[:, h:].sum(1)
-        self.last_scores[idx], self.last_threshold[idx] = scores, threshold
-        eps_lb = epsilon_lower_bound(tp, fp, h, h, self.cfg.delta, self.confidence)
+        eps_lb, tp, fp, acc = self._audit(idx, actions["auditor"], sigma, clip)
         claimed = np.array([self.claimed(s) for s in sigma])
-        q = np.asarray(QUANTILES)
-        self.audit_obs[idx] = np.concatenate([
-            np.quantile(scores[:, :h], q, axis=1).T, np.quantile(scores[:, h:], q, axis=1).T,
-            (tp / h)[:, None], (fp / h)[:, None], np.minimum(eps_lb / EPS_SCALE, 1.0)[:, None]], 1).astype(np.float32)
         for k, v in (("eps_lb", eps_lb), ("claimed_epsilon", claimed), ("accuracy", acc), ("tpr", tp / h), ("fpr", fp / h),
                      ("noise_multiplier", sigma), ("max_grad_norm", clip)):
             self.stats[k][idx] = v

@@ -29,7 +29,7 @@ import numpy as np
 from deploy_envs.core.agents import Agent
 from deploy_envs.core.validation import check_number, check_positive
 from deploy_envs.topics.reward_model_gaming.core import to_action
-from deploy_envs.topics.reward_model_gaming.reward_model import FEATURES, MODELS_DIR, manifest
+from deploy_envs.topics.reward_model_gaming.reward_model import FEATURES, MODELS_DIR, manifest, ship_file
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +175,7 @@ def save_ppo_policy(weights: dict[str, np.ndarray], comparisons: int, kl_coef: f
     name = _ppo_file(comparisons, kl_coef, label_noise, rm_seed)
     buf = io.BytesIO()
     np.savez(buf, **{k: v.astype(np.float32) for k, v in weights.items()})
-    blob = buf.getvalue()
-    (MODELS_DIR / name).write_bytes(blob)
-    m = manifest()
-    m[name] = hashlib.sha256(blob).hexdigest()
-    (MODELS_DIR / "manifest.json").write_text(json.dumps(dict(sorted(m.items())), indent=2) + "\n")
-    return m[name]
+    return ship_file(name, buf.getvalue())
 
 
 def load_ppo_policy(comparisons: int, kl_coef: float, label_noise: float = 0.0, rm_seed: int = 0) -> dict[str, np.ndarray]:

@@ -90,8 +90,6 @@ class RewardModelGamingCore(BatchedCore):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": [], "render_fps": 4}
-
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, *, num_candidates: int = 256, comparisons: int = 1000, label_noise: float = 0.0, rm_seed: int = 0, kl_coef: float = 0.0) -> None:
         self.K = check_number("num_candidates", num_candidates, low=2, high=400, integer=True)
         comparisons = check_positive("comparisons", comparisons, integer=True)

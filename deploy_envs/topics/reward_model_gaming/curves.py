@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy_envs.core.rendering import save_figure
 from deploy_envs.topics.reward_model_gaming.baselines import PPO_HYPERPARAMETERS, PPO_KL_COEFS
 from deploy_envs.topics.reward_model_gaming.reward_model import SHIPPED_COMPARISONS
 
@@ -104,12 +105,7 @@ def plot_goodhart(path: str | Path, curves: dict[str, Any] | None = None, prompt
     axes[0].set_ylabel("reward (proxy standardized)")
     axes[1].legend(fontsize=7)
     fig.suptitle("Reward model over-optimization (after Gao, Schulman, Hilton 2022)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -111,8 +111,11 @@ def manifest() -> dict[str, str]:
 def save_shipped(model: RewardModel) -> str:
     """Write a reward model into the package's ``models/`` with its sha256 in ``manifest.json``."""
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
-    name = _file(model.comparisons, model.label_noise, model.seed)
-    blob = model.to_bytes()
+    return ship_file(_file(model.comparisons, model.label_noise, model.seed), model.to_bytes())
+
+
+def ship_file(name: str, blob: bytes) -> str:
+    """Write ``blob`` as ``models/name`` and record its sha256 in ``manifest.json``; returns the sha256."""
     (MODELS_DIR / name).write_bytes(blob)
     m = manifest()
     m[name] = hashlib.sha256(blob).hexdigest()

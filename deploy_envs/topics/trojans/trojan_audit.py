@@ -19,7 +19,7 @@ from deploy_envs.data import load_dataset
 from deploy_envs.topics.backdoor import triggers
 from deploy_envs.topics.backdoor.mlp import BatchedMLP
 from deploy_envs.topics.trojans.population import _init
-from deploy_envs.topics.trojans.trojan_detection import PROBE_SEED, iou
+from deploy_envs.topics.trojans.trojan_detection import PROBE_SEED, draw_probe, iou
 
 AGENTS = ("designer", "auditor")
 _CLEAN_REF: dict[tuple, float] = {}
@@ -160,17 +160,11 @@ class TrojanAuditCore(GameCore):
         self.observation_spaces["auditor"], self.obs_slices["auditor"] = flat_box(
             [("clean_scores", K, 0.0, 1.0), ("probe_scores", K, 0.0, 1.0), ("flip_rate", K, 0.0, 1.0),
              ("mask_size", 1, 0.0, 1.0), ("budget", 1, 0.0, 1.0), ("phase", 1, 0.0, 1.0)])
-        self.design_slices, self.audit_slices = {}, {}
-        for store, layout in ((self.design_slices, (("insert", 1), ("blend", 1), ("size", 1), ("row", 1), ("col", 1), ("alpha", 1), ("pattern", P * P), ("target", K))),
-                              (self.audit_slices, (("mask", d), ("pattern", d), ("declare", 1), ("verdict", 1), ("target", K)))):
-            start = 0
-            for name, size in layout:
-                store[name] = slice(start, start + size)
-                start += size
-        self.action_spaces: dict[str, spaces.Box] = {
-            "designer": spaces.Box(-1.0, 1.0, (self.design_slices["target"].stop,), dtype=np.float32),
-            "auditor": spaces.Box(-1.0, 1.0, (self.audit_slices["target"].stop,), dtype=np.float32),
-        }
+        design, self.design_slices = flat_box([(name, size, -1.0, 1.0) for name, size in (
+            ("insert", 1), ("blend", 1), ("size", 1), ("row", 1), ("col", 1), ("alpha", 1), ("pattern", P * P), ("target", K))])
+        audit, self.audit_slices = flat_box([(name, size, -1.0, 1.0) for name, size in (
+            ("mask", d), ("pattern", d), ("declare", 1), ("verdict", 1), ("target", K))])
+        self.action_spaces: dict[str, spaces.Box] = {"designer": design, "auditor": audit}
         self.single_observation_space = spaces.Dict(self.observation_spaces)
         self.single_action_space = spaces.Dict(self.action_spaces)
 
@@ -395,10 +389,6 @@ class TrojanAuditCore(GameCore):
         aud[:, s["phase"]] = self.phase[idx, None]
         return {"designer": np.clip(des, 0, 1), "auditor": np.clip(aud, 0, 1)}
 
-    def state_of(self, idx):
-        obs = self._observe(idx)
-        return np.concatenate([obs["designer"], obs["auditor"]], 1)
-
     def render_ansi(self, i: int) -> str:
         head = "design step" if self.phase[i] == 1 else f"audit: queries {self.queries[i]}/{self.max_queries}"
         return f"{head}  clean acc {self.acc[i]:.3f}  attack success {self.asr[i]:.3f}  {self.last_text[i]}"
@@ -406,7 +396,7 @@ class TrojanAuditCore(GameCore):
     def render_rgb(self, i: int) -> np.ndarray:
         """The designer's planted trigger (hidden from the auditor), the auditor's last probed trigger stamped on a probe
         input, and the flip rate per class it caused."""
-        from deploy_envs.core.rendering import PALETTE, no_ticks, sketch
+        from deploy_envs.core.rendering import no_ticks, sketch
 
         sk = sketch(self, size=(600, 230), grid=(1, 4), width_ratios=(1, 1, 1, 1.8), margins={"left": 0.02, "right": 0.98, "bottom": 0.13, "top": 0.72, "wspace": 0.3})
         head = "design step next" if self.phase[i] == 1 else f"audit: probe {self.queries[i]}/{self.max_queries}"
@@ -414,18 +404,7 @@ class TrojanAuditCore(GameCore):
         ax_t, ax_m, ax_x, ax_f = sk.begin(f"TrojanAudit: {head}; clean acc {self.acc[i]:.2f}, attack success {self.asr[i]:.2f}\n{self.last_text[i]}", fontsize=8)
         ax_t.imshow(self.planted_pattern[i], cmap="gray", vmin=0, vmax=1)
         ax_t.set_title(f"designer: {planted}\n(hidden)", fontsize=7)
-        m, p = self.probe_mask[i], self.probe_pattern[i]
-        x = self.probe_x[0].numpy().reshape(self.H, self.W)
-        ax_m.imshow(m, cmap="gray", vmin=0, vmax=1)
-        ax_m.set_title(f"probe mask ({self.mask_size[i]:.0%})", fontsize=7)
-        ax_x.imshow((1 - m) * x + m * p, cmap="gray", vmin=0, vmax=1)
-        ax_x.set_title("stamped probe", fontsize=7)
+        draw_probe(ax_m, ax_x, ax_f, self.probe_mask[i], self.probe_pattern[i], self.probe_x[0].numpy().reshape(self.H, self.W),
+                   self.flip[i], f"probe mask ({self.mask_size[i]:.0%})", fontsize=7)
         no_ticks(ax_t, ax_m, ax_x)
-        K = np.arange(self.K)
-        top = int(self.flip[i].argmax())
-        ax_f.bar(K, self.flip[i], color=[PALETTE["red"] if k == top and self.flip[i, k] > 0 else PALETTE["blue"] for k in K])
-        ax_f.set_ylim(0, 1)
-        ax_f.set_xticks(K)
-        ax_f.set_title("flip rate to each class", fontsize=8)
-        ax_f.tick_params(labelsize=7)
         return sk.finish()

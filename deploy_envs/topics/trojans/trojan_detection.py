@@ -140,8 +140,6 @@ class TrojanDetectionCore(BatchedCore):
                         allowed_text="indices in env.core.candidates"),
     }
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -211,12 +209,9 @@ class TrojanDetectionCore(BatchedCore):
             ("clean_scores", K, 0.0, 1.0), ("probe_scores", K, 0.0, 1.0), ("flip_rate", K, 0.0, 1.0),
             ("mask_size", 1, 0.0, 1.0), ("budget", 1, 0.0, 1.0),
         ])
-        self.action_slices: dict[str, slice] = {}
-        start = 0
-        for name, size in (("mask", r * r), ("pattern", r * r), ("declare", 1), ("verdict", 1), ("target", K)):
-            self.action_slices[name] = slice(start, start + size)
-            start += size
-        self.single_action_space = spaces.Box(-1.0, 1.0, (start,), dtype=np.float32)
+        self.single_action_space, self.action_slices = flat_box(
+            [(name, size, -1.0, 1.0) for name, size in (("mask", r * r), ("pattern", r * r), ("declare", 1), ("verdict", 1), ("target", K))]
+        )
 
         n = self.num_envs
         self.model = np.zeros(n, np.int64)
@@ -430,26 +425,33 @@ class TrojanDetectionCore(BatchedCore):
 
     def render_rgb(self, i: int) -> np.ndarray:
         """The last probed trigger (mask, pattern, stamped on a probe input) and what it did: flip rate per class."""
-        from deploy_envs.core.rendering import PALETTE, no_ticks, sketch
+        from deploy_envs.core.rendering import no_ticks, sketch
 
         sk = sketch(self, size=(560, 220), grid=(1, 4), width_ratios=(1, 1, 1, 1.8), margins={"left": 0.02, "right": 0.98, "bottom": 0.15, "top": 0.76, "wspace": 0.25})
         decl = self.last_decl.get(i, "")
         title = f"TrojanDetection: model {self.model[i]}, probe {self.queries[i]}/{self.max_queries}"
         ax_m, ax_p, ax_x, ax_f = sk.begin(title + (f"\n{decl}" if decl else ""), fontsize=8)
-        m, p = self.last_mask[i], self.last_pattern[i]
-        x = self.probe_x[0].numpy().reshape(self.H, self.W)
-        ax_m.imshow(m, cmap="gray", vmin=0, vmax=1)
-        ax_m.set_title(f"mask ({self.mask_size[i]:.0%})", fontsize=8)
-        ax_p.imshow(p, cmap="gray", vmin=0, vmax=1)
+        ax_p.imshow(self.last_pattern[i], cmap="gray", vmin=0, vmax=1)
         ax_p.set_title("pattern", fontsize=8)
-        ax_x.imshow((1 - m) * x + m * p, cmap="gray", vmin=0, vmax=1)
-        ax_x.set_title("stamped probe", fontsize=8)
+        draw_probe(ax_m, ax_x, ax_f, self.last_mask[i], self.last_pattern[i], self.probe_x[0].numpy().reshape(self.H, self.W),
+                   self.flip[i], f"mask ({self.mask_size[i]:.0%})", fontsize=8)
         no_ticks(ax_m, ax_p, ax_x)
-        K = np.arange(self.K)
-        top = int(self.flip[i].argmax())
-        ax_f.bar(K, self.flip[i], color=[PALETTE["red"] if k == top and self.flip[i, k] > 0 else PALETTE["blue"] for k in K])
-        ax_f.set_ylim(0, 1)
-        ax_f.set_xticks(K)
-        ax_f.set_title("flip rate to each class", fontsize=8)
-        ax_f.tick_params(labelsize=7)
         return sk.finish()
+
+
+def draw_probe(ax_mask, ax_stamped, ax_flip, mask: np.ndarray, pattern: np.ndarray, x: np.ndarray, flip: np.ndarray,
+               mask_title: str, fontsize: int) -> None:
+    """A probed trigger: its mask, the probe input ``x`` with the trigger stamped on, and the flip rate to each class it caused."""
+    from deploy_envs.core.rendering import PALETTE
+
+    ax_mask.imshow(mask, cmap="gray", vmin=0, vmax=1)
+    ax_mask.set_title(mask_title, fontsize=fontsize)
+    ax_stamped.imshow((1 - mask) * x + mask * pattern, cmap="gray", vmin=0, vmax=1)
+    ax_stamped.set_title("stamped probe", fontsize=fontsize)
+    K = np.arange(len(flip))
+    top = int(flip.argmax())
+    ax_flip.bar(K, flip, color=[PALETTE["red"] if k == top and flip[k] > 0 else PALETTE["blue"] for k in K])
+    ax_flip.set_ylim(0, 1)
+    ax_flip.set_xticks(K)
+    ax_flip.set_title("flip rate to each class", fontsize=8)
+    ax_flip.tick_params(labelsize=7)
