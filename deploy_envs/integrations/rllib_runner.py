@@ -40,14 +40,19 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers.vector import DictInfoToList
-from ray.rllib.callbacks.callbacks import RLlibCallback
-from ray.rllib.core.columns import Columns
-from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
-from ray.rllib.env.single_agent_episode import SingleAgentEpisode
-from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
-from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
-from deploy_envs.core.views import NativeVectorEnv
+from deploy_envs.core.extras import require
+
+require("ray.rllib", extra="rllib", feature="the batched RLlib env runner")
+
+from ray.rllib.callbacks.callbacks import RLlibCallback  # noqa: E402
+from ray.rllib.core.columns import Columns  # noqa: E402
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner  # noqa: E402
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode  # noqa: E402
+from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO  # noqa: E402
+from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action  # noqa: E402
+
+from deploy_envs.core.views import NativeVectorEnv  # noqa: E402
 
 _EPISODE_CALLBACKS = ("on_episode_created", "on_episode_start", "on_episode_step", "on_episode_end")
 
