@@ -769,29 +769,43 @@ def _gif_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def record_env(env_id: str, path: Path, *, frames: int = 36, width: int = 320, seed: int = 0) -> dict[str, Any]:
-    """Play ``env_id`` with the first of :func:`animation_agents` whose picture moves, and save the frames as a GIF."""
+def _record_best(target: str, path: Path, seed: int, attempts, missing: str) -> dict[str, Any]:
+    """Save as a GIF the first of ``attempts`` whose picture moves (else the one that moves most).
+
+    ``attempts`` yields ``(policy, kwargs, play)``; ``play()`` returns ``(policy, images, episodes,
+    fps)`` or raises, and the attempt is passed over with its reason.
+    """
     tried: list[str] = []
     best = None
-    for policy, make_agent, kwargs in animation_agents(env_id):
-        label = policy["label"]
+    for policy, kwargs, play in attempts:
         try:
-            images, episodes, fps = _play_env(env_id, make_agent, kwargs, frames, width, seed)
-        except Exception as exc:  # noqa: BLE001 - an agent that does not load or fit the env: the next one
-            tried.append(f"{label}: {type(exc).__name__}: {exc}")
+            policy, images, episodes, fps = play()
+        except Exception as exc:  # noqa: BLE001 - an agent or population that does not load or fit: the next one
+            tried.append(f"{policy['label']}: {type(exc).__name__}: {exc}")
             continue
         share = _moving_share(images)
         if best is None or share > best[5]:
             best = (policy, kwargs, images, episodes, fps, share)
         if share >= MIN_MOVING_SHARE:
             break
-        tried.append(f"{label}: the picture changes in only {share:.0%} of the steps")
+        tried.append(f"{policy['label']}: the picture changes in only {share:.0%} of the steps")
     if best is None:
-        raise RuntimeError(f"{env_id}: no shipped agent, scenario agent or baseline could play it: {'; '.join(tried) or 'none is registered'}")
+        raise RuntimeError(f"{target}: {missing}: {'; '.join(tried) or 'none is registered'}")
     policy, kwargs, images, episodes, fps, share = best
     _save_gif(images, path, min(fps, 6.0))
-    return {"id": env_id, "agent": policy["label"], "policy": policy, "env_kwargs": kwargs, "frames": len(images),
+    return {"id": target, "agent": policy["label"], "policy": policy, "env_kwargs": kwargs, "frames": len(images),
             "episodes_finished": episodes, "seed": seed, "moving_share": round(share, 3), "passed_over": tried}
+
+
+def record_env(env_id: str, path: Path, *, frames: int = 36, width: int = 320, seed: int = 0) -> dict[str, Any]:
+    """Play ``env_id`` with the first of :func:`animation_agents` whose picture moves, and save the frames as a GIF."""
+
+    def attempts():
+        for policy, make_agent, kwargs in animation_agents(env_id):
+            yield policy, kwargs, lambda policy=policy, make_agent=make_agent, kwargs=kwargs: (
+                policy, *_play_env(env_id, make_agent, kwargs, frames, width, seed))
+
+    return _record_best(env_id, path, seed, attempts(), "no shipped agent, scenario agent or baseline could play it")
 
 
 def game_policies(game_id: str):
@@ -855,31 +869,20 @@ def record_game(game_id: str, path: Path, *, frames: int = 36, width: int = 320,
     """Play ``game_id`` with the first of :func:`game_policies` whose picture moves, and save the frames as a GIF."""
     from deploy_envs.core.registration import make_game
 
-    tried: list[str] = []
-    best = None
-    for policy, build_policies, kwargs in game_policies(game_id):
+    def play(policy, build_policies, kwargs):
         game = make_game(game_id, render_mode="rgb_array", **kwargs)
         try:
             policies, names = build_policies(game.core)
             policy = {**policy, "roles": names, "label": f"{policy['label']} ({', '.join(f'{r}: {n}' for r, n in names.items())})"}
-            images, episodes, fps = _play_game(game_id, policies, game, frames, width, seed)
-        except Exception as exc:  # noqa: BLE001 - a population that does not load or fit: the next candidate
-            tried.append(f"{policy['label']}: {type(exc).__name__}: {exc}")
-            continue
+            return (policy, *_play_game(game_id, policies, game, frames, width, seed))
         finally:
             game.close()
-        share = _moving_share(images)
-        if best is None or share > best[5]:
-            best = (policy, kwargs, images, episodes, fps, share)
-        if share >= MIN_MOVING_SHARE:
-            break
-        tried.append(f"{policy['label']}: the picture changes in only {share:.0%} of the steps")
-    if best is None:
-        raise RuntimeError(f"{game_id}: no shipped population or scripted policies could play it: {'; '.join(tried)}")
-    policy, kwargs, images, episodes, fps, share = best
-    _save_gif(images, path, min(fps, 6.0))
-    return {"id": game_id, "agent": policy["label"], "policy": policy, "env_kwargs": kwargs, "frames": len(images),
-            "episodes_finished": episodes, "seed": seed, "moving_share": round(share, 3), "passed_over": tried}
+
+    def attempts():
+        for policy, build_policies, kwargs in game_policies(game_id):
+            yield policy, kwargs, lambda policy=policy, build_policies=build_policies, kwargs=kwargs: play(policy, build_policies, kwargs)
+
+    return _record_best(game_id, path, seed, attempts(), "no shipped population or scripted policies could play it")
 
 
 def renders_rgb(env_id: str) -> bool:
