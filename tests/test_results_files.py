@@ -61,6 +61,30 @@ def test_cards_carry_the_scenario_figures():
     row = [r for r in RECORDS["safety_lagrangian"]["rows"] if r["agent"] == "ppo_lagrangian"][0]
     assert ev["metrics"]["episode_cost"] == row["metrics"]["episode_cost"]["mean"]
     assert ev["intervals"]["episode_cost"]["n"] == row["n"] and "[" in card.to_markdown()
+    assert R.tampered_cards() == [], "a refreshed card is not in deploy_envs/agents/manifest.json: the agent would not load"
+
+
+def test_refreshing_a_shipped_card_rehashes_only_the_card(tmp_path, monkeypatch):
+    """A card rewritten from the results gets its new sha256 in the agents' manifest; the agent's other files must still match."""
+    import deploy_envs.trust as T
+
+    root = tmp_path / "agents"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "card.json").write_text("{}")
+    (root / "a" / "CARD.md").write_text("# a")
+    (root / "a" / "model.zip").write_bytes(b"weights")
+    T.write_agents_manifest(root)
+    monkeypatch.setattr(T, "shipped_agents_root", lambda: root)
+    (root / "a" / "card.json").write_text('{"evaluations": [1]}')
+    (root / "a" / "CARD.md").write_text("# a, refreshed")
+    with pytest.raises(T.TamperedAgentError):
+        T.verify_shipped_folder(root / "a", root)
+    R._rehash_shipped_card(root / "a")
+    T.verify_shipped_folder(root / "a", root)
+    (root / "a" / "model.zip").write_bytes(b"other weights")
+    R._rehash_shipped_card(root / "a")
+    with pytest.raises(T.TamperedAgentError, match="model.zip"):
+        T.verify_shipped_folder(root / "a", root)
 
 
 def test_every_shipped_scenario_states_its_sample_size():

@@ -309,7 +309,43 @@ def refresh_cards(records: dict[str, dict[str, Any]] | None = None, *, check: bo
             if not check:
                 card.evaluations = _plain(new)
                 write_card(folder, card)
+                _rehash_shipped_card(folder)
     return changed
+
+
+def _rehash_shipped_card(folder: Path) -> None:
+    """After a shipped agent's card was rewritten, put the card files' new sha256 in the agents'
+    manifest (only those entries: the agent's other files must still match what shipped)."""
+    from deploy_envs.trust import MANIFEST_NAME, sha256_file as _sha, shipped_agents_root
+
+    root = shipped_agents_root().resolve()
+    folder = Path(folder).resolve()
+    if folder.parent != root:
+        return  # a user's zoo has no manifest
+    path = root / MANIFEST_NAME
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for f in folder.iterdir():
+        if f.is_file() and f.name.lower() in CARD_FILES:
+            data["files"][f"{folder.name}/{f.name}"] = _sha(f)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def tampered_cards(records: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Shipped agents named by the results whose card files do not match the agents' manifest (they would not load)."""
+    from deploy_envs.agent_zoo import resolve_agent_folder
+    from deploy_envs.trust import TamperedAgentError, is_shipped, verify_shipped_folder
+
+    records = load_results() if records is None else records
+    bad = []
+    for zoo in sorted(card_evaluations(records)):
+        folder = Path(resolve_agent_folder(zoo))
+        if not is_shipped(folder):
+            continue
+        try:
+            verify_shipped_folder(folder)
+        except TamperedAgentError as e:
+            bad.append(f"{zoo}: {e}")
+    return bad
 
 
 # ------------------------------------------------------------------- rescore
@@ -510,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     for stem, record in load_results().items():
         problems += [f"{stem}.json: {r}" for r in stale_reasons(record)]
     problems += [f"card of {z} differs from the results (run: python -m deploy_envs.scenarios.results cards)" for z in refresh_cards(check=True)]
+    problems += [f"shipped agent does not match the agents' manifest: {t}" for t in tampered_cards()]
     for p in problems:
         print(p)
     return 1 if problems else 0
