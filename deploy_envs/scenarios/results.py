@@ -301,7 +301,43 @@ def refresh_cards(records: dict[str, dict[str, Any]] | None = None, *, check: bo
             if not check:
                 card.evaluations = _plain(new)
                 write_card(folder, card)
+                _rehash_shipped_card(folder)
     return changed
+
+
+def _rehash_shipped_card(folder: Path) -> None:
+    """After a shipped agent's card was rewritten, put the card files' new sha256 in the agents'
+    manifest (only those entries: the agent's other files must still match what shipped)."""
+    from deploy_envs.trust import MANIFEST_NAME, sha256_file as _sha, shipped_agents_root
+
+    root = shipped_agents_root().resolve()
+    folder = Path(folder).resolve()
+    if folder.parent != root:
+        return  # a user's zoo has no manifest
+    path = root / MANIFEST_NAME
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for f in folder.iterdir():
+        if f.is_file() and f.name.lower() in CARD_FILES:
+            data["files"][f"{folder.name}/{f.name}"] = _sha(f)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def tampered_cards(records: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Shipped agents named by the results whose card files do not match the agents' manifest (they would not load)."""
+    from deploy_envs.agent_zoo import resolve_agent_folder
+    from deploy_envs.trust import TamperedAgentError, is_shipped, verify_shipped_folder
+
+    records = load_results() if records is None else records
+    bad = []
+    for zoo in sorted(card_evaluations(records)):
+        folder = Path(resolve_agent_folder(zoo))
+        if not is_shipped(folder):
+            continue
+        try:
+            verify_shipped_folder(folder)
+        except TamperedAgentError as e:
+            bad.append(f"{zoo}: {e}")
+    return bad
 
 
 # ------------------------------------------------------------------- rescore
@@ -309,13 +345,11 @@ def rescore(name: str, folder: Path | None = None) -> dict[str, Any]:
     """Re-evaluate a results file's checks after only the scenario's ``expect`` changed.
 
     The stored means and intervals are kept; the checks are evaluated anew from them and the
-    scenario's sha256 is updated. Refused (ValueError) when anything but ``expect`` and the
+    scenario's sha256 is updated, and so is the scenario's 3-seed check when its entry stored
+    each seed's rows (:func:`rescore_seed_check`). Refused (ValueError) when anything but ``expect`` and the
     description differs from what was run (env, settings, sweep, protocol, agents): then the
     scenario must be run again.
     """
-    from deploy_envs.metrics.intervals import Interval
-    from deploy_envs.scenarios.runner import check_expectations
-
     path = resolve_scenario(name)
     folder = Path(folder) if folder is not None else results_dir()
     target = folder / f"{path.stem}.json"
@@ -328,20 +362,85 @@ def rescore(name: str, folder: Path | None = None) -> dict[str, Any]:
             raise ValueError(f"{path.name}: {key!r} differs from the recorded run ({record.get(key)!r} vs {value!r}); run the scenario again")
     if record.get("agent_sha256") != agent_hashes(scn):
         raise ValueError(f"{path.name}: the agents' files changed since the run; run the scenario again")
-    result = ScenarioResult(scn, episodes=record["episodes"])
-    for row in record["rows"]:
-        result.rows.append({"agent": row["agent"], **{k: m["mean"] for k, m in row["metrics"].items()}, **row["point"], "n": row["n"]})
-        result.intervals.append({k: Interval.from_dict(m) for k, m in row["metrics"].items() if m.get("low") is not None})
-    check_expectations(result)
+    result = _result_from_rows(scn, record["rows"], record["episodes"])
+    previous = record["scenario_sha256"]
     record["checks"] = [{"expression": c.expression, "left": c.left, "right": c.right, "passed": c.passed} for c in result.checks]
     record["passed"] = result.passed
     record["scenario_sha256"] = sha256_file(path)
     record["rescored"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     target.write_text(json.dumps(_plain(record), indent=1) + "\n", encoding="utf-8")
+    rescore_seed_check(name, previous, folder)
     return record
 
 
 # ---------------------------------------------------------------- seed check
+def _checked_rows(result: ScenarioResult) -> list[dict[str, Any]]:
+    """The rows of a run with the metrics any of the scenario's check expressions name (means and
+    intervals), so that the checks can be evaluated again when only ``expect`` changes."""
+    from deploy_envs.scenarios.runner import parse_expectation
+
+    named = {m for e in result.scenario.all_expressions() for _, _, m in parse_expectation(e)[1]}
+    rows = []
+    for i, row in enumerate(result.rows):
+        ivs = result.intervals[i] if i < len(result.intervals) else {}
+        point = {k: row[k] for k in result.scenario.sweep if k in row}
+        metrics = {k: (ivs[k].to_dict() if k in ivs else {"mean": float(row[k]), "low": None, "high": None, "n": row.get("n"), "method": "none"})
+                   for k in named if k in row and isinstance(row[k], (int, float)) and not isinstance(row[k], bool)}
+        rows.append({"agent": row["agent"], "point": point, "n": row.get("n"), "metrics": metrics})
+    return _plain(rows)
+
+
+def _seed_outcomes(outcomes: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    return {"flipped": [e for e, runs in outcomes.items() if len({r["passed"] for r in runs}) > 1],
+            "failed_under_every_seed": [e for e, runs in outcomes.items() if not any(r["passed"] for r in runs)]}
+
+
+def _result_from_rows(scn: Scenario, rows: list[dict[str, Any]], episodes: int) -> ScenarioResult:
+    """A :class:`ScenarioResult` rebuilt from stored rows (means and intervals), its checks evaluated."""
+    from deploy_envs.metrics.intervals import Interval
+    from deploy_envs.scenarios.runner import check_expectations
+
+    result = ScenarioResult(scn, episodes=episodes)
+    for row in rows:
+        result.rows.append({"agent": row["agent"], **{k: m["mean"] for k, m in row["metrics"].items()}, **row["point"], "n": row["n"]})
+        result.intervals.append({k: Interval.from_dict(m) for k, m in row["metrics"].items() if m.get("low") is not None})
+    check_expectations(result)
+    return result
+
+
+def rescore_seed_check(name: str, previous_sha256: str, folder: Path | None = None) -> dict[str, Any] | None:
+    """Re-evaluate a scenario's 3-seed check from its stored per-seed rows after only ``expect`` changed.
+
+    Only an entry run on the scenario version ``previous_sha256`` (the one :func:`rescore` has
+    just checked against the scenario) and that stored every metric the new checks name is
+    rescored; returns the new entry, or None when it cannot be (then rerun ``seeds``).
+    """
+    path = resolve_scenario(name)
+    target = (Path(folder) if folder is not None else results_dir()) / "_seed_check.json"
+    if not target.is_file():
+        return None
+    data = json.loads(target.read_text(encoding="utf-8"))
+    entry = data["scenarios"].get(path.stem)
+    if not entry or entry.get("scenario_sha256") != previous_sha256 or not entry.get("runs"):
+        return None
+    scn = load_scenario(path)
+    outcomes: dict[str, list[dict[str, Any]]] = {}
+    for run in entry["runs"]:
+        try:
+            checks = _result_from_rows(scn, run["rows"], entry["episodes"]).checks
+        except ValueError:  # a check names a metric the runs did not store: the seeds must be run again
+            return None
+        for c in checks:
+            outcomes.setdefault(c.expression, []).append({"seed": run["seed"], "passed": c.passed, "left": c.left, "right": c.right})
+    entry.update(_seed_outcomes(outcomes))
+    entry["checks"] = outcomes
+    entry["scenario_sha256"] = sha256_file(path)
+    entry["rescored"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    data["scenarios"][path.stem] = _plain(entry)
+    target.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return entry
+
+
 def seed_check(name: str, seeds: list[int], *, episodes: int | None = None, out: Path | None = None, write: bool = True) -> dict[str, Any]:
     """Run scenario ``name`` under each seed at its stated sample size and record each check's outcome.
 
@@ -354,6 +453,7 @@ def seed_check(name: str, seeds: list[int], *, episodes: int | None = None, out:
 
     path = resolve_scenario(name)
     outcomes: dict[str, list[dict[str, Any]]] = {}
+    runs: list[dict[str, Any]] = []
     n = None
     for seed in seeds:
         scn = load_scenario(path)
@@ -365,10 +465,9 @@ def seed_check(name: str, seeds: list[int], *, episodes: int | None = None, out:
             write_results(result, path, command=f"python -m deploy_envs.scenarios.results record {path.stem}")
         for c in result.checks:
             outcomes.setdefault(c.expression, []).append({"seed": seed, "passed": c.passed, "left": c.left, "right": c.right})
-    flipped = [e for e, runs in outcomes.items() if len({r["passed"] for r in runs}) > 1]
-    failed_everywhere = [e for e, runs in outcomes.items() if not any(r["passed"] for r in runs)]
-    entry = {"seeds": list(seeds), "episodes": n, "scenario_sha256": sha256_file(path), "flipped": flipped,
-             "failed_under_every_seed": failed_everywhere, "checks": outcomes,
+        runs.append({"seed": seed, "rows": _checked_rows(result)})
+    entry = {"seeds": list(seeds), "episodes": n, "scenario_sha256": sha256_file(path), **_seed_outcomes(outcomes),
+             "checks": outcomes, "runs": runs,
              "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), "git_revision": git_revision()}
     target = Path(out) if out is not None else results_dir() / "_seed_check.json"
     data = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {"scenarios": {}}
@@ -390,9 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--out", type=Path, default=None)
     sd = sub.add_parser("seeds", help="rerun scenarios under several seeds and record whether any check flips (results/_seed_check.json)")
     sd.add_argument("scenarios", nargs="+")
-    sd.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    sd.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the scenario's own seed and the next two")
     sd.add_argument("--episodes", type=int, default=None, help="default: the scenario's protocol.stable_episodes")
-    rs = sub.add_parser("rescore", help="re-evaluate a results file's checks from its stored intervals after only 'expect' changed")
+    rs = sub.add_parser("rescore", help="re-evaluate a results file's checks (and its 3-seed check) from the stored intervals after only 'expect' changed")
     rs.add_argument("scenarios", nargs="+")
     sub.add_parser("cards", help="refresh the agents' cards from the results files")
     sub.add_parser("check", help="list stale results files and out-of-date cards (exit 1 if any)")
@@ -417,8 +516,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "seeds":
         status = 0
         for name in args.scenarios:
-            entry = seed_check(name, args.seeds, episodes=args.episodes)
-            print(f"{name}: " + ("no check flips" if not entry["flipped"] else f"flipped: {entry['flipped']}") + f" (seeds {args.seeds}, {entry['episodes']} episodes)")
+            seeds = args.seeds
+            if seeds is None:  # the scenario's own seed first, so that run is also its results file
+                own = load_scenario(name).protocol.seed
+                seeds = [own, own + 1, own + 2]
+            entry = seed_check(name, seeds, episodes=args.episodes)
+            print(f"{name}: " + ("no check flips" if not entry["flipped"] else f"flipped: {entry['flipped']}") + f" (seeds {seeds}, {entry['episodes']} episodes)")
             status |= 1 if entry["flipped"] else 0
         return status
     if args.cmd == "rescore":
@@ -435,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     for stem, record in load_results().items():
         problems += [f"{stem}.json: {r}" for r in stale_reasons(record)]
     problems += [f"card of {z} differs from the results (run: python -m deploy_envs.scenarios.results cards)" for z in refresh_cards(check=True)]
+    problems += [f"shipped agent does not match the agents' manifest: {t}" for t in tampered_cards()]
     for p in problems:
         print(p)
     return 1 if problems else 0

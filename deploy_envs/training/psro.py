@@ -885,6 +885,8 @@ def evaluate_population_spec(game_id: str, population: str, kwargs: Mapping[str,
     for k in keys:
         v = res["info"][first][k]
         out[k], out[f"{k}_ci95"], out[f"{k}_final"] = v["mean"], v["ci95"], v["final_mean"]
+        if v.get("final_ci95") is not None:  # the value at the last step has its own interval over episodes
+            out[f"{k}_final_ci95"] = v["final_ci95"]
     return out
 
 
