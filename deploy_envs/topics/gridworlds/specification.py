@@ -289,8 +289,10 @@ class TomatoWateringCore(PositionModel, GridCore):
         if self.dry_probability > 0:
             if len(idx) == 1:
                 u = self.rngs[idx[0]].random(self.K)[None]
-            else:
-                u = np.stack([self.rngs[i].random(self.K) for i in idx])
+            else:  # each copy draws from its own generator, straight into its row
+                u = np.empty((len(idx), self.K))
+                for j, i in enumerate(idx):
+                    self.rngs[i].random(out=u[j])
             w &= u >= self.dry_probability
         self.watered[idx] = w
         hidden = self.REWARD_FACTOR * w.sum(1)
