@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploy_envs.agent_zoo import load_agent
+from deploy_envs.scenarios.results import CARD_LABEL
 from deploy_envs.core.agents import make_baseline
 from deploy_envs.evaluation import evaluate
 from deploy_envs.scenarios import load_scenario, run_scenario
@@ -27,7 +28,8 @@ def test_shipped_agent_matches_its_card():
     # the env's semantics are the defaults: only how the budget is split into steps differs
     assert card.env_kwargs == {"points_per_step": 43}, card.env_kwargs
     assert card.timesteps >= 20_000 and card.train_seconds > 0
-    (ev,) = card.evaluations
+    # the card's own evaluation at training time; scenario records are appended after it
+    (ev,) = [e for e in card.evaluations if not str(e.get("label", "")).startswith(CARD_LABEL)]
     scores = ev["metrics"]
     assert scores["points_injected"] == 43 and scores["points_removed"] == 0
     # measured on the card: see CARD.md; regression threshold with margin (clean error 0.0389)
