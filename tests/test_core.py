@@ -200,3 +200,45 @@ def test_register_topic_registers_a_block_under_one_topic(monkeypatch):
     env = gym.make("deploy_envs/ProbeBandit-v0", horizon=3)
     env.reset(seed=0)
     assert type(env.unwrapped.core).__name__ == "BanditCore"
+
+
+def test_combine_reset_and_step_matches_scatter_then_merge():
+    """The one-pass combine gives exactly the arrays of scattering each part and merging them in order."""
+    from deploy_envs.core.batched import combine_reset_and_step, merge_info, scatter_info
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(2, 9))
+        reset_mask = rng.random(n) < 0.5
+        reset_mask[rng.integers(n)] = True
+        reset_mask[rng.integers(n)] = False
+        r_idx, s_idx = np.flatnonzero(reset_mask), np.flatnonzero(~reset_mask)
+
+        kinds = {key: int(rng.integers(4)) for key in "abcd"}
+
+        def part_info(k: int) -> dict:
+            info = {}
+            for key in "abcd":
+                if rng.random() < 0.3:
+                    continue
+                kind = kinds[key]
+                if kind < 2 and rng.random() < 0.2:  # the parts disagree on a 1-D dtype: an object array
+                    kind = 1 - kind
+                value = (rng.random(k).astype(np.float32) if kind == 0 else rng.integers(0, 5, k).astype(np.int32) if kind == 1
+                         else rng.random((k, 2)) if kind == 2 else np.array([f"s{i}" for i in range(k)], dtype=object))
+                info[key] = value
+                if rng.random() < 0.5:
+                    info["_" + key] = rng.random(k) < 0.5
+            return info
+
+        r_info, s_info = part_info(len(r_idx)), part_info(len(s_idx))
+        r_part = (rng.random((len(r_idx), 3)), r_info)
+        s_part = (rng.random((len(s_idx), 3)), rng.random(len(s_idx)), rng.random(len(s_idx)) < 0.5, np.zeros(len(s_idx), bool), s_info)
+        *_, got = combine_reset_and_step(n, r_idx, r_part, s_idx, s_part)
+        want: dict = {}
+        merge_info(want, scatter_info(r_info, r_idx, n))
+        merge_info(want, scatter_info(s_info, s_idx, n))
+        assert list(got) == list(want), (trial, list(got), list(want))
+        for key in want:
+            assert got[key].dtype == want[key].dtype and got[key].shape == want[key].shape, (trial, key)
+            assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(got[key], want[key])), (trial, key)

@@ -426,19 +426,60 @@ def combine_reset_and_step(n: int, reset_idx: np.ndarray, r_part: tuple | None, 
     reward = np.zeros(n, dtype=np.float64)
     terminated = np.zeros(n, dtype=bool)
     truncated = np.zeros(n, dtype=bool)
-    info: Info = {}
     first = r_part[0] if r_part is not None else s_part[0]
     obs = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+    parts: list[tuple[np.ndarray, Info]] = []
     if r_part is not None:
         r_obs, r_info = r_part
         obs[reset_idx] = r_obs
-        merge_info(info, scatter_info(r_info, reset_idx, n))
+        parts.append((reset_idx, r_info))
     if s_part is not None:
         s_obs, s_rew, s_term, s_trunc, s_info = s_part
         obs[step_idx], reward[step_idx] = s_obs, s_rew
         terminated[step_idx], truncated[step_idx] = s_term, s_trunc
-        merge_info(info, scatter_info(s_info, step_idx, n))
-    return obs, reward, terminated, truncated, info
+        parts.append((step_idx, s_info))
+    return obs, reward, terminated, truncated, _combine_infos(parts, n)
+
+
+def _combine_infos(parts: list[tuple[np.ndarray, Info]], n: int) -> Info:
+    """The batched info of ``n`` copies from per-part infos of disjoint copy sets, in one pass per key:
+    the same arrays as :func:`scatter_info` of each part merged in order with :func:`merge_info`."""
+    by_key: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {}
+    for idx, part in parts:
+        for key, value in part.items():
+            if key.startswith("_"):
+                continue
+            sub = part.get("_" + key)
+            if sub is not None:
+                sub = np.asarray(sub, dtype=bool)
+                if not sub.any():
+                    continue  # no copy of this part has the key
+            by_key.setdefault(key, []).append((idx, _as_vector_dtype(np.asarray(value)), sub))
+    info: Info = {}
+    for key, entries in by_key.items():
+        idx0, v0, sub0 = entries[0]
+        if len(entries) == 2 and (entries[1][1].dtype != v0.dtype or entries[1][1].shape[1:] != v0.shape[1:]):
+            for idx, value, sub in entries:  # the parts disagree on dtype or shape: merge_info makes an object array
+                one = {key: value} if sub is None else {key: value, "_" + key: sub}
+                merge_info(info, scatter_info(one, idx, n))
+            continue
+        if len(entries) == 1 and len(idx0) == n:
+            info[key], info["_" + key] = v0, (np.ones(n, dtype=bool) if sub0 is None else sub0)
+            continue
+        arr = np.full(n, None, dtype=object) if v0.dtype == object else np.zeros((n, *v0.shape[1:]), dtype=v0.dtype)
+        mask = np.zeros(n, dtype=bool)
+        arr[idx0] = v0
+        mask[idx0] = True if sub0 is None else sub0
+        if len(entries) == 2:  # a later part wins only where its own mask is set
+            idx1, v1, sub1 = entries[1]
+            if sub1 is None:
+                arr[idx1] = v1
+                mask[idx1] = True
+            else:
+                arr[idx1[sub1]] = v1[sub1]
+                mask[idx1] = sub1
+        info[key], info["_" + key] = arr, mask
+    return info
 
 
 def _as_vector_dtype(value: np.ndarray) -> np.ndarray:

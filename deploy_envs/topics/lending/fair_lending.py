@@ -180,12 +180,19 @@ class FairLendingCore(BatchedCore):
         self.cum = {name: np.zeros((k, G)) for name in ("applicants", "accepted", "positives", "true_positives")}
         self.totals = {name: np.zeros(k) for name in ("profit", "loans", "defaults", "last_profit", "cost")}
         self._window = np.arange(n)
+        self._reset_uniforms = np.empty((k, 2 * N + 1))
 
     # ----------------------------------------------------------------- reset
     def reset_indices(self, idx, options=None):
         N, G, B = self.population_size, self.G, self.B
-        u = np.stack([self.rngs[i].random(2 * N + 1) for i in idx])
-        grp = np.searchsorted(self._cum_shares, u[:, :N], side="right")
+        u = self._reset_uniforms[: len(idx)]  # a kept buffer: a fresh 4 MB array per reset costs page faults
+        for j, i in enumerate(idx):  # each copy's draws from its own rng, straight into its row
+            self.rngs[i].random(out=u[j])
+        # the group of each member: how many cumulative shares its uniform reaches (searchsorted, side="right",
+        # written as G - 1 comparisons, which is faster for a handful of groups)
+        grp = np.zeros((len(idx), N), np.int64)
+        for edge in self._cum_shares:
+            grp += u[:, :N] >= edge
         b = self._cell_bin[grp, (u[:, N : 2 * N] * self._cells).astype(np.int64)]
         amb = b < 0  # a bin edge inside the cell: search exactly
         if amb.any():

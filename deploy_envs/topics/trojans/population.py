@@ -172,7 +172,7 @@ class Population:
     def logits(self, model_idx: np.ndarray, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, M, K)`` of models ``model_idx`` (B,) on inputs ``x`` ``(B, M, d)`` or shared ``(M, d)``: one bmm per layer."""
         idx = torch.as_tensor(np.asarray(model_idx, np.int64))
-        return BatchedMLP.forward([p[idx] for p in self.params], x)[1]
+        return BatchedMLP.forward([p.index_select(0, idx) for p in self.params], x)[1]
 
 
 # ---------------------------------------------------------------- training

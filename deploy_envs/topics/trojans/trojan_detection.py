@@ -223,7 +223,9 @@ class TrojanDetectionCore(BatchedCore):
         self.mask_size = np.zeros(n, np.float32)
         self.last_mask = np.zeros((n, self.H, self.W), np.float32)  # the last probed trigger (for the picture)
         self.last_pattern = np.zeros((n, self.H, self.W), np.float32)
-        self.last_decl: dict[int, str] = {}
+        # each copy's last declaration (verdict, declared target, correct, trojaned, true target, IoU; NaN: none
+        # this episode), kept as numbers and put into words only when rendered
+        self.last_decl = np.full((n, 6), np.nan)
 
     # ---------------------------------------------------------- helpers
     def encode(self, mask: np.ndarray, pattern: np.ndarray, declare: bool | np.ndarray = False,
@@ -255,7 +257,7 @@ class TrojanDetectionCore(BatchedCore):
         if not self.white_box:
             raise ValueError("white_box=False: this auditor has query access only; make the env with white_box=True for weights")
         m = torch.as_tensor(self.model[np.asarray(idx, np.int64)], device=self.device)
-        return [p[m] for p in self.params]
+        return [p.index_select(0, m) for p in self.params]
 
     def stamp(self, mask: np.ndarray, pattern: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
         """Probe inputs with per-copy full-size masks/patterns ``(B, H, W)`` stamped on: ``(B, M, d)``.
@@ -302,8 +304,7 @@ class TrojanDetectionCore(BatchedCore):
         self.last_mask[idx] = 0.0
         self.last_pattern[idx] = 0.0
         self.queries[idx] = 0
-        for i in idx:
-            self.last_decl.pop(int(i), None)
+        self.last_decl[idx] = np.nan
         k = len(idx)
         info = {
             "queries": self.queries[idx].copy(), "success": np.zeros(k, bool), "mask_size": np.zeros(k, np.float32),
@@ -340,8 +341,11 @@ class TrojanDetectionCore(BatchedCore):
             return np.zeros((0, x.shape[-2]), np.int64), np.zeros((0, self.K), np.float32)
         with torch.no_grad():
             m = torch.as_tensor(np.asarray(models, np.int64), device=self.device)
-            logits = BatchedMLP.forward([p[m] for p in self.params], x)[1]
-            return logits.argmax(-1).cpu().numpy(), torch.softmax(logits, -1).mean(1).cpu().numpy()
+            # index_select: a plain row copy, several times faster than advanced indexing on CPU
+            logits = BatchedMLP.forward([p.index_select(0, m) for p in self.params], x)[1]
+            # softmax over the classes with them off the last axis: torch's CPU softmax over a short last axis is slow
+            mean_softmax = torch.softmax(logits.transpose(1, 2), 1).mean(2)
+            return logits.argmax(-1).cpu().numpy(), mean_softmax.cpu().numpy()
 
     def autoreset_step(self, reset_mask: np.ndarray, actions: np.ndarray):
         """``reset_indices`` on the copies in ``reset_mask`` and ``step_indices`` on the others, with one batched forward.
@@ -391,7 +395,9 @@ class TrojanDetectionCore(BatchedCore):
         on_trojan = end & truth
         found = on_trojan & (verdict == 1)
         target_ok = found & (declared_target == true_target)
-        overlap = np.where(found, iou(dec["mask"], self.pop.masks[self.model[idx]]), 0.0)
+        overlap = np.zeros(k, np.float64)
+        if found.any():  # IoU only where a trojan was found
+            overlap[found] = iou(dec["mask"][found], self.pop.masks[self.model[idx[found]]])
         reward += self.verdict_reward * correct + self.target_reward * target_ok + self.iou_reward * overlap
         info = {
             "queries": self.queries[idx].copy(), "success": correct, "mask_size": self.mask_size[idx].copy(),
@@ -401,9 +407,8 @@ class TrojanDetectionCore(BatchedCore):
             "model_index": self.model[idx].copy(), "_model_index": end.copy(),
             "iou": overlap, "_iou": on_trojan.copy(), "target_correct": target_ok, "_target_correct": on_trojan.copy(),
         }
-        for j in np.flatnonzero(end):
-            self.last_decl[int(idx[j])] = (f"declared {'TROJANED' if verdict[j] else 'clean'} target {declared_target[j]}: "
-                                           f"{'right' if correct[j] else 'wrong'} (truth {'trojaned -> ' + str(true_target[j]) if truth[j] else 'clean'}), IoU {overlap[j]:.2f}")
+        if end.any():
+            self.last_decl[idx[end]] = np.stack([verdict, declared_target, correct, truth, true_target, overlap], 1)[end]
         return self._observe(idx), reward, end, np.zeros(k, bool), info
 
     def _observe(self, idx):
@@ -421,14 +426,23 @@ class TrojanDetectionCore(BatchedCore):
         top = int(self.flip[i].argmax())
         line = (f"queries {self.queries[i]}/{self.max_queries}  last probe: mask size {self.mask_size[i]:.2f}, "
                 f"max flip rate {self.flip[i, top]:.2f} to class {top}")
-        return line + ("  " + self.last_decl[i] if i in self.last_decl else "")
+        decl = self._declaration_text(i)
+        return line + ("  " + decl if decl else "")
+
+    def _declaration_text(self, i: int) -> str:
+        """Copy ``i``'s last declaration in words ("" when it has not declared this episode)."""
+        verdict, target, correct, truth, true_target, overlap = self.last_decl[i]
+        if np.isnan(verdict):
+            return ""
+        return (f"declared {'TROJANED' if verdict else 'clean'} target {int(target)}: {'right' if correct else 'wrong'} "
+                f"(truth {'trojaned -> ' + str(int(true_target)) if truth else 'clean'}), IoU {overlap:.2f}")
 
     def render_rgb(self, i: int) -> np.ndarray:
         """The last probed trigger (mask, pattern, stamped on a probe input) and what it did: flip rate per class."""
         from deploy_envs.core.rendering import no_ticks, sketch
 
         sk = sketch(self, size=(560, 220), grid=(1, 4), width_ratios=(1, 1, 1, 1.8), margins={"left": 0.02, "right": 0.98, "bottom": 0.15, "top": 0.76, "wspace": 0.25})
-        decl = self.last_decl.get(i, "")
+        decl = self._declaration_text(i)
         title = f"TrojanDetection: model {self.model[i]}, probe {self.queries[i]}/{self.max_queries}"
         ax_m, ax_p, ax_x, ax_f = sk.begin(title + (f"\n{decl}" if decl else ""), fontsize=8)
         ax_p.imshow(self.last_pattern[i], cmap="gray", vmin=0, vmax=1)
