@@ -76,3 +76,26 @@ def test_unknown_model_and_bad_option():
         zoo.load_model("nope")
     with pytest.raises(ValueError, match="on_corrupt"):
         zoo.load_model("digits-standard", on_corrupt="ignore")
+
+
+def test_fast_max_pool_is_the_max_pool():
+    """MaxPool2x2 gives nn.MaxPool2d(2)'s numbers outside autograd (even and odd sides) and its gradients inside."""
+    import torch
+    from torch import nn
+
+    from deploy_envs.models.architectures import MaxPool2x2, SmallCNN
+
+    torch.manual_seed(0)
+    ref, fast = nn.MaxPool2d(2), MaxPool2x2()
+    for shape in [(5, 3, 8, 8), (2, 4, 7, 9), (1, 1, 2, 2), (3, 2, 28, 28)]:
+        x = torch.randn(*shape)
+        x[0, 0, 0, :2] = float("nan")  # a NaN in a window propagates, as in the pool
+        with torch.no_grad():
+            assert torch.equal(fast(x).nan_to_num(7.0), ref(x).nan_to_num(7.0)), shape
+    x = torch.randn(4, 3, 8, 8, requires_grad=True)
+    (fast(x) ** 2).sum().backward()
+    g_fast = x.grad.clone()
+    x.grad = None
+    (ref(x) ** 2).sum().backward()
+    assert torch.equal(g_fast, x.grad)
+    assert isinstance(SmallCNN().features[-1], MaxPool2x2) and isinstance(SmallCNN().features[-1], nn.MaxPool2d)

@@ -226,13 +226,6 @@ class DistributionShiftCore(BatchedCore):
         if not (isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear) and hasattr(model, "features")):
             raise ValueError(f"victim={victim!r} must be a zoo CNN with .features and a .head ending in nn.Linear (last-layer fine-tuning)")
         self.model = model
-        f = model.features
-        self._fast_pool = (
-            isinstance(f, nn.Sequential)
-            and [type(m) for m in f] == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, nn.MaxPool2d]
-            and f[4].kernel_size in (2, (2, 2)) and f[4].stride in (2, (2, 2)) and f[4].padding in (0, (0, 0))
-            and self.victim.image_shape[1] % 2 == 0 and self.victim.image_shape[2] % 2 == 0
-        )
         self.dev = self.victim.device
         self.W0 = head[-1].weight.detach().clone()  # (K, H)
         self.b0 = head[-1].bias.detach().clone()  # (K,)
@@ -336,23 +329,9 @@ class DistributionShiftCore(BatchedCore):
             _FEATURE_CACHE[cache_key] = (self.variant, self.feat_table)
 
     def _penultimate(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen model below its last layer on images ``(n, C, H, W)``.
-
-        For the zoo's 8x8 SmallCNN the 2x2 max-pool is computed as the maximum of four
-        strided slices: the same numbers (max is exact) as ``nn.MaxPool2d``, which on CPU
-        is several times slower than both convolutions together at these sizes.
-        """
-        f = self.model.features
+        """The frozen model below its last layer on images ``(n, C, H, W)``."""
         with torch.no_grad():
-            if self._fast_pool:
-                h = torch.relu_(f[2](torch.relu_(f[0](x))))
-                h = torch.maximum(
-                    torch.maximum(h[:, :, 0::2, 0::2], h[:, :, 0::2, 1::2]),
-                    torch.maximum(h[:, :, 1::2, 0::2], h[:, :, 1::2, 1::2]),
-                )
-            else:
-                h = f(x)
-            return self.model.head[:-1](h)
+            return self.model.head[:-1](self.model.features(x))
 
     def _draw_features(self, idx: np.ndarray, size: int, shifted: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Draw ``size`` stream inputs per copy in ``idx`` (shifted where ``shifted``); return their features and labels."""
