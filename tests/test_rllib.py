@@ -273,9 +273,11 @@ def test_batched_env_runner_returns_the_stock_runners_episodes(env_id, kwargs):
     stock.module.load_state_dict(fast.module.state_dict())
     open_ids: dict[int, str] = {}
     ended = 0
+    training = fast.module.training
     for call in range(5):
         torch.manual_seed(call)
         a = fast.sample(num_timesteps=4 * 7, explore=True)
+        assert fast.module.training == training  # the runner's once-per-call eval mode is undone
         torch.manual_seed(call)
         b = stock.sample(num_timesteps=4 * 7, explore=True)
         assert _episode_data(a) == _episode_data(b), f"call {call}"

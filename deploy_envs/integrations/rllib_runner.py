@@ -16,7 +16,10 @@ unsquashes or clips them for the env as ``NormalizeAndClipActions`` does, steps 
 native batch and appends the batched arrays to per-call buffers. At the end of
 ``sample()`` it cuts the buffers into the same episode chunks the stock runner returns
 (same ids across chunks, same lookback buffers, same terminated/truncated flags, same
-extra model outputs), and logs the same sampling and episode metrics.
+extra model outputs), built straight from array slices in the dtypes ``to_numpy()``
+gives, and logs the same sampling and episode metrics. A ``TorchRLModule`` whose public
+forward calls are the base class's is put in eval mode once per ``sample()`` rather than
+on every forward pass (the base class walks every submodule twice per call to do so).
 
 It takes this path only where the result is the stock runner's: a single-agent
 :class:`~deploy_envs.core.views.NativeVectorEnv` in gymnasium's next-step autoreset mode,
@@ -47,8 +50,10 @@ require("ray.rllib", extra="rllib", feature="the batched RLlib env runner")
 
 from ray.rllib.callbacks.callbacks import RLlibCallback  # noqa: E402
 from ray.rllib.core.columns import Columns  # noqa: E402
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule  # noqa: E402
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner  # noqa: E402
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode  # noqa: E402
+from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer  # noqa: E402
 from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO  # noqa: E402
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action  # noqa: E402
 
@@ -58,7 +63,12 @@ _EPISODE_CALLBACKS = ("on_episode_created", "on_episode_start", "on_episode_step
 
 
 class _Chunk:
-    """The open episode chunk of one copy: its id, start and the data since then (lists)."""
+    """The open episode chunk of one copy: its id, start, lookback length and its data since then.
+
+    The data are kept as segments of batched arrays (one segment per ``sample()`` call and
+    field), so an episode is built with one concatenation per field, in the dtypes RLlib's
+    ``to_numpy()`` gives the stock runner's lists.
+    """
 
     __slots__ = ("id_", "t_started", "lookback", "obs", "actions", "rewards", "extra", "start_time")
 
@@ -68,11 +78,23 @@ class _Chunk:
         self.start_time = start_time
 
     @classmethod
-    def new(cls, first_obs: Any, now: float) -> _Chunk:
-        return cls(uuid.uuid4().hex, 0, 0, [first_obs], [], [], {}, now)
+    def new(cls, first_obs: np.ndarray, now: float) -> _Chunk:
+        return cls(uuid.uuid4().hex, 0, 0, [first_obs[None]], [], [], {}, now)
 
     def steps(self) -> int:
-        return len(self.rewards) - self.lookback
+        return sum(len(r) for r in self.rewards) - self.lookback
+
+
+def _joined(segments: list[np.ndarray]) -> np.ndarray | list:
+    """One array from a chunk's segments; no segment gives an empty list (an open buffer, as RLlib keeps it)."""
+    if not segments:
+        return []
+    return segments[0] if len(segments) == 1 else np.concatenate(segments)
+
+
+def _segments(data: np.ndarray | list) -> list[np.ndarray]:
+    """A buffer's data as a chunk's segments (none when it is empty)."""
+    return [data] if len(data) else []
 
 
 class NativeBatchEnvRunner(SingleAgentEnvRunner):
@@ -83,6 +105,10 @@ class NativeBatchEnvRunner(SingleAgentEnvRunner):
         self._chunks: list[_Chunk | None] | None = None  # None: the fast path holds no episodes
         self._fast_obs: np.ndarray | None = None
         self._fast_ok = self.fast_path_reason() is None
+        # the module's public forward calls are TorchRLModule's own, which only set eval mode around the private ones
+        cls = type(self.module) if self.module is not None else None
+        self._direct_forward = (cls is not None and issubclass(cls, TorchRLModule) and cls.forward_exploration is TorchRLModule.forward_exploration
+                                and cls.forward_inference is TorchRLModule.forward_inference)
 
     # ---------------------------------------------------------------- eligibility
     def fast_path_reason(self) -> str | None:
@@ -140,7 +166,10 @@ class NativeBatchEnvRunner(SingleAgentEnvRunner):
         """One forward pass: (actions as stored, actions for the env, extra model outputs), batched."""
         module = self.module
         batch = {Columns.OBS: torch.from_numpy(obs).to(self._device) if self._device is not None else torch.from_numpy(obs)}
-        out = module.forward_exploration(batch, t=t) if explore else module.forward_inference(batch)
+        if self._direct_forward and not module.training:  # what forward_exploration/inference run, mode already set
+            out = module._forward_exploration(batch, t=t) if explore else module._forward_inference(batch)
+        else:
+            out = module.forward_exploration(batch, t=t) if explore else module.forward_inference(batch)
         if Columns.ACTIONS not in out:  # as RLlib's GetActions connector
             dist_cls = module.get_exploration_action_dist_cls() if explore else module.get_inference_action_dist_cls()
             dist = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
@@ -175,6 +204,20 @@ class NativeBatchEnvRunner(SingleAgentEnvRunner):
     def _sample_batched(self, num_timesteps: int, explore: bool, force_reset: bool):
         if self._chunks is None or force_reset:
             self._reset_batched()
+        # TorchRLModule's forward_exploration/inference switch the module to eval mode and back on
+        # every call (two walks over its submodules); switch once per call instead
+        module = self.module
+        was_training = module.training
+        if was_training and self._direct_forward:
+            module.eval()
+        try:
+            return self._sample_steps(num_timesteps, explore)
+        finally:
+            if was_training and self._direct_forward:
+                module.train()
+
+    def _sample_steps(self, num_timesteps: int, explore: bool):
+        """Step the batch until ``num_timesteps`` env steps are taken; the call's episode chunks."""
         ts = 0
         runners = self.config.num_env_runners or 1
         # the call's data, one batched array per vector step; cut into episodes at the end
@@ -185,7 +228,7 @@ class NativeBatchEnvRunner(SingleAgentEnvRunner):
             actions, for_env, extra = self._actions(self._fast_obs, explore, t_global)
             result = self._step_env(for_env)
             if result is None:  # the env failed and was rebuilt: this call's data is dropped
-                return self._sample_batched(num_timesteps, explore, force_reset=False)
+                return self._sample_steps(num_timesteps, explore)
             next_obs, rewards, terms, truncs, _ = result
             next_obs = np.array(next_obs)  # a copy: the episodes keep rows of it
             started = self._fast_pending_reset  # these copies return a reset observation; their action was not used
@@ -219,12 +262,12 @@ class NativeBatchEnvRunner(SingleAgentEnvRunner):
         def extend(c: _Chunk, i: int, a: int, b: int) -> None:  # steps a..b-1 of copy i
             if b <= a:
                 return
-            c.obs.extend(obs[a + 1 : b + 1, i])
-            c.actions.extend(act[a:b, i])
-            c.rewards.extend(rew[a:b, i].tolist())
+            c.obs.append(obs[a + 1 : b + 1, i])
+            c.actions.append(act[a:b, i])
+            c.rewards.append(rew[a:b, i])
             for k, v in extras.items():
-                c.extra.setdefault(k, []).extend(v[a:b, i])
-            c.extra.setdefault(WEIGHTS_SEQ_NO, []).extend([seq_no] * (b - a))
+                c.extra.setdefault(k, []).append(v[a:b, i])
+            c.extra.setdefault(WEIGHTS_SEQ_NO, []).append(np.full(b - a, seq_no))
 
         for i in range(self.num_envs):
             c, s = chunks[i], 0
@@ -240,7 +283,7 @@ class NativeBatchEnvRunner(SingleAgentEnvRunner):
                 extend(c, i, s, T)
             chunks[i] = c
         done.sort(key=lambda item: item[0])  # stable: copies in index order within a step
-        done_episodes = [ep.to_numpy() for _, ep in done]
+        done_episodes = [ep for _, ep in done]  # built from arrays: already what to_numpy() gives
 
         # the open chunks: returned and continued, as the stock runner's cut()
         ongoing = []
@@ -250,31 +293,34 @@ class NativeBatchEnvRunner(SingleAgentEnvRunner):
                 continue
             ep = self._episode(c, False, False, now)
             cont = ep.cut(len_lookback_buffer=lookback)
-            chunks[i] = _Chunk(cont.id_, cont.t_started, len(cont.rewards.data), list(cont.observations.data), list(cont.actions.data),
-                               list(cont.rewards.data), {k: list(b.data) for k, b in cont.extra_model_outputs.items()}, now)
+            chunks[i] = _Chunk(cont.id_, cont.t_started, len(cont.rewards.data), _segments(cont.observations.data), _segments(cont.actions.data),
+                               _segments(cont.rewards.data), {k: _segments(b.data) for k, b in cont.extra_model_outputs.items()}, now)
             if c.steps() == 0:
                 continue
-            ep.validate()
             self._ongoing_episodes_for_metrics[ep.id_].append(ep)
-            ongoing.append(ep.to_numpy())
+            ongoing.append(ep)
         self._done_episodes_for_metrics.extend(done_episodes)
         self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=ts)
         self._increase_sampled_metrics(ts, len(done_episodes))
         return done_episodes + ongoing
 
     def _episode(self, c: _Chunk, terminated: bool, truncated: bool, now: float) -> SingleAgentEpisode:
+        """The chunk as a numpy'd ``SingleAgentEpisode`` (finalized buffers, as ``to_numpy()`` leaves the stock runner's)."""
+        lb = c.lookback
+        obs, actions, rewards = _joined(c.obs), _joined(c.actions), _joined(c.rewards)
         ep = SingleAgentEpisode(
             id_=c.id_,
-            observations=list(c.obs),
+            observations=InfiniteLookbackBuffer(obs, lb),  # a buffer: the constructor tests a list's truth
             observation_space=self.env.single_observation_space,
-            actions=list(c.actions),
+            infos=[{} for _ in range(len(obs))],  # the fast path keeps no env infos (see the module docstring)
+            actions=actions,
             action_space=self.env.single_action_space,
-            rewards=list(c.rewards),
-            extra_model_outputs={k: list(v) for k, v in c.extra.items()},
+            rewards=rewards,
+            extra_model_outputs={k: _joined(v) for k, v in c.extra.items()},
             terminated=terminated,
             truncated=truncated,
             t_started=c.t_started,
-            len_lookback_buffer=c.lookback,
+            len_lookback_buffer=lb,
         )
         ep._start_time, ep._last_step_time = c.start_time, now
         return ep
