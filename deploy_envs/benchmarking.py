@@ -59,14 +59,17 @@ class Stepper:
 
     With ``stagger`` > 0 the copies are first run into steady state with partial
     resets at random phases, so episode ends (and autoresets) spread over the steps
-    as in steady use rather than arriving all at once.
+    as in steady use rather than arriving all at once. With ``count_ends`` it counts
+    the timed ``steps`` and the episode ends among them (``ends``).
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16, stagger: int = 0) -> None:
+    def __init__(self, env: gym.vector.VectorEnv, seed: int, pool: int = 16, stagger: int = 0, count_ends: bool = False) -> None:
         self.env = env
         env.action_space.seed(seed)
         self.actions = [env.action_space.sample() for _ in range(pool)]
         self.i = 0
+        self.count_ends = count_ends
+        self.steps = self.ends = 0
         env.reset(seed=seed)
         if stagger:
             phase = np.random.default_rng(seed).integers(stagger, size=env.num_envs)
@@ -74,10 +77,14 @@ class Stepper:
                 self()
                 if k < stagger and (phase == k).any():
                     env.reset(options={"reset_mask": phase == k})
+        self.steps = self.ends = 0
 
     def __call__(self) -> None:
-        self.env.step(self.actions[self.i % len(self.actions)])
+        out = self.env.step(self.actions[self.i % len(self.actions)])
         self.i += 1
+        if self.count_ends:
+            self.steps += 1
+            self.ends += int((out[2] | out[3]).sum())
 
 
 def native_vs_sync(
