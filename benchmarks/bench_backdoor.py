@@ -27,7 +27,6 @@ Torch runs on one thread by default (``--threads``).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from functools import partial
@@ -41,6 +40,7 @@ from deploy_envs.benchmarking import (
     add_device_option,
     add_threads_option,
     apply_threads,
+    bench_parser,
     device_kwargs,
     paired,
     parse_device,
@@ -85,10 +85,7 @@ def bench_native_vs_sync(name: str, kwargs: dict, num_envs: int, quick: bool, se
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = bench_parser(__doc__, RESULTS)
     add_threads_option(parser, default=1)
     add_device_option(parser)
     args = parser.parse_args(argv)

@@ -23,7 +23,6 @@ hits both); the median of the per-repetition ratios is reported.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -36,7 +35,7 @@ import numpy as np
 
 import deploy_envs  # noqa: F401  (registers the envs)
 from deploy_envs.core.agents import make_baseline
-from deploy_envs.benchmarking import native_vs_sync, write_results
+from deploy_envs.benchmarking import bench_parser, native_vs_sync, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bandits.json"
 TARGET = 50.0
@@ -70,10 +69,7 @@ def bench_experiment(num_envs: int, horizon: int, seed: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and a shorter experiment")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = bench_parser(__doc__, RESULTS, quick_help="fewer repetitions and a shorter experiment")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     results: dict[str, Any] = {

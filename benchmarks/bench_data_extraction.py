@@ -24,7 +24,6 @@ median per-repetition ratio (:func:`deploy_envs.benchmarking.paired`). ``--threa
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import gymnasium as gym
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, native_vs_sync, paired, write_results
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, bench_parser, machine_info, native_vs_sync, paired, write_results
 
 ENV_ID = "deploy_envs/DataExtraction-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "data_extraction.json"
@@ -64,10 +63,7 @@ def bench_step_vs_bare(num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = bench_parser(__doc__, RESULTS)
     add_threads_option(parser, default=1)
     args = parser.parse_args(argv)
     apply_threads(args.threads)

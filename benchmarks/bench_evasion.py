@@ -30,7 +30,6 @@ the median over repetitions reported. Torch's thread settings are left as they a
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -45,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, native_vs_sync, paired, write_results
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, bench_parser, native_vs_sync, paired, write_results
 from deploy_envs.metrics.robustness import pgd_attack
 
 ENV_ID = "deploy_envs/Evasion-v0"
@@ -281,10 +280,7 @@ def report(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and sizes (a smoke run)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
+    parser = bench_parser(__doc__, RESULTS)
     add_threads_option(
         parser,
         help="torch intra-op threads for both sides (default: torch's own choice). With 1, the env's "

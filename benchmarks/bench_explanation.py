@@ -22,7 +22,6 @@ adjacent blocks; the median is reported, with the range in the JSON.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, machine_info, native_vs_sync, paired, write_results
+from deploy_envs.benchmarking import Stepper, bench_parser, machine_info, native_vs_sync, paired, write_results
 
 ENV_ID = "deploy_envs/Explanation-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "explanation.json"
@@ -62,10 +61,7 @@ def step_vs_bare(num_envs: int, quick: bool, seed: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = bench_parser(__doc__, RESULTS)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     results: dict[str, Any] = {"machine": machine_info(), "quick": args.quick, "native_vs_sync": []}

@@ -15,7 +15,6 @@ per-repetition ratios is reported and written with the raw timings to
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ from pathlib import Path
 import gymnasium as gym
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, block
+from deploy_envs.benchmarking import Stepper, bench_parser, block
 
 ENV_ID = "deploy_envs/FairLending-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "fairness.json"
@@ -35,11 +34,8 @@ TARGET = 25.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true")
+    p = bench_parser(__doc__, RESULTS)
     p.add_argument("--num-envs", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
     n = a.num_envs
     native = gym.make_vec(ENV_ID, num_envs=n)

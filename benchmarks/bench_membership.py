@@ -32,7 +32,6 @@ blocks, the median of the per-repetition ratios reported
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, native_vs_sync, paired, write_results
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, bench_parser, machine_info, native_vs_sync, paired, write_results
 
 ENV_ID = "deploy_envs/MembershipInference-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "membership.json"
@@ -104,10 +103,7 @@ def bench_game(num_copies: int, quick: bool, seed: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = bench_parser(__doc__, RESULTS)
     add_threads_option(parser)
     args = parser.parse_args(argv)
     apply_threads(args.threads)

@@ -30,7 +30,6 @@ alternating blocks, the median of the per-repetition ratios reported (as in
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import native_vs_sync, paired, write_results
+from deploy_envs.benchmarking import bench_parser, native_vs_sync, paired, write_results
 from deploy_envs.api import ModelAPI
 
 ENV_ID = "deploy_envs/ModelExtraction-v0"
@@ -105,10 +104,7 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = bench_parser(__doc__, RESULTS)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "targets": TARGETS}

@@ -34,7 +34,6 @@ alone, not from using more cores than the single copies can.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -51,6 +50,7 @@ from deploy_envs.benchmarking import (
     add_device_option,
     add_threads_option,
     apply_threads,
+    bench_parser,
     device_kwargs,
     native_vs_sync,
     paired,
@@ -141,10 +141,7 @@ def report(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = bench_parser(__doc__, RESULTS)
     add_threads_option(parser, default=1, help="torch threads (default 1: the batch gains nothing from extra cores)")
     add_device_option(parser)
     args = parser.parse_args(argv)

@@ -22,7 +22,6 @@ Writes ``benchmarks/results/shift.json``.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -33,7 +32,7 @@ from typing import Any
 import gymnasium as gym
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, machine_info, paired, write_results
+from deploy_envs.benchmarking import Stepper, add_threads_option, apply_threads, bench_parser, machine_info, paired, write_results
 
 ENV_ID = "deploy_envs/DistributionShift-v0"
 RESULTS = Path(__file__).resolve().parent / "results" / "shift.json"
@@ -54,10 +53,7 @@ def bench(label: str, kwargs: dict[str, Any], num_envs: int, quick: bool, seed: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = bench_parser(__doc__, RESULTS)
     add_threads_option(parser)
     args = parser.parse_args(argv)
     apply_threads(args.threads)

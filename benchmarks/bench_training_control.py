@@ -21,7 +21,6 @@ the ratio of each repetition from its two adjacent blocks, and the median report
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ import deploy_envs  # noqa: F401  (registers the envs)
 from deploy_envs.benchmarking import (
     Stepper,
     add_device_option,
+    bench_parser,
     device_kwargs,
     machine_info,
     paired,
@@ -73,10 +73,7 @@ def bench(label: str, num_envs: int, quick: bool, seed: int, stepper=Stepper, kw
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = bench_parser(__doc__, RESULTS)
     add_device_option(parser)
     args = parser.parse_args(argv)
     device = parse_device(parser, args)

@@ -145,6 +145,20 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def bench_parser(doc: str | None, results: Path, *, seed: bool = True, quick_help: str | None = None) -> argparse.ArgumentParser:
+    """The command line every benchmark script starts from: ``--quick``, ``--seed`` (unless ``seed=False``) and
+    ``--out`` (default ``results``, the script's results file), described by the first paragraph of ``doc``.
+
+    Add ``--threads`` with :func:`add_threads_option`, ``--device`` with :func:`add_device_option`, and the
+    script's own options, then parse."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help or "fewer repetitions and sizes (a smoke run)")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=results, help=f"JSON results file (default {results})")
+    return parser
+
+
 def add_threads_option(parser: argparse.ArgumentParser, default: int | None = None, help: str | None = None) -> None:
     """``--threads N``: torch's intra-op threads for both sides of every ratio (None: torch's own choice).
 
