@@ -139,7 +139,8 @@ def extract_rows(data: Any, file: str, default: str = "ratio", default_env: str 
                 rows.append(_row(ctx, named, node[named], node.get(f"{named}_range"), None))
         for k, v in node.items():
             if isinstance(v, (dict, list)) and k not in ("machine", "kwargs", "settings", "targets", "env_kwargs"):
-                walk(v, k, ctx)
+                # a container's "rows" carry its name (``{"baseline": {"rows": [...]}}``: now_vs_baseline)
+                walk(v, key if k == "rows" and key is not None else k, ctx)
 
     def _row(ctx: dict[str, Any], name: str, value: float, rng: Any, ratios: Any) -> dict[str, Any]:
         runs = len(ratios) if isinstance(ratios, list) and ratios else ctx.get("runs", top_reps)
