@@ -245,6 +245,10 @@ class Page:
     text: str
 
 
+#: search weight of an env's or game's page against the other pages (Material's ``search.boost`` front matter)
+ENV_PAGE_SEARCH_BOOST = 4
+
+
 def env_page(env_id: str, root: Path | None = None, scenarios: list[dict[str, Any]] | None = None) -> Page:
     """The page of one registered env or game."""
     from deploy_envs.core.registration import ENV_CATALOG, GAME_CATALOG, core_of
@@ -255,7 +259,8 @@ def env_page(env_id: str, root: Path | None = None, scenarios: list[dict[str, An
     core = core_of(env_id)
     name = page_name(env_id)
     folder = "games" if entry.kind == "game" else "envs"
-    lines = [f"# {name}", "", f"{entry.summary}", ""]
+    # front matter: the theme's search ranks an env's own page above pages that only mention its id
+    lines = ["---", "search:", f"  boost: {ENV_PAGE_SEARCH_BOOST}", "---", "", f"# {name}", "", f"{entry.summary}", ""]
     gif = animation_path(env_id, root)
     if gif.exists():
         meta = _animation_meta(gif)

@@ -153,7 +153,9 @@ def test_env_page_carries_registration_agents_and_scenarios():
                    "## Argument table", "`pgd`", "`evasion-ppo-scores`", "success_rate", "`quickstart`", "../animations/Evasion-v0.gif"):
         assert needle in page, f"Evasion-v0 page lacks {needle!r}"
     game = docs_site.env_page("deploy_envs/AttackDefense-v0").text
-    assert game.startswith("# AttackDefense-v0") and "attacker: action space" in game and "`psro-attack-defense`" in game
+    front, body = game.split("\n---\n", 1)  # the front matter (search boost), then the page from its title
+    assert front == f"---\nsearch:\n  boost: {docs_site.ENV_PAGE_SEARCH_BOOST}" and docs_site.ENV_PAGE_SEARCH_BOOST > 1
+    assert body.lstrip("\n").startswith("# AttackDefense-v0") and "attacker: action space" in game and "`psro-attack-defense`" in game
 
 
 # --------------------------------------------------------------------------- the built site, in a browser
@@ -278,6 +280,9 @@ def test_search_finds_an_env_by_its_id(served_site, browser, query):
     box.press_sequentially(query)
     results = page.locator(".md-search-result__item a")
     results.first.wait_for(timeout=90_000)
+    # the worker answers each key: wait until the list is the answer to the typed id (its links highlight the name)
+    page.wait_for_function("() => [...document.querySelectorAll('.md-search-result__item a')].some(a => /trojandetection/i.test(a.href))",
+                           timeout=90_000)
     hrefs = results.evaluate_all("els => els.map(e => e.href)")
     page.close()
     assert any("/envs/TrojanDetection-v0/" in h for h in hrefs[:3]), f"search for {query!r} gave {hrefs[:10]}"
