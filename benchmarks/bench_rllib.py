@@ -28,6 +28,9 @@ It writes ``benchmarks/results/rllib.json`` and prints these ratios, each measur
    as fractions of the runner's time. ``bound_env_plus_policy_vs_direct`` is what a runner
    that did nothing but step the env and run the policy would reach, and
    ``rllib_vs_env_plus_policy`` is each runner's rate over that bound (RLlib's own overhead).
+   The same two are also measured side by side: ``policy_loop_vs_direct`` times a loop that
+   steps another copy of the batch with the policy's actions and no RLlib code, against the
+   direct loop, and ``rllib_vs_policy_loop`` the batched runner against that loop.
 
 Timing: ``time.perf_counter``; the two sides of a ratio run in alternating blocks and
 the median per-repetition ratio is reported (:func:`deploy_envs.benchmarking.paired`).
@@ -96,10 +99,23 @@ def bench_overhead(num_envs: int, steps: int, reps: int) -> dict[str, Any]:
     training = batched.module.training
     batched.module.eval()
     t_policy = paired(lambda: batched._actions(obs, True, 0), lambda: batched._actions(obs, True, 0), inner_a=vsteps, inner_b=1, reps=reps, warmup=1)["a_s"]
+    # a loop with no RLlib code at all: step another copy of the batch with the same policy's actions
+    loop_env = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", **KWARGS)
+    loop_obs = [np.asarray(loop_env.reset(seed=1)[0], dtype=np.float32)]
+
+    def policy_loop() -> None:
+        o = loop_obs[0]
+        for _ in range(vsteps):
+            o = np.asarray(loop_env.step(batched._actions(o, True, 0)[1])[0], dtype=np.float32)
+        loop_obs[0] = o
+
+    res_loop = paired(policy_loop, direct, inner_a=1, inner_b=1, reps=reps, warmup=1)
     batched.module.train(training)
+    res_vs_loop = paired(lambda: batched.sample(num_timesteps=num_envs * vsteps, explore=True), policy_loop, inner_a=1, inner_b=1, reps=reps, warmup=1)
     batched.stop()
     stock.stop()
     direct_env.close()
+    loop_env.close()
     out: dict[str, Any] = {"num_envs": num_envs, "vector_steps_per_block": vsteps}
     for name, res in (("batched_runner", res_batched), ("stock_runner", res_stock)):
         t_runner, t_env = res["a_s"] / vsteps, res["b_s"] / vsteps
@@ -121,6 +137,13 @@ def bench_overhead(num_envs: int, steps: int, reps: int) -> dict[str, Any]:
     out["bound_env_plus_policy_vs_direct"] = t_env / (t_env + t_policy)
     for name in ("batched_runner", "stock_runner"):
         out[name]["rllib_vs_env_plus_policy"] = out[name]["rllib_vs_direct"] / out["bound_env_plus_policy_vs_direct"]
+    # measured rather than summed: the loop that steps with the policy and nothing else, against direct stepping,
+    # and the batched runner against that loop (RLlib's own overhead, measured side by side)
+    out["policy_loop"] = {
+        "setting": "env step plus policy, no RLlib, in this process",
+        "policy_loop_vs_direct": 1 / res_loop["ratio"], "policy_loop_vs_direct_range": [1 / res_loop["ratio_max"], 1 / res_loop["ratio_min"]],
+        "rllib_vs_policy_loop": 1 / res_vs_loop["ratio"], "rllib_vs_policy_loop_range": [1 / res_vs_loop["ratio_max"], 1 / res_vs_loop["ratio_min"]],
+    }
     return out
 
 
@@ -213,6 +236,9 @@ def main() -> None:
               f"RLlib / direct: {o['rllib_vs_direct']:.3f}   RLlib / (env step + policy): {o['rllib_vs_env_plus_policy']:.3f}")
         print("    runner time per vector step: " + ", ".join(f"{k} {v:.0%}" for k, v in o["fraction_of_runner_time"].items()))
     print(f"  env step + policy alone / direct: {overhead['bound_env_plus_policy_vs_direct']:.3f} (what a runner with no bookkeeping would reach)")
+    loop = overhead["policy_loop"]
+    print(f"  measured: a loop stepping with the policy and no RLlib / direct: {loop['policy_loop_vs_direct']:.3f};"
+          f" batched runner / that loop: {loop['rllib_vs_policy_loop']:.3f}")
     print(f"wrote {args.out}")
 
 
