@@ -153,3 +153,21 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_a_missing_base_requirement_is_one_clear_error(tmp_path):
+    """gymnasium and the other base packages are not extras: without one, importing the package (and so its
+    CLI) stops with an error naming it and the install command; the list is pyproject.toml's dependencies."""
+    import re
+
+    import deploy_envs
+
+    block = re.search(r"^dependencies = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), re.S | re.M).group(1)
+    declared = {re.split(r"[<>=!~\[ ]", d.strip().strip('",'))[0].lower() for d in block.splitlines() if d.strip().startswith('"')}
+    assert declared == set(deploy_envs.BASE_REQUIREMENTS.values())
+    for module, dist in (("gymnasium", "gymnasium"), ("torch", "torch")):
+        code = f"import sys; sys.modules[{module!r}] = None\nimport deploy_envs.cli"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode != 0 and last.startswith("ImportError: deploy-envs needs") and dist in last, proc.stderr[-1500:]
+        assert "not an optional extra" in last and "pip install deploy-envs" in last, last
