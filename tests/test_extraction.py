@@ -113,3 +113,29 @@ def test_batched_surrogate_copies_are_independent(kind):
     def loss(s):
         return -(y * torch.log_softmax(s.logits(None, x), -1)).sum(-1)[:2].mean()
     assert loss(batch) < loss(before)
+
+
+@pytest.mark.parametrize("kind", ["logistic", "mlp"])
+def test_surrogate_closed_form_gradients_equal_autograd(kind):
+    """The fit's hand-derived gradients are autograd's on the same weighted soft-label loss (some rows unused)."""
+    rng = np.random.default_rng(1)
+    b, n, d, K = 4, 25, 64, 10
+    x = torch.from_numpy(rng.random((b, n, d), dtype=np.float32))
+    y = torch.softmax(torch.from_numpy(rng.normal(size=(b, n, K)).astype(np.float32)), -1)
+    w = torch.from_numpy((rng.random((b, n)) < 0.7).astype(np.float32))
+    y = y * w.unsqueeze(-1)  # unused rows have no target, as in the env's query record
+    s = BatchedSurrogate(kind, d, K, b)
+    s.init(np.arange(b), [np.random.default_rng(i) for i in range(b)])
+    if kind == "logistic":  # zero init would make the check trivial on W's sign
+        s.params["W"] = torch.from_numpy(rng.normal(0, 0.3, (b, d, K)).astype(np.float32))
+    p = {k: v.clone().requires_grad_(True) for k, v in s.params.items()}
+    norm = w.sum(1).clamp_min(1.0)
+    loss = ((-(y * torch.log_softmax(s._logits(p, x), -1)).sum(-1) * w).sum(1) / norm).sum()
+    expected = dict(zip(p, torch.autograd.grad(loss, list(p.values()))))
+    yt = y.transpose(1, 2)
+    got = s._loss_gradients(s.params, x.transpose(1, 2), yt, yt.sum(1, keepdim=True), (w / norm[:, None]).unsqueeze(1))
+    assert set(got) == set(expected)
+    for k in expected:
+        assert got[k].shape == expected[k].shape
+        assert expected[k].abs().max() > 1e-4
+        torch.testing.assert_close(got[k], expected[k], atol=1e-6, rtol=1e-4)
