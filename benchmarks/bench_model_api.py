@@ -17,6 +17,9 @@ Ratios, each measured within this one run, written with the raw timings to
    (digits CNN victim, MLP surrogate, 10 queries per step), random valid queries.
    Each timed block is one whole episode (20 steps) on both sides, so both sides pay
    the same mix of cheap early fits and dear late ones. Target: >= 10.
+   **Its ceiling here**: the episode's matrix products and victim passes alone, run bare
+   (:func:`bench_native_floor`), against the native episode; the native-vs-sync ratio the
+   env could reach if all its own code were free is reported as ``ceiling_vs_sync``.
 3. **HTTP vs in-process** (reported, no target): queries per second of
    :class:`~deploy_envs.api.client.RemoteModelAPI` against the same API served by
    uvicorn on a free loopback port in a background thread (JSON both ways, one
@@ -42,7 +45,7 @@ import numpy as np
 import torch
 
 import deploy_envs  # noqa: F401  (registers the envs)
-from deploy_envs.benchmarking import bench_parser, native_vs_sync, paired, write_results
+from deploy_envs.benchmarking import Stepper, bench_parser, native_vs_sync, paired, write_results
 from deploy_envs.api import ModelAPI
 
 ENV_ID = "deploy_envs/ModelExtraction-v0"
@@ -97,6 +100,53 @@ def bench_native_vs_sync(num_envs: int, quick: bool, seed: int) -> dict[str, Any
                           reps=2 if quick else 5, warmup=1, target=TARGETS["native_vs_sync"])
 
 
+def bench_native_floor(num_envs: int, quick: bool, seed: int, native_vs_sync_ratio: float) -> dict[str, Any]:
+    """The least time the native episode's arithmetic takes on this machine, and the ratio it allows.
+
+    Runs, bare, only the episode's matrix products in the shapes the env uses (per step, ``fit_steps``
+    fits of the MLP surrogates on all queries so far: two forward and three backward products; then
+    the held-out evaluation's two products) and the victim's forward pass on each step's queries. No
+    implementation of the env that does this arithmetic in float32 can run faster than that here, so
+    ``ceiling_vs_sync`` (the measured native-vs-sync ratio times native time over floor time) bounds
+    the ratio any speed-up of the env's own code could reach.
+    """
+    env = gym.make_vec(ENV_ID, num_envs=num_envs)
+    core = env.unwrapped.core
+    if core.surrogate_kind != "mlp":
+        raise ValueError("the floor is written for the default MLP surrogate")
+    B, d, K, h = num_envs, core.d, core.K, core.hidden
+    m, steps, fits = core.batch_size, core.max_queries // core.batch_size, core.fit_steps
+    gen = torch.Generator().manual_seed(seed)
+    w1, w2 = torch.randn(B, d, h, generator=gen), torch.randn(B, h, K, generator=gen)
+    queries = [torch.rand(B, d, m * s, generator=gen) for s in range(1, steps + 1)]  # queries last, as in the fit
+    x_hold = core._x_hold.unsqueeze(0).expand(B, *core._x_hold.shape)
+    model = core.api.model
+    x_victim = torch.rand(B * m, *core.api.input_shape, generator=gen)
+
+    def floor() -> None:
+        with torch.no_grad():
+            for xt in queries:
+                model(x_victim)
+                for _ in range(fits):
+                    ht = torch.bmm(w1.transpose(1, 2), xt)  # hidden (B, h, n)
+                    zt = torch.bmm(w2.transpose(1, 2), ht)  # logits (B, K, n)
+                    torch.bmm(xt, ht.transpose(1, 2))  # the first layer's weight gradient (B, d, h)
+                    torch.bmm(ht, zt.transpose(1, 2))  # the second layer's (B, h, K)
+                    torch.bmm(w2, zt)  # back through the second layer (B, h, n)
+                torch.bmm(torch.bmm(x_hold, w1), w2)  # held-out evaluation
+
+    native = Stepper(env, seed)
+
+    def episode() -> None:
+        for _ in range(steps):
+            native()
+
+    res = paired(episode, floor, inner_a=1, inner_b=1, reps=3 if quick else 7, warmup=1)
+    env.close()
+    return {"num_envs": num_envs, "native_episode_s": res["a_s"], "floor_episode_s": res["b_s"], "native_over_floor": res["ratio"],
+            "native_over_floor_range": [res["ratio_min"], res["ratio_max"]], "ceiling_vs_sync": native_vs_sync_ratio * res["ratio"]}
+
+
 def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__, "gymnasium": gym.__version__,
@@ -110,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "targets": TARGETS}
     results["api_vs_bare"] = [bench_api(n, args.quick, args.seed) for n in (64, 256, 1024)]
     results["native_vs_sync"] = [bench_native_vs_sync(64, args.quick, args.seed)]
+    results["native_floor"] = [bench_native_floor(64, args.quick, args.seed, results["native_vs_sync"][0]["ratio"])]
     try:
         results["http_vs_in_process"] = [bench_http(n, args.quick, args.seed) for n in (256, 1024)]
     except ImportError as e:
@@ -122,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in results["native_vs_sync"]:
         print(f"native vs sync, {r['num_envs']} copies: {r['ratio']:.1f}x (target >= {TARGETS['native_vs_sync']:g}: {'yes' if r['met'] else 'NO'}); "
               f"{r['native_steps_per_s']:,.0f} vs {r['sync_steps_per_s']:,.0f} steps/s")
+    for r in results["native_floor"]:
+        print(f"native episode over its arithmetic alone, {r['num_envs']} copies: {r['native_over_floor']:.2f}x; native vs sync "
+              f"with the env's own code free: at most {r['ceiling_vs_sync']:.1f}x")
     if isinstance(results["http_vs_in_process"], str):
         print(f"HTTP path {results['http_vs_in_process']}")
     else:

@@ -278,9 +278,11 @@ def test_search_finds_an_env_by_its_id(served_site, browser, query):
     box.press_sequentially(query)
     results = page.locator(".md-search-result__item a")
     results.first.wait_for(timeout=90_000)
-    # the worker answers each key: wait until the list is the answer to the typed id (its links highlight the name)
-    page.wait_for_function("() => [...document.querySelectorAll('.md-search-result__item a')].some(a => /trojandetection/i.test(a.href))",
-                           timeout=90_000)
+    # the worker answers each key, and the list of a partly typed id may still be showing: wait until the first
+    # link highlights the whole id's last words (its ?h= holds the query the list answers)
+    page.wait_for_function("() => { const a = document.querySelector('.md-search-result__item a'); if (a === null) return false;"
+                           " const words = (new URL(a.href).searchParams.get('h') || '').toLowerCase().split(/\\s+/);"
+                           " return words.includes('trojandetection') && words.includes('v0'); }", timeout=90_000)
     hrefs = results.evaluate_all("els => els.map(e => e.href)")
     page.close()
     assert any("/envs/TrojanDetection-v0/" in h for h in hrefs[:3]), f"search for {query!r} gave {hrefs[:10]}"
