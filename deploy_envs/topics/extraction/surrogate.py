@@ -75,7 +75,7 @@ class BatchedSurrogate:
     def _logits(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         if self.kind == "logistic":
             return torch.baddbmm(p["b"], x, p["W"])
-        h = torch.relu(torch.baddbmm(p["b1"], x, p["W1"]))
+        h = torch.baddbmm(p["b1"], x, p["W1"]).relu_()  # in place: baddbmm's backward does not need its output
         return torch.baddbmm(p["b2"], h, p["W2"])
 
     def _sub(self, idx: torch.Tensor | None) -> dict[str, torch.Tensor]:
