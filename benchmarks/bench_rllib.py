@@ -32,6 +32,12 @@ It writes ``benchmarks/results/rllib.json`` and prints these ratios, each measur
    steps another copy of the batch with the policy's actions and no RLlib code, against the
    direct loop, and ``rllib_vs_policy_loop`` the batched runner against that loop.
 
+4. **the garbage collector in a remote runner**: the runner freezes the objects alive after its
+   construction (about half a million: Ray's, torch's, RLlib's) so full collections stop walking
+   them; ``frozen_vs_not_mean_rate`` is the mean sampling rate of one remote runner with the
+   collector frozen over the rate with it unfrozen, in alternating rounds, and each round reports
+   its slowest ``sample()`` call over its median one.
+
 Timing: ``time.perf_counter``; the two sides of a ratio run in alternating blocks and
 the median per-repetition ratio is reported (:func:`deploy_envs.benchmarking.paired`).
 """
@@ -201,6 +207,51 @@ def bench_scaling(num_envs: int, steps: int, reps: int) -> dict[str, Any]:
     }
 
 
+def bench_gc(num_envs: int, steps: int, calls: int) -> dict[str, Any]:
+    """One remote batched runner, its collector frozen after construction (as it ships) and not, in alternating rounds.
+
+    Each round times ``calls`` single ``sample()`` calls and reports the mean rate (what a long run
+    gets), the median rate (what the paired blocks above measure) and the slowest call over the
+    median one (a full collection walking every object in the actor's process shows up there).
+    """
+    import gc
+
+    import ray
+
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    algo = R.build_config(ENV_ID, env_kwargs=KWARGS, num_env_runners=1, num_envs_per_env_runner=num_envs, hyperparameters=HYPER).build_algo()
+    group = algo.env_runner_group
+
+    def sample() -> None:
+        group.foreach_env_runner(lambda r: len(r.sample(num_timesteps=steps, explore=True)), local_env_runner=False)
+
+    rows: dict[str, list[dict[str, float]]] = {"frozen": [], "not_frozen": []}
+    try:
+        frozen_objects = group.foreach_env_runner(lambda r: gc.get_freeze_count(), local_env_runner=False)[0]
+        for _ in range(2):
+            for state in ("frozen", "not_frozen"):
+                if state == "frozen":
+                    group.foreach_env_runner(lambda r: (gc.collect(), gc.freeze()), local_env_runner=False)
+                else:
+                    group.foreach_env_runner(lambda r: gc.unfreeze(), local_env_runner=False)
+                for _ in range(3):
+                    sample()
+                times = []
+                for _ in range(calls):
+                    t = time.perf_counter()
+                    sample()
+                    times.append(time.perf_counter() - t)
+                med = float(np.median(times))
+                rows[state].append({"mean_env_steps_per_s": steps * calls / sum(times), "median_env_steps_per_s": steps / med,
+                                    "slowest_call_over_median": max(times) / med})
+    finally:
+        algo.stop()
+        ray.shutdown()
+    mean = {k: float(np.mean([r["mean_env_steps_per_s"] for r in v])) for k, v in rows.items()}
+    return {"num_envs": num_envs, "env_steps_per_call": steps, "calls_per_round": calls, "objects_frozen_at_construction": frozen_objects,
+            "rounds": rows, "frozen_vs_not_mean_rate": mean["frozen"] / mean["not_frozen"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")
@@ -212,6 +263,7 @@ def main() -> None:
     t0 = time.perf_counter()
     overhead = bench_overhead(args.num_envs, steps, reps)
     scaling = bench_scaling(args.num_envs, steps, reps)
+    collector = bench_gc(args.num_envs, steps // 2, 8 if args.quick else 40)
     result = {
         "env": ENV_ID,
         "env_kwargs": KWARGS,
@@ -219,6 +271,7 @@ def main() -> None:
         "quick": args.quick,
         "overhead": overhead,
         "scaling": scaling,
+        "garbage_collector": collector,
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
                     "load_average_1min": os.getloadavg()[0]},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -239,6 +292,11 @@ def main() -> None:
     loop = overhead["policy_loop"]
     print(f"  measured: a loop stepping with the policy and no RLlib / direct: {loop['policy_loop_vs_direct']:.3f};"
           f" batched runner / that loop: {loop['rllib_vs_policy_loop']:.3f}")
+    for state, rounds in collector["rounds"].items():
+        print(f"  remote runner, collector {state.replace('_', ' ')}: " + "; ".join(
+            f"mean {r['mean_env_steps_per_s']:.0f} / median {r['median_env_steps_per_s']:.0f} env steps/s, slowest call {r['slowest_call_over_median']:.1f}x the median"
+            for r in rounds))
+    print(f"  frozen vs not, mean rate: {collector['frozen_vs_not_mean_rate']:.2f}x ({collector['objects_frozen_at_construction']:,} objects frozen)")
     print(f"wrote {args.out}")
 
 

@@ -57,7 +57,7 @@ _CONTAINER_NAMES = {
     "overhead": "view_over_core", "pgd": "pgd_time_env_vs_direct", "training": "adapter_vs_dummy_wall_time",
 }
 #: named ratio keys found beside the data they describe
-_NAMED = ("native_over_floor", "ceiling_vs_sync", "rllib_vs_direct", "rllib_vs_env_plus_policy", "policy_loop_vs_direct", "rllib_vs_policy_loop", "step_vs_bare", "loop_vs_batched", "view_over_core", "scaling_2_vs_1", "wall_time_dummy_vs_adapter")
+_NAMED = ("native_over_floor", "ceiling_vs_sync", "frozen_vs_not_mean_rate", "rllib_vs_direct", "rllib_vs_env_plus_policy", "policy_loop_vs_direct", "rllib_vs_policy_loop", "step_vs_bare", "loop_vs_batched", "view_over_core", "scaling_2_vs_1", "wall_time_dummy_vs_adapter")
 #: keys that qualify a row (which setting of an env it measures)
 _QUALIFIERS = ("setting", "threat_model", "victim", "config", "level", "penalty", "queries_per_call", "probe_size", "runs")
 #: ratios left out of the Performance table (informational, one per registered env): in summary.json only

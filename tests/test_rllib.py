@@ -329,3 +329,38 @@ def test_batched_env_runner_hands_other_requests_to_the_stock_code():
     assert sum(len(e) for e in hooked.sample(num_timesteps=6, explore=True)) >= 6
     assert R._describe_env(hooked)["batched_sampling"] is False
     hooked.stop()
+
+
+def test_remote_batched_env_runner_freezes_the_collected_heap_and_a_local_one_does_not():
+    """A runner built as a remote one (worker_index > 0) collects and freezes the objects alive after its construction, so
+    later full collections skip them; a runner in the driver process leaves the collector alone; both sample the same."""
+    import gc
+
+    from deploy_envs.integrations.rllib_runner import NativeBatchEnvRunner
+
+    config = R.build_config(EVASION, env_kwargs={**EV_KWARGS, "max_queries": 3}, num_env_runners=0, num_envs_per_env_runner=2)
+    gc.unfreeze()
+    local = NativeBatchEnvRunner(config=config)
+    assert gc.get_freeze_count() == 0
+    try:
+        remote = NativeBatchEnvRunner(config=config, worker_index=1)
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # Ray's, torch's and RLlib's objects, the module and the env
+        assert sum(len(e) for e in remote.sample(num_timesteps=6, explore=True)) >= 6
+        assert gc.get_freeze_count() <= frozen  # nothing sampling makes is frozen (frozen objects freed by refcount leave it)
+        cycle: list = []
+        cycle.append(cycle)  # a cycle made after the freeze is still found
+        del cycle
+        assert gc.collect() >= 1
+    finally:
+        gc.unfreeze()
+    assert sum(len(e) for e in local.sample(num_timesteps=6, explore=True)) >= 6
+    local.stop()
+    remote.stop()
+
+    class Untouched(NativeBatchEnvRunner):
+        freeze_gc_in_remote_runners = False
+
+    opted_out = Untouched(config=config, worker_index=1)
+    assert gc.get_freeze_count() == 0
+    opted_out.stop()

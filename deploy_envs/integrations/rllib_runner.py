@@ -34,6 +34,7 @@ episode. The info dicts of the env are not kept in the episodes of the fast path
 """
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 from typing import Any
@@ -98,10 +99,25 @@ def _segments(data: np.ndarray | list) -> list[np.ndarray]:
 
 
 class NativeBatchEnvRunner(SingleAgentEnvRunner):
-    """A ``SingleAgentEnvRunner`` that samples a native batch in batched arrays (see the module docstring)."""
+    """A ``SingleAgentEnvRunner`` that samples a native batch in batched arrays (see the module docstring).
+
+    A remote runner (``worker_index > 0``, an actor process of its own) freezes Python's cyclic
+    garbage collector's view of everything alive once it is built (``gc.collect()`` then
+    ``gc.freeze()``): about half a million objects of Ray, torch, RLlib, the module and the env
+    that every full collection would otherwise walk again, stalling a ``sample()`` call for
+    several times its usual length while the episodes it builds pile up. Objects made later are
+    collected as usual. Set ``freeze_gc_in_remote_runners = False`` on a subclass to keep the
+    collector as it is; a runner in the driver process (``worker_index == 0``) never touches it.
+    """
+
+    #: freeze the objects alive after construction in a remote runner's process (see the class docstring)
+    freeze_gc_in_remote_runners: bool = True
 
     def __init__(self, *, config, **kwargs) -> None:
         super().__init__(config=config, **kwargs)
+        if self.freeze_gc_in_remote_runners and (self.worker_index or 0) > 0:  # None or 0: the driver's runner
+            gc.collect()
+            gc.freeze()
         self._chunks: list[_Chunk | None] | None = None  # None: the fast path holds no episodes
         self._fast_obs: np.ndarray | None = None
         self._fast_ok = self.fast_path_reason() is None
