@@ -133,6 +133,7 @@ class BatchedSurrogate:
         return {"W1": torch.bmm(xt, dht.transpose(1, 2)), "b1": dht.sum(2).unsqueeze(1),
                 "W2": torch.bmm(ht, gt.transpose(1, 2)), "b2": gt.sum(2).unsqueeze(1)}
 
+    @torch.no_grad()
     def fit(self, idx: np.ndarray, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, steps: int) -> None:
         """``steps`` Adam steps for copies ``idx`` on inputs ``x`` ``(b, n, d)``, soft targets ``y`` ``(b, n, K)``, row weights ``w`` ``(b, n)``."""
         if steps <= 0:
@@ -158,33 +159,31 @@ class BatchedSurrogate:
             step = step + active
             c1 = (1 - b1 ** step.clamp_min(1.0))
             c2 = (1 - b2 ** step.clamp_min(1.0))
-            with torch.no_grad():
-                for k, prm in p.items():
-                    g = grads[k]
-                    shape = (-1,) + (1,) * (g.ndim - 1)
-                    if all_active:  # the same update in place, in fewer passes over the parameters
-                        m[k].mul_(b1).add_(g, alpha=1 - b1)
-                        v2[k].mul_(b2).addcmul_(g, g, value=1 - b2)
-                        denom = (v2[k] / c2.view(shape)).sqrt_().add_(eps)
-                        prm.addcdiv_(m[k] / c1.view(shape), denom, value=-self.lr)
-                        continue
-                    a = active.view(shape)
-                    m[k] = torch.where(a > 0, b1 * m[k] + (1 - b1) * g, m[k])
-                    v2[k] = torch.where(a > 0, b2 * v2[k] + (1 - b2) * g * g, v2[k])
-                    upd = self.lr * (m[k] / c1.view(shape)) / ((v2[k] / c2.view(shape)).sqrt() + eps)
-                    prm -= upd * a
-        with torch.no_grad():
-            for k in self.params:
-                if full:
-                    self.params[k] = p[k].detach()
-                    self.m[k], self.v[k] = m[k], v2[k]
-                else:
-                    self.params[k][t] = p[k].detach()
-                    self.m[k][t], self.v[k][t] = m[k], v2[k]
+            for k, prm in p.items():
+                g = grads[k]
+                shape = (-1,) + (1,) * (g.ndim - 1)
+                if all_active:  # the same update in place, in fewer passes over the parameters
+                    m[k].mul_(b1).add_(g, alpha=1 - b1)
+                    v2[k].mul_(b2).addcmul_(g, g, value=1 - b2)
+                    denom = (v2[k] / c2.view(shape)).sqrt_().add_(eps)
+                    prm.addcdiv_(m[k] / c1.view(shape), denom, value=-self.lr)
+                    continue
+                a = active.view(shape)
+                m[k] = torch.where(a > 0, b1 * m[k] + (1 - b1) * g, m[k])
+                v2[k] = torch.where(a > 0, b2 * v2[k] + (1 - b2) * g * g, v2[k])
+                upd = self.lr * (m[k] / c1.view(shape)) / ((v2[k] / c2.view(shape)).sqrt() + eps)
+                prm -= upd * a
+        for k in self.params:
             if full:
-                self.t = step
+                self.params[k] = p[k]
+                self.m[k], self.v[k] = m[k], v2[k]
             else:
-                self.t[t] = step
+                self.params[k][t] = p[k]
+                self.m[k][t], self.v[k][t] = m[k], v2[k]
+        if full:
+            self.t = step
+        else:
+            self.t[t] = step
 
     def solve_equations(self, idx: np.ndarray, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> None:
         """Tramer et al.'s equation solving for copies ``idx`` (logistic only; see the module docstring)."""
