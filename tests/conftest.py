@@ -1,12 +1,19 @@
 """Shared fixtures: the catalog of registered envs and games drives the generic tests."""
 from __future__ import annotations
 
-import pytest
-import torch
+import os
 
-import deploy_envs  # noqa: F401  (registers everything)
+# batch-1 steps are dominated by thread start-up cost; one thread is faster for tests. OpenMP's thread count
+# is a per-thread setting that torch.set_num_threads sets for the calling thread only: the variable gives
+# every other thread (a served model API's worker, for one) the same single thread, so the same input gets
+# bit-identical answers on every thread
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# batch-1 steps are dominated by thread start-up cost; one thread is faster for tests
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import deploy_envs  # noqa: E402, F401  (registers everything)
+
 torch.set_num_threads(1)
 
 
