@@ -168,10 +168,6 @@ def test_evasion_fused_autoreset_step_matches_the_default():
     _compare_fused(EID, {"max_queries": 3}, steps=10)
 
 
-def test_trojan_detection_fused_autoreset_step_matches_the_default():
-    _compare_fused("deploy_envs/TrojanDetection-v0", {"max_queries": 2}, steps=8)
-
-
 def test_fused_step_applies_truncation_once():
     """max_episode_steps counts only stepped copies: a restarted copy's clock starts at 0."""
     venv = gym.make_vec(EID, num_envs=2, max_queries=50, max_episode_steps=3)

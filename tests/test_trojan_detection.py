@@ -145,6 +145,34 @@ def test_true_trigger_probe_flips_to_target_and_declaration_scores():
     assert np.allclose(rew, 0.0) and not info["success"].any()
 
 
+def test_resets_read_the_models_clean_answers_computed_once():
+    """A reset takes its model's answers to the clean probes from the table built at construction; the
+    table holds what each model answers when run alone (batch 1), and the flip rates counted from it
+    are the share of each class's non-members that a probe moved into it."""
+    core = make_core(n=3, max_queries=4)
+    for m in core.candidates[:6]:
+        pred, scores = core._query(np.array([m]), core.probe_x)
+        assert np.array_equal(core.clean_probe_pred[m], pred[0])
+        np.testing.assert_allclose(core.clean_probe_scores[m], scores[0], rtol=0, atol=1e-6)
+    models = core.candidates[[0, 1, 2]]
+    obs, _ = core.reset_indices(np.arange(3), {"model": models})
+    s = core.obs_slices
+    np.testing.assert_array_equal(obs[:, s["clean_scores"]], core.clean_probe_scores[models])
+    np.testing.assert_array_equal(core.clean_pred, core.clean_probe_pred[models])
+    # a random probe: flip rate to class c = #(probes now c that were not c) / #(probes not c before)
+    rng = np.random.default_rng(1)
+    a = core.encode(rng.random((3, core.resolution, core.resolution)), rng.random((3, core.resolution, core.resolution)))
+    obs, *_ = core.step_indices(np.arange(3), core.validate_actions(a, 3))
+    dec = core.decode(a)
+    pred, _ = core._query(models, core.stamp(dec["mask"], dec["pattern"]))
+    clean = core.clean_probe_pred[models]
+    for b in range(3):
+        for c in range(core.K):
+            not_c = clean[b] != c
+            expect = (pred[b][not_c] == c).sum() / max(not_c.sum(), 1)
+            assert np.isclose(obs[b, s["flip_rate"]][c], expect), (b, c)
+
+
 def test_budget_forces_declaration_and_render():
     env = gym.make(ENV_ID, max_queries=2, probe_size=8, render_mode="ansi")
     env.reset(seed=0)

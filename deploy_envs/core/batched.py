@@ -381,7 +381,7 @@ def scatter_info(part: Info, idx: np.ndarray, n: int) -> Info:
         if key.startswith("_"):
             continue
         sub_mask = part.get("_" + key)
-        if sub_mask is not None and not np.any(sub_mask):
+        if sub_mask is not None and not (sub_mask.any() if type(sub_mask) is np.ndarray else np.any(sub_mask)):
             continue  # no copy has this key: SyncVectorEnv would not list it
         value = _as_vector_dtype(np.asarray(value))
         if full:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from deploy_envs.core.batched import BatchedCore, combine_reset_and_step
+from deploy_envs.core.batched import BatchedCore
 from deploy_envs.core.spaces import flat_box
 from deploy_envs.core.validation import Option, check_choice, check_device, check_number, check_positive
 from deploy_envs.topics.backdoor.mlp import BatchedMLP
@@ -203,6 +203,11 @@ class TrojanDetectionCore(BatchedCore):
                 raise ValueError(f"trojan_fraction={trojan_fraction!r} < 1 but models/kinds leave no clean model to draw")
         elif not len(cand):
             raise ValueError(f"models={models!r} with kinds={kinds!r} leaves no model to draw")
+        # every candidate's answer to the clean probes, computed once: the probes and the models are fixed,
+        # so a reset reads its copy's row instead of running the model again
+        self.clean_probe_pred = np.zeros((len(self.pop), self.probe_size), np.int64)
+        self.clean_probe_scores = np.zeros((len(self.pop), self.K), np.float32)
+        self.clean_probe_pred[cand], self.clean_probe_scores[cand] = self._query(cand, self.probe_x)
 
         K, r = self.K, self.resolution
         self.single_observation_space, self.obs_slices = flat_box([
@@ -274,7 +279,8 @@ class TrojanDetectionCore(BatchedCore):
     def reset_indices(self, idx, options=None):
         idx = np.asarray(idx, np.int64)
         self._draw_models(idx, options)
-        return self._restart(idx, *self._query(self.model[idx], self.probe_x))
+        models = self.model[idx]
+        return self._restart(idx, self.clean_probe_pred[models], self.clean_probe_scores[models])
 
     def _draw_models(self, idx: np.ndarray, options: dict | None) -> None:
         """Choose the models of the new episodes of copies ``idx`` (``options['model']`` or per-copy draws)."""
@@ -347,30 +353,6 @@ class TrojanDetectionCore(BatchedCore):
             mean_softmax = torch.softmax(logits.transpose(1, 2), 1).mean(2)
             return logits.argmax(-1).cpu().numpy(), mean_softmax.cpu().numpy()
 
-    def autoreset_step(self, reset_mask: np.ndarray, actions: np.ndarray):
-        """``reset_indices`` on the copies in ``reset_mask`` and ``step_indices`` on the others, with one batched forward.
-
-        The vector view's fused hook (:meth:`~deploy_envs.core.batched.BatchedCore.autoreset_step`)
-        under ``NEXT_STEP`` autoreset: the restarted copies' clean probes and the probing copies'
-        stamped probes go through their models in one call. Returns full-batch results, as the
-        default does.
-        """
-        reset_idx = np.flatnonzero(reset_mask)
-        step_idx = np.flatnonzero(~reset_mask)
-        if not len(step_idx) or not len(reset_idx):
-            return super().autoreset_step(reset_mask, actions)
-        self._draw_models(reset_idx, None)
-        dec = self.decode(actions[step_idx])
-        rows = np.flatnonzero(~dec["declare"])
-        r = len(reset_idx)
-        x = torch.empty(r + len(rows), *self.probe_x.shape, device=self.device)
-        x[:r] = self.probe_x
-        self.stamp(dec["mask"][rows], dec["pattern"][rows], out=x[r:])
-        pred, scores = self._query(np.concatenate([self.model[reset_idx], self.model[step_idx[rows]]]), x)
-        r_part = self._restart(reset_idx, pred[:r], scores[:r])
-        s_part = self._advance(step_idx, dec, rows, pred[r:], scores[r:])
-        return combine_reset_and_step(self.num_envs, reset_idx, r_part, step_idx, s_part)
-
     def _advance(self, idx: np.ndarray, dec: dict[str, np.ndarray], rows: np.ndarray, pred: np.ndarray, scores: np.ndarray):
         """The step of copies ``idx`` after the probes of rows ``rows`` gave predictions ``pred`` and mean softmax ``scores``; step's return."""
         k = len(idx)
@@ -378,11 +360,18 @@ class TrojanDetectionCore(BatchedCore):
         if len(rows):
             pi = idx[rows]
             self.probe_scores[pi] = scores
-            onehot_new = pred[..., None] == np.arange(self.K)
-            not_before = self.clean_pred[pi][..., None] != np.arange(self.K)
-            self.flip[pi] = ((onehot_new & not_before).sum(1) / np.maximum(not_before.sum(1), 1)).astype(np.float32)
-            self.mask_size[pi] = dec["mask"][rows].reshape(len(rows), -1).mean(1)
-            self.last_mask[pi] = dec["mask"][rows]
+            # flip rate to class c: of the probes whose clean class is not c, the share now classified c;
+            # counted per (row, class) with bincount rather than through (rows, probes, K) one-hots
+            R, K, M = len(rows), self.K, pred.shape[1]
+            clean = self.clean_pred[pi]
+            cell = pred + (np.arange(R) * K)[:, None]
+            now_c = np.bincount(cell.ravel(), minlength=R * K)
+            kept_c = np.bincount(cell[pred == clean], minlength=R * K)  # already c before the trigger
+            clean_c = np.bincount((clean + (np.arange(R) * K)[:, None]).ravel(), minlength=R * K)
+            self.flip[pi] = ((now_c - kept_c) / np.maximum(M - clean_c, 1)).reshape(R, K).astype(np.float32)
+            mask = dec["mask"][rows]
+            self.mask_size[pi] = mask.reshape(R, -1).mean(1)
+            self.last_mask[pi] = mask
             self.last_pattern[pi] = dec["pattern"][rows]
             self.queries[pi] += 1
             reward[rows] -= self.query_cost
@@ -407,8 +396,9 @@ class TrojanDetectionCore(BatchedCore):
             "model_index": self.model[idx].copy(), "_model_index": end.copy(),
             "iou": overlap, "_iou": on_trojan.copy(), "target_correct": target_ok, "_target_correct": on_trojan.copy(),
         }
-        if end.any():
-            self.last_decl[idx[end]] = np.stack([verdict, declared_target, correct, truth, true_target, overlap], 1)[end]
+        e = np.flatnonzero(end)
+        if len(e):
+            self.last_decl[idx[e]] = np.stack([verdict[e], declared_target[e], correct[e], truth[e], true_target[e], overlap[e]], 1)
         return self._observe(idx), reward, end, np.zeros(k, bool), info
 
     def _observe(self, idx):
