@@ -212,3 +212,23 @@ def test_threshold_agents_refuse_the_applicant_mode():
     env = gym.make_vec(ENV_ID, num_envs=2, action_mode="applicant", **SMALL)
     with pytest.raises(ValueError, match="action_mode"):
         make_baseline("max_profit", ENV_ID).setup(env)
+
+
+@pytest.mark.parametrize("action_mode", ["threshold", "applicant"])
+def test_histograms_and_score_sums_follow_the_members_scores(action_mode):
+    """The per-copy histograms and score sums the step updates in place (only members who changed bin)
+    equal a recount of every member's score, through partial autoresets and whole-batch steps."""
+    env = gym.make_vec(ENV_ID, num_envs=5, action_mode=action_mode, **SMALL)
+    env.reset(seed=4)
+    env.action_space.seed(4)
+    core = env.unwrapped.core
+    moved = 0
+    for _ in range(12):
+        before = core.scores.copy()
+        env.step(env.action_space.sample())
+        moved += int((core.scores != before).sum())
+        for i in range(core.num_envs):
+            recount = np.stack([np.bincount(core.scores[i][core.member_group[i] == j], minlength=core.B) for j in range(core.G)])
+            np.testing.assert_array_equal(core.counts[i], recount)
+            np.testing.assert_array_equal(core.score_sum[i], recount @ core.centers)
+    assert moved > 0
