@@ -46,6 +46,7 @@ SOURCES: dict[str, tuple[str, str, str]] = {
     "data_extraction.json": ("bench_data_extraction.py", "ratio", "deploy_envs/DataExtraction-v0"),
     "privacy_audit.json": ("bench_privacy_audit.py", "ratio", "deploy_envs/PrivacyAudit-v0"),
     "sb3_training.json": ("bench_sb3.py", "ratio", "sb3"),
+    "allocator.json": ("bench_allocator.py", "ratio", "deploy_envs/Evasion-v0"),
 }
 
 #: list or dict keys whose entries carry a bare ``ratio``, and the ratio each names
@@ -55,6 +56,7 @@ _CONTAINER_NAMES = {
     "batched_vs_opacus": "batched_vs_opacus", "game_batched_vs_single": "game_batched_vs_single",
     "peer": "ours_vs_peer", "baseline": "now_vs_baseline", "scaling": "runners_2_vs_1",
     "overhead": "view_over_core", "pgd": "pgd_time_env_vs_direct", "training": "adapter_vs_dummy_wall_time",
+    "default_vs_kept": "default_vs_kept_memory",
 }
 #: named ratio keys found beside the data they describe
 _NAMED = ("native_over_floor", "ceiling_vs_sync", "frozen_vs_not_mean_rate", "rllib_vs_direct", "rllib_vs_env_plus_policy", "policy_loop_vs_direct", "rllib_vs_policy_loop", "step_vs_bare", "loop_vs_batched", "view_over_core", "scaling_2_vs_1", "wall_time_dummy_vs_adapter")

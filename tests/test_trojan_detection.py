@@ -164,7 +164,7 @@ def test_resets_read_the_models_clean_answers_computed_once():
     a = core.encode(rng.random((3, core.resolution, core.resolution)), rng.random((3, core.resolution, core.resolution)))
     obs, *_ = core.step_indices(np.arange(3), core.validate_actions(a, 3))
     dec = core.decode(a)
-    pred, _ = core._query(models, core.stamp(dec["mask"], dec["pattern"]))
+    pred, _ = core._query(models, core.stamp(dec["mask"].copy(), dec["pattern"].copy()))
     clean = core.clean_probe_pred[models]
     for b in range(3):
         for c in range(core.K):
