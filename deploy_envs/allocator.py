@@ -23,18 +23,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
+from deploy_envs.core.validation import check_number
+
 #: ``mallopt`` parameter numbers (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: glibc refuses an mmap threshold above this on 64-bit systems (HEAP_MAX_SIZE / 2)
 MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
-
-
-def _check_bytes(name: str, value: object, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or (high is not None and value > high):
-        allowed = f"a whole number of bytes in [1, {high}]" if high is not None else "a positive whole number of bytes"
-        raise ValueError(f"{name}={value!r} is not allowed; expected {allowed}")
-    return value
 
 
 def _mallopt():
@@ -56,8 +51,8 @@ def keep_freed_memory(mmap_threshold: int = MAX_MMAP_THRESHOLD, trim_threshold: 
     ``ValueError`` naming the argument for a threshold that is not a positive whole number
     of bytes (``mmap_threshold`` at most :data:`MAX_MMAP_THRESHOLD`) before changing anything.
     """
-    mmap_threshold = _check_bytes("mmap_threshold", mmap_threshold, MAX_MMAP_THRESHOLD)
-    trim_threshold = _check_bytes("trim_threshold", trim_threshold, 2**31 - 1)
+    mmap_threshold = check_number("mmap_threshold", mmap_threshold, low=1, high=MAX_MMAP_THRESHOLD, integer=True)
+    trim_threshold = check_number("trim_threshold", trim_threshold, low=1, high=2**31 - 1, integer=True)
     fn = _mallopt()
     if fn is None:
         return False

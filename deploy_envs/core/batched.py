@@ -381,12 +381,14 @@ def scatter_info(part: Info, idx: np.ndarray, n: int) -> Info:
         if key.startswith("_"):
             continue
         sub_mask = part.get("_" + key)
-        if sub_mask is not None and not (sub_mask.any() if type(sub_mask) is np.ndarray else np.any(sub_mask)):
-            continue  # no copy has this key: SyncVectorEnv would not list it
+        if sub_mask is not None:
+            sub_mask = np.asarray(sub_mask, dtype=bool)
+            if not sub_mask.any():  # the method: np.any's wrapper costs more than the test on a short mask
+                continue  # no copy has this key: SyncVectorEnv would not list it
         value = _as_vector_dtype(np.asarray(value))
         if full:
             out[key] = value
-            out["_" + key] = everyone.copy() if sub_mask is None else np.asarray(sub_mask, dtype=bool)
+            out["_" + key] = everyone.copy() if sub_mask is None else sub_mask
             continue
         if value.dtype == object:
             arr = np.full(n, None, dtype=object)
@@ -394,7 +396,7 @@ def scatter_info(part: Info, idx: np.ndarray, n: int) -> Info:
             arr = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
         arr[idx] = value
         mask = np.zeros(n, dtype=bool)
-        mask[idx] = True if sub_mask is None else np.asarray(sub_mask, dtype=bool)
+        mask[idx] = True if sub_mask is None else sub_mask
         out[key], out["_" + key] = arr, mask
     return out
 

@@ -221,8 +221,6 @@ class TrojanDetectionCore(BatchedCore):
         n = self.num_envs
         self.model = np.zeros(n, np.int64)
         self.queries = np.zeros(n, np.int64)
-        self.clean_pred = np.zeros((n, self.probe_size), np.int64)
-        self.clean_scores = np.zeros((n, K), np.float32)
         self.probe_scores = np.zeros((n, K), np.float32)
         self.flip = np.zeros((n, K), np.float32)
         self.mask_size = np.zeros(n, np.float32)
@@ -279,8 +277,7 @@ class TrojanDetectionCore(BatchedCore):
     def reset_indices(self, idx, options=None):
         idx = np.asarray(idx, np.int64)
         self._draw_models(idx, options)
-        models = self.model[idx]
-        return self._restart(idx, self.clean_probe_pred[models], self.clean_probe_scores[models])
+        return self._restart(idx)
 
     def _draw_models(self, idx: np.ndarray, options: dict | None) -> None:
         """Choose the models of the new episodes of copies ``idx`` (``options['model']`` or per-copy draws)."""
@@ -300,11 +297,9 @@ class TrojanDetectionCore(BatchedCore):
                     pool = self.trojan_models if rng.random() < self.trojan_fraction else self.clean_models
                     self.model[i] = pool[rng.integers(len(pool))]
 
-    def _restart(self, idx: np.ndarray, pred: np.ndarray, scores: np.ndarray):
-        """Start the episodes of copies ``idx`` from their models' clean-probe predictions and mean softmax; reset's return."""
-        self.clean_pred[idx] = pred
-        self.clean_scores[idx] = scores
-        self.probe_scores[idx] = self.clean_scores[idx]
+    def _restart(self, idx: np.ndarray):
+        """Start the episodes of copies ``idx`` (their models already drawn); reset's return."""
+        self.probe_scores[idx] = self.clean_probe_scores[self.model[idx]]
         self.flip[idx] = 0.0
         self.mask_size[idx] = 0.0
         self.last_mask[idx] = 0.0
@@ -363,11 +358,12 @@ class TrojanDetectionCore(BatchedCore):
             # flip rate to class c: of the probes whose clean class is not c, the share now classified c;
             # counted per (row, class) with bincount rather than through (rows, probes, K) one-hots
             R, K, M = len(rows), self.K, pred.shape[1]
-            clean = self.clean_pred[pi]
-            cell = pred + (np.arange(R) * K)[:, None]
+            clean = self.clean_probe_pred[self.model[pi]]
+            row_start = (np.arange(R) * K)[:, None]
+            cell = pred + row_start
             now_c = np.bincount(cell.ravel(), minlength=R * K)
             kept_c = np.bincount(cell[pred == clean], minlength=R * K)  # already c before the trigger
-            clean_c = np.bincount((clean + (np.arange(R) * K)[:, None]).ravel(), minlength=R * K)
+            clean_c = np.bincount((clean + row_start).ravel(), minlength=R * K)
             self.flip[pi] = ((now_c - kept_c) / np.maximum(M - clean_c, 1)).reshape(R, K).astype(np.float32)
             mask = dec["mask"][rows]
             self.mask_size[pi] = mask.reshape(R, -1).mean(1)
@@ -404,7 +400,7 @@ class TrojanDetectionCore(BatchedCore):
     def _observe(self, idx):
         s = self.obs_slices
         obs = np.empty((len(idx), self.single_observation_space.shape[0]), np.float32)
-        obs[:, s["clean_scores"]] = self.clean_scores[idx]
+        obs[:, s["clean_scores"]] = self.clean_probe_scores[self.model[idx]]
         obs[:, s["probe_scores"]] = self.probe_scores[idx]
         obs[:, s["flip_rate"]] = self.flip[idx]
         obs[:, s["mask_size"]] = self.mask_size[idx, None]
